@@ -1,0 +1,63 @@
+// swift-tools-version:6.0
+// devif: the device interface model (classes, instances, symbolic links,
+// hotplug, handles) for Linux USB and HID devices.
+//
+// Targets follow the pipeline in DESIGN.md:
+//   DevifCore            pure Swift: classes, catalog, snapshots, classifier,
+//                        symbolic links, registry, fan-out, handle table
+//   DevifRegistrySQLite  the registry's storage (SQLite, WAL) behind a core protocol
+//   DevifUSB             the libusb source and USB handles   (CLibUSB)
+//   DevifHID             the hidraw source and HID handles   (CHIDAPI, CUdev)
+//   Devif                the manager that wires sources to the core
+//   devif-usb            the command-line tool
+//   devif-lab-suite      the lab test suite, run inside the lab VM
+import PackageDescription
+
+let package = Package(
+    name: "devif",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Devif", targets: ["Devif"]),
+        .library(name: "DevifCore", targets: ["DevifCore"]),
+        .executable(name: "devif-usb", targets: ["devif-usb"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries, found through pkg-config; each module map is the whole shim.
+        .systemLibrary(name: "CLibUSB", pkgConfig: "libusb-1.0",
+                       providers: [.apt(["libusb-1.0-0-dev"])]),
+        .systemLibrary(name: "CHIDAPI", pkgConfig: "hidapi-hidraw",
+                       providers: [.apt(["libhidapi-dev"])]),
+        .systemLibrary(name: "CUdev", pkgConfig: "libudev",
+                       providers: [.apt(["libudev-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+
+        .target(name: "DevifCore"),
+        .target(name: "DevifRegistrySQLite", dependencies: ["DevifCore", "CSQLite"]),
+        .target(name: "DevifUSB", dependencies: ["DevifCore", "CLibUSB"]),
+        .target(name: "DevifHID", dependencies: ["DevifCore", "CHIDAPI", "CUdev"]),
+        .target(name: "Devif", dependencies: [
+            "DevifCore", "DevifRegistrySQLite", "DevifUSB", "DevifHID",
+        ]),
+        .executableTarget(name: "devif-usb", dependencies: [
+            "Devif",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "DevifCoreTests", dependencies: [
+            "DevifCore", "DevifRegistrySQLite", "registry-crash-writer",
+        ]),
+        // A child process the registry's crash test kills with SIGKILL mid-commit.
+        .executableTarget(name: "registry-crash-writer",
+                          dependencies: ["DevifCore", "DevifRegistrySQLite"],
+                          path: "Tests/RegistryCrashWriter"),
+        // Not a unit-test bundle: an executable that Lab/test runs inside the VM.
+        .executableTarget(name: "devif-lab-suite",
+                          dependencies: ["Devif", "CLibUSB", "CHIDAPI", "CUdev"],
+                          path: "Tests/LabSuite"),
+    ],
+    swiftLanguageModes: [.v6]
+)

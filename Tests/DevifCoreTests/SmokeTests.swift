@@ -1,0 +1,3 @@
+import Testing
+@testable import DevifCore
+@Test func versionIsSet() { #expect(!DevifCoreVersion.string.isEmpty) }
