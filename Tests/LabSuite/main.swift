@@ -1,1 +1,28 @@
-print("0 passed, 0 failed")
+// devif-lab-suite: the lab test suite. Runs inside the lab VM (Lab/test boots
+// it); every test drives real gadgets or uhid devices.
+//   devif-lab-suite [--filter TEXT] [--list]
+import Foundation
+
+var runner = LabRunner()
+registerStackTests(&runner)
+
+let args = CommandLine.arguments.dropFirst()
+if args.contains("--list") {
+    runner.tests.forEach { print($0.name) }
+    exit(0)
+}
+let filter = args.firstIndex(of: "--filter").flatMap { args.index(after: $0) < args.endIndex ? args[args.index(after: $0)] : nil }
+
+// Results also go to a file: the VM console mixes in other output.
+let resultsPath = ProcessInfo.processInfo.environment["LAB_RESULTS"].map { $0 + "/lab-suite.txt" }
+if let resultsPath { _ = FileManager.default.createFile(atPath: resultsPath, contents: nil) }
+let resultsFile = resultsPath.flatMap { FileHandle(forWritingAtPath: $0) }
+func log(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    resultsFile?.write(Data((line + "\n").utf8))
+}
+
+_ = try? Devlab.run(["init", "--udcs", "32"])
+let (passed, failed) = await runner.run(filter: filter, log: log)
+log("\(passed) passed, \(failed) failed")
+exit(failed == 0 && passed > 0 ? 0 : 1)

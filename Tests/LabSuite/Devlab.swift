@@ -1,0 +1,60 @@
+// Drives the lab's device toolkit (Lab/guest/devlab) from the suite.
+import Foundation
+
+enum Devlab {
+    /// The repository root: Lab/test exports DEVIF_REPO; otherwise derived
+    /// from this executable's place in .build/<config>/.
+    static let repo: URL = {
+        if let r = ProcessInfo.processInfo.environment["DEVIF_REPO"] { return URL(fileURLWithPath: r) }
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        return exe.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }()
+
+    static var tool: String { repo.appendingPathComponent("Lab/guest/devlab").path }
+
+    /// Runs `devlab ARGS`, returning its stdout; throws with its stderr on failure.
+    @discardableResult
+    static func run(_ args: [String]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = [tool] + args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        // Read before waiting so a chatty child never blocks on a full pipe.
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw LabFailure("devlab \(args.joined(separator: " ")) exited \(p.terminationStatus): "
+                + (String(decoding: e, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
+        }
+        return String(decoding: o, as: UTF8.self)
+    }
+
+    /// `devlab plug NAME --wait`: the host-side view of the plugged device.
+    @discardableResult
+    static func plug(_ name: String, wait: Double = 20) throws -> Plugged {
+        let json = try run(["plug", name, "--wait", String(wait)])
+        do {
+            return try JSONDecoder().decode(Plugged.self, from: Data(json.utf8))
+        } catch {
+            throw LabFailure("devlab plug \(name) printed unexpected JSON (\(error)): \(json)")
+        }
+    }
+
+    static func unplug(_ name: String, wait: Double = 20) throws {
+        try run(["unplug", name, "--wait", String(wait)])
+    }
+
+    struct Plugged: Decodable {
+        var name: String
+        var busnum: Int?
+        var devnum: Int?
+        var sysfs: String?
+        var port_chain: String?
+        var hidraw: [String]?
+        var serial: String?
+    }
+}

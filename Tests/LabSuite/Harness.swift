@@ -1,0 +1,131 @@
+// A small test harness for scenarios that run inside the lab VM against real
+// kernel USB. Not XCTest: lab scenarios share one boot, run in a fixed order,
+// drive devices through Lab/guest/devlab, and end with the plain line
+// "N passed, N failed" that Lab/test and CI read.
+import Foundation
+import Synchronization
+
+struct LabFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String, file: StaticString = #fileID, line: UInt = #line) {
+        description = "\(message) (\(file):\(line))"
+    }
+}
+
+struct LabTest: Sendable {
+    let name: String
+    let body: @Sendable () async throws -> Void
+}
+
+/// Fails the running test with `message` unless `condition` holds.
+func expect(_ condition: Bool, _ message: @autoclosure () -> String,
+            file: StaticString = #fileID, line: UInt = #line) throws {
+    if !condition { throw LabFailure(message(), file: file, line: line) }
+}
+
+func expectEqual<T: Equatable>(_ actual: T, _ expected: T, _ what: String,
+                               file: StaticString = #fileID, line: UInt = #line) throws {
+    if actual != expected {
+        throw LabFailure("\(what): expected \(expected), got \(actual)", file: file, line: line)
+    }
+}
+
+/// Runs `body`, failing with a message naming `what` if it takes longer than
+/// `seconds`. Every wait in the suite is bounded by one of these.
+func withDeadline<T: Sendable>(_ seconds: Double, _ what: String,
+                               _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: .seconds(seconds))
+            return nil
+        }
+        guard let first = try await group.next(), let value = first else {
+            group.cancelAll()
+            throw LabFailure("timed out after \(seconds) s waiting for \(what)")
+        }
+        group.cancelAll()
+        return value
+    }
+}
+
+/// An unbounded, thread-safe inbox that C callbacks post into and one test
+/// task awaits on (always with a deadline).
+final class Inbox<Element: Sendable>: Sendable {
+    private struct State {
+        var buffer: [Element] = []
+        var waiter: CheckedContinuation<Element?, Never>?
+    }
+    private let state = Mutex(State())
+
+    init() {}
+
+    func post(_ element: Element) {
+        let waiter = state.withLock { s -> CheckedContinuation<Element?, Never>? in
+            if let w = s.waiter { s.waiter = nil; return w }
+            s.buffer.append(element)
+            return nil
+        }
+        waiter?.resume(returning: element)
+    }
+
+    private func take() async -> Element? {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Element?, Never>) in
+                let ready = state.withLock { s -> Element?? in
+                    if !s.buffer.isEmpty { return .some(s.buffer.removeFirst()) }
+                    if Task.isCancelled { return .some(nil) }
+                    s.waiter = c
+                    return .none
+                }
+                if let ready { c.resume(returning: ready) }
+            }
+        } onCancel: {
+            let w = state.withLock { s in defer { s.waiter = nil }; return s.waiter }
+            w?.resume(returning: nil)
+        }
+    }
+
+    /// The next element that satisfies `predicate`, within `seconds`.
+    func next(within seconds: Double, _ what: String,
+              where predicate: @escaping @Sendable (Element) -> Bool = { _ in true }) async throws -> Element {
+        try await withDeadline(seconds, what) { [self] in
+            while true {
+                guard let element = await take() else { throw CancellationError() }
+                if predicate(element) { return element }
+            }
+        }
+    }
+}
+
+struct LabRunner {
+    var tests: [LabTest] = []
+    mutating func add(_ name: String, _ body: @escaping @Sendable () async throws -> Void) {
+        tests.append(LabTest(name: name, body: body))
+    }
+
+    /// Runs the tests in order (or those whose name contains `filter`),
+    /// prints one line each, and returns (passed, failed).
+    func run(filter: String?, log: (String) -> Void) async -> (Int, Int) {
+        var passed = 0, failed = 0
+        for test in tests where filter.map({ test.name.contains($0) }) ?? true {
+            let start = ContinuousClock.now
+            do {
+                try await test.body()
+                passed += 1
+                log("PASS \(test.name) (\(ms(since: start)) ms)")
+            } catch {
+                failed += 1
+                log("FAIL \(test.name) (\(ms(since: start)) ms): \(error)")
+            }
+            // Leave no device behind for the next test.
+            _ = try? Devlab.run(["reset"])
+        }
+        return (passed, failed)
+    }
+}
+
+func ms(since start: ContinuousClock.Instant) -> Int {
+    let d = ContinuousClock.now - start
+    return Int(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)
+}
