@@ -6,6 +6,7 @@
 //   DevifCore            pure Swift: classes, catalog, snapshots, classifier,
 //                        symbolic links, registry, fan-out, handle table
 //   DevifRegistrySQLite  the registry's storage (SQLite, WAL) behind a core protocol
+//   DevifLinux           syscalls, eventfd, kernel uevents, sysfs (shared by the sources)
 //   DevifUSB             the libusb source and USB handles   (CLibUSB)
 //   DevifHID             the hidraw source and HID handles   (CHIDAPI, CUdev)
 //   Devif                the manager that wires sources to the core
@@ -37,8 +38,11 @@ let package = Package(
 
         .target(name: "DevifCore"),
         .target(name: "DevifRegistrySQLite", dependencies: ["DevifCore", "CSQLite"]),
-        .target(name: "DevifUSB", dependencies: ["DevifCore", "CLibUSB"]),
-        .target(name: "DevifHID", dependencies: ["DevifCore", "CHIDAPI", "CUdev"]),
+        // Linux plumbing both sources share: syscall wrappers, eventfd, netlink
+        // kernel uevents (the fallback when udevd is absent), sysfs reading.
+        .target(name: "DevifLinux", dependencies: ["DevifCore"]),
+        .target(name: "DevifUSB", dependencies: ["DevifCore", "DevifLinux", "CLibUSB"]),
+        .target(name: "DevifHID", dependencies: ["DevifCore", "DevifLinux", "CHIDAPI", "CUdev"]),
         .target(name: "Devif", dependencies: [
             "DevifCore", "DevifRegistrySQLite", "DevifUSB", "DevifHID",
         ]),
