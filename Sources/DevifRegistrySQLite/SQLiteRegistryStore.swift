@@ -81,7 +81,7 @@ public final class SQLiteRegistryStore: RegistryStore {
             if isDirectory.boolValue { return }
             throw RegistryError(.location, path: location.path,
                                 message: "\(location.directory) exists and is not a folder",
-                                recovery: "remove it, or set \(RegistryLocation.environmentVariable) to another path")
+                                recovery: "Remove it, or set \(RegistryLocation.environmentVariable) to another path")
         }
         do {
             try FileManager.default.createDirectory(
@@ -90,7 +90,7 @@ public final class SQLiteRegistryStore: RegistryStore {
         } catch {
             throw RegistryError(.location, path: location.path,
                                 message: "cannot create the folder \(location.directory): \(error.localizedDescription)",
-                                recovery: "create it yourself, or set \(RegistryLocation.environmentVariable) to a writable path")
+                                recovery: "Create it yourself, or set \(RegistryLocation.environmentVariable) to a writable path")
         }
     }
 
@@ -115,7 +115,7 @@ public final class SQLiteRegistryStore: RegistryStore {
         guard rename(path, target) == 0 else {
             let reason = String(cString: strerror(errno))
             throw RegistryError(.storage, path: path, message: "cannot move the file to \(target): \(reason)",
-                                recovery: "move or delete it yourself; devif then starts a new registry")
+                                recovery: "Move or delete it yourself; devif then starts a new registry")
         }
         // The WAL belongs to the moved file; a stale -shm is rebuilt by SQLite.
         // Neither may exist; failures here leave nothing the new file would read
@@ -123,7 +123,7 @@ public final class SQLiteRegistryStore: RegistryStore {
         if FileManager.default.fileExists(atPath: path + "-wal"), rename(path + "-wal", target + "-wal") != 0 {
             let reason = String(cString: strerror(errno))
             throw RegistryError(.storage, path: path, message: "moved the file to \(target) but not its -wal file: \(reason)",
-                                recovery: "move \(path)-wal next to \(target) yourself")
+                                recovery: "Move \(path)-wal next to \(target) yourself")
         }
         unlink(path + "-shm")
         return target
@@ -149,7 +149,7 @@ public final class SQLiteRegistryStore: RegistryStore {
             guard mode?.lowercased() == "wal" else {
                 throw RegistryError(.storage, path: path,
                                     message: "cannot switch the database to WAL mode (it stays in \(mode ?? "unknown") mode)",
-                                    recovery: "put the registry on a local file system that supports shared memory")
+                                    recovery: "Put the registry on a local file system that supports shared memory")
             }
             // FULL, not NORMAL: in WAL mode NORMAL already survives a process
             // crash (kill -9) with every committed change, since a commit is in
@@ -198,7 +198,7 @@ public final class SQLiteRegistryStore: RegistryStore {
                 throw RegistryError(.newerSchema(found: Int(clamping: version), supported: schemaVersion),
                                     path: path,
                                     message: "the registry has schema version \(version), written by a newer devif; this devif understands version \(schemaVersion)",
-                                    recovery: "use the newer devif, or set \(RegistryLocation.environmentVariable) to another file (this one is left untouched)")
+                                    recovery: "Use the newer devif, or set \(RegistryLocation.environmentVariable) to another file (this one is left untouched)")
             }
             if version == Int64(schemaVersion) { return .registry }
         }
@@ -206,7 +206,7 @@ public final class SQLiteRegistryStore: RegistryStore {
         if application == 0 && version == 0 && objects == 0 { return .empty }
         throw RegistryError(.notARegistry, path: path,
                             message: "the file is an SQLite database but not a devif registry (application_id \(application), user_version \(version), \(objects) schema objects)",
-                            recovery: "it was left untouched; set \(RegistryLocation.environmentVariable) to another path, or move this file away if it is not needed")
+                            recovery: "It was left untouched; set \(RegistryLocation.environmentVariable) to another path, or move this file away if it is not needed")
     }
 
     static let corruptRecovery =
@@ -505,16 +505,16 @@ public final class SQLiteRegistryStore: RegistryStore {
         case SQLITE_BUSY, SQLITE_LOCKED:
             return RegistryError(.busy, path: path,
                                  message: "another process kept the registry locked past the busy timeout (\(error))",
-                                 recovery: "try again; if it persists, find the process holding the file (fuser \(path))")
+                                 recovery: "Try again; if it persists, find the process holding the file (fuser \(path))")
         case SQLITE_CANTOPEN:
             return RegistryError(.storage, path: path, message: "cannot open the file (\(error))",
-                                 recovery: "check that its folder exists and is writable by this user")
+                                 recovery: "Check that its folder exists and is writable by this user")
         case SQLITE_READONLY, SQLITE_PERM, SQLITE_AUTH:
             return RegistryError(.storage, path: path, message: "the registry is not writable (\(error))",
-                                 recovery: "check the file's permissions; root's registry is writable only by root")
+                                 recovery: "Check the file's permissions; root's registry is writable only by root")
         case SQLITE_FULL:
             return RegistryError(.storage, path: path, message: "the disk is full (\(error))",
-                                 recovery: "free space on the registry's file system")
+                                 recovery: "Free space on the registry's file system")
         default:
             return RegistryError(.storage, path: path, message: "\(error)")
         }

@@ -58,7 +58,7 @@ public struct RegistryLocation: Sendable, Equatable {
         } else {
             throw RegistryError(.location,
                                 message: "cannot place the registry: neither XDG_STATE_HOME nor HOME is an absolute path",
-                                recovery: "set \(environmentVariable) to the registry file's path")
+                                recovery: "Set \(environmentVariable) to the registry file's path")
         }
         let directory = join(state, "devif")
         return RegistryLocation(path: join(directory, "registry.sqlite"), directory: directory,

@@ -140,7 +140,7 @@ public enum RegistryChangePlanner {
         let link = record.symbolicLink
         if link.isEmpty {
             throw RegistryError(.invalidRecord, message: "a record has an empty symbolic link",
-                                recovery: "give every instance its symbolic link")
+                                recovery: "Give every instance its symbolic link")
         }
         if link.utf8.count > maximumLinkLength {
             throw RegistryError(.invalidRecord,
