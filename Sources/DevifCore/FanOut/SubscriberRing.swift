@@ -1,0 +1,225 @@
+import Dispatch
+import Synchronization
+
+/// One subscriber's bounded single-producer/single-consumer queue, plus the
+/// parking protocol that lets the producer wake a waiting consumer without a lock.
+///
+/// Producer: the fan-out's publisher (one thread at a time, serialised by
+/// `FanOut`). Consumer: the subscription's iterator or callback thread (one at a
+/// time, enforced by `FanOutConsumer`). Wakers: the producer, `cancel()` and
+/// task-cancellation handlers, from any thread.
+///
+/// Each slot is written only by the producer and read only by the consumer, and
+/// the hand-off goes through the `tail`/`head` indices with release/acquire, so
+/// refcounted values (strings, arrays) are never read torn or freed early.
+final class SubscriberRing<Event: Sendable>: @unchecked Sendable {
+    /// What a slot holds: the event, and how many events were dropped for this
+    /// subscriber just before it (so the gap is reported exactly where it is).
+    struct Entry {
+        var missedBefore: UInt64
+        var event: Event
+    }
+
+    /// How a parked consumer is woken.
+    enum Parking {
+        /// An async consumer; its continuation lives in `continuation`.
+        case task
+        /// A thread consumer blocked on this semaphore.
+        case thread(DispatchSemaphore)
+    }
+
+    private static var idle: Int { 0 }
+    private static var parked: Int { 1 }
+
+    let capacity: Int
+    private let mask: Int
+    private let storage: UnsafeMutablePointer<Entry>
+    private let parking: Parking
+
+    // Written by the producer only.
+    private let tail = Atomic<Int>(0)
+    /// Events dropped since the last successful push. Only the producer writes it;
+    /// the consumer reads it only after observing `closed`, when the producer has
+    /// stopped, so relaxed accesses suffice (the `closed` release/acquire orders them).
+    let missed = Atomic<UInt64>(0)
+    /// Producer-private copy of `head`, refreshed only when the ring looks full,
+    /// to avoid touching the consumer's cache line on every push.
+    private var cachedHead = 0
+
+    // Written by the consumer only.
+    private let head = Atomic<Int>(0)
+    /// Consumer-private copy of `tail`, refreshed only when the ring looks empty.
+    private var cachedTail = 0
+
+    /// Set once by the producer (`FanOut.finish`) or by a subscriber that joined a finished fan-out.
+    let closed = Atomic<Bool>(false)
+    /// Set once when the subscription is cancelled (by `cancel()` or task cancellation).
+    let cancelled = Atomic<Bool>(false)
+
+    /// `idle` or `parked`. Exactly one party moves it from `parked` to `idle`
+    /// (by compare-exchange), and that party resumes the consumer: no lost and
+    /// no double wake-ups.
+    private let parkState = Atomic<Int>(0)
+    /// Written by the consumer before it publishes `parked`; read only by the
+    /// party that wins the `parked -> idle` exchange.
+    private var continuation: UnsafeContinuation<Void, Never>?
+
+    init(capacity requested: Int, parking: Parking) {
+        // A power of two lets indices run free and wrap with a mask.
+        var capacity = 1
+        while capacity < requested { capacity <<= 1 }
+        self.capacity = capacity
+        self.mask = capacity - 1
+        self.storage = .allocate(capacity: capacity)
+        self.parking = parking
+    }
+
+    deinit {
+        // Nobody else can reach the ring now; drop whatever was never consumed.
+        let h = head.load(ordering: .relaxed)
+        let t = tail.load(ordering: .relaxed)
+        var i = h
+        while i != t {
+            (storage + (i & mask)).deinitialize(count: 1)
+            i &+= 1
+        }
+        storage.deallocate()
+    }
+
+    // MARK: Producer
+
+    /// Queues `event`, or counts it as missed if the ring is full. Never blocks.
+    /// Returns whether the event was queued.
+    @discardableResult
+    func push(_ event: Event) -> Bool {
+        // Relaxed: only this thread (the producer) ever writes `tail`.
+        let t = tail.load(ordering: .relaxed)
+        if t &- cachedHead == capacity {
+            // Acquire: the consumer's move out of the slot we are about to reuse
+            // must happen-before we overwrite it (pairs with the release in `pop`).
+            cachedHead = head.load(ordering: .acquiring)
+            if t &- cachedHead == capacity {
+                missed.store(missed.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+                return false
+            }
+        }
+        let m = missed.load(ordering: .relaxed)
+        if m != 0 { missed.store(0, ordering: .relaxed) }
+        (storage + (t & mask)).initialize(to: Entry(missedBefore: m, event: event))
+        // Release: the slot's contents happen-before the consumer's acquire of
+        // `tail`. Sequentially consistent as well, because with the load of
+        // `parkState` below it forms the store/load (Dekker) pattern against the
+        // consumer's "store parked, then re-check tail": in the single total order
+        // at least one side sees the other, so a wake-up is never lost.
+        tail.store(t &+ 1, ordering: .sequentiallyConsistent)
+        wake()
+        return true
+    }
+
+    /// Ends the stream after what is queued (idempotent). Producer, or the
+    /// subscriber itself when it joined an already finished fan-out.
+    func close() {
+        // Release so the consumer that acquires `closed` sees every push and the
+        // final `missed`; sequentially consistent for the Dekker pattern with
+        // parking, as in `push`.
+        closed.store(true, ordering: .sequentiallyConsistent)
+        wake()
+    }
+
+    /// Marks the subscription cancelled and wakes a parked consumer. Any thread.
+    func cancel() {
+        cancelled.store(true, ordering: .sequentiallyConsistent)
+        wake()
+    }
+
+    /// Wakes the consumer if it is parked. Any thread; lock-free.
+    func wake() {
+        // Sequentially consistent: the second half of the Dekker pattern (see `push`).
+        // The common case (consumer busy, not parked) costs one plain load.
+        guard parkState.load(ordering: .sequentiallyConsistent) == Self.parked else { return }
+        // Acquire: pairs with the consumer's release of `parked`, so the
+        // continuation it stored just before is visible to us.
+        if parkState.compareExchange(expected: Self.parked, desired: Self.idle,
+                                     ordering: .acquiring).exchanged {
+            resumeConsumer()
+        }
+    }
+
+    private func resumeConsumer() {
+        switch parking {
+        case .task:
+            // Read by exactly one winner of the exchange; the consumer writes it
+            // again only after being resumed (resume orders the two).
+            continuation.unsafelyUnwrapped.resume()
+        case .thread(let semaphore):
+            semaphore.signal()
+        }
+    }
+
+    // MARK: Consumer
+
+    /// Takes the oldest queued entry, if any.
+    func pop() -> Entry? {
+        // Relaxed: only this thread (the consumer) ever writes `head`.
+        let h = head.load(ordering: .relaxed)
+        if h == cachedTail {
+            // Acquire: pairs with the producer's release of `tail`, so the entry is
+            // fully written before we read it.
+            cachedTail = tail.load(ordering: .acquiring)
+            if h == cachedTail { return nil }
+        }
+        let entry = (storage + (h & mask)).move()
+        // Release: our move out happens-before the producer reuses this slot
+        // (pairs with the acquire of `head` in `push`).
+        head.store(h &+ 1, ordering: .releasing)
+        return entry
+    }
+
+    /// Whether the consumer has anything to act on. Sequentially consistent loads:
+    /// the consumer's half of the Dekker pattern (see `push`).
+    private func hasWork() -> Bool {
+        tail.load(ordering: .sequentiallyConsistent) != head.load(ordering: .relaxed)
+            || closed.load(ordering: .sequentiallyConsistent)
+            || cancelled.load(ordering: .sequentiallyConsistent)
+    }
+
+    /// Suspends the calling task until there is work (an entry, close or cancel).
+    /// May return spuriously; callers re-check.
+    func parkTask() async {
+        await withTaskCancellationHandler {
+            await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
+                continuation = c
+                // Release publishes `continuation` to the waker; sequentially
+                // consistent so that the re-check below and a waker's check of
+                // `parkState` cannot both miss each other.
+                parkState.store(Self.parked, ordering: .sequentiallyConsistent)
+                if hasWork(),
+                   parkState.compareExchange(expected: Self.parked, desired: Self.idle,
+                                             ordering: .relaxed).exchanged {
+                    // We un-parked ourselves; no waker will touch `c`.
+                    c.resume()
+                }
+                // Otherwise a waker won the exchange (or will) and resumes `c`.
+            }
+        } onCancel: {
+            self.cancel()
+        }
+    }
+
+    /// Blocks the calling (dedicated) thread until there is work. May return
+    /// spuriously; callers re-check.
+    func parkThread() {
+        guard case .thread(let semaphore) = parking else {
+            preconditionFailure("parkThread on a ring made for a task consumer")
+        }
+        parkState.store(Self.parked, ordering: .sequentiallyConsistent)
+        if hasWork(),
+           parkState.compareExchange(expected: Self.parked, desired: Self.idle,
+                                     ordering: .relaxed).exchanged {
+            return
+        }
+        // A waker won the exchange and signals (or already did): consume that
+        // signal so the semaphore stays balanced.
+        semaphore.wait()
+    }
+}
