@@ -1,4 +1,7 @@
 import CSQLite
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Owns one `sqlite3*` handle; closing it is the deinit's job, so a
 /// connection can neither leak nor be closed twice.
@@ -25,6 +28,23 @@ struct SQLiteConnection: ~Copyable {
         // close_v2 defers the close until every statement is finalized; with
         // statements owned by ~Copyable values there are none left by now.
         sqlite3_close_v2(handle)
+    }
+
+    /// Waits up to about `milliseconds` for another connection's lock.
+    ///
+    /// Like `sqlite3_busy_timeout`, but retrying every 0.25-0.75 ms instead of
+    /// with SQLite's backoff (up to 100 ms between tries): with the backoff, a
+    /// process that commits back to back takes the lock again and again while
+    /// the other one sleeps, and the other one can starve for its whole timeout.
+    func setBusyTimeout(milliseconds: Int) {
+        // The budget travels in the context pointer, so the callback captures nothing.
+        let tries = max(1, milliseconds * 2)
+        sqlite3_busy_handler(handle, { context, count in
+            let budget = Int(bitPattern: context)
+            guard Int(count) < budget else { return 0 }  // give up: the call returns SQLITE_BUSY
+            usleep(UInt32.random(in: 250...750))
+            return 1
+        }, UnsafeMutableRawPointer(bitPattern: tries))
     }
 
     /// Runs SQL that returns no rows (several statements allowed).

@@ -138,7 +138,7 @@ public final class SQLiteRegistryStore: RegistryStore {
             let db = try SQLiteConnection(path: path, flags: flags)
             let (seconds, attoseconds) = busyTimeout.components
             let milliseconds = min(Int64(Int32.max), max(0, seconds * 1000 + attoseconds / 1_000_000_000_000_000))
-            sqlite3_busy_timeout(db.handle, Int32(milliseconds))
+            db.setBusyTimeout(milliseconds: Int(milliseconds))
 
             // Check what the file is before changing anything in it: a foreign
             // database or a newer devif's registry must be left as it is.
