@@ -1,0 +1,135 @@
+// The one place that calls libc for the sources: each wrapper retries EINTR
+// where that is right, and turns -1/errno into a LinuxError naming the call.
+import Glibc
+
+/// Thin typed wrappers over the system calls devif's sources use.
+public enum Syscalls {
+    /// `open(path, flags | O_CLOEXEC)`.
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0) throws(LinuxError) -> Int32 {
+        try retrying("open", path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    /// `close(fd)`. Errors are not reported: after close the descriptor is
+    /// gone either way on Linux, and retrying EINTR could close a reused one.
+    public static func close(_ fd: Int32) {
+        _ = Glibc.close(fd)
+    }
+
+    /// `read(fd, buffer)`: the byte count (0 at end of file).
+    public static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer,
+                            subject: String? = nil) throws(LinuxError) -> Int {
+        try retrying("read", subject) { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    /// `write(fd, buffer)`: the byte count written.
+    public static func write(_ fd: Int32, _ buffer: UnsafeRawBufferPointer,
+                             subject: String? = nil) throws(LinuxError) -> Int {
+        try retrying("write", subject) { Glibc.write(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    /// `poll(fds, timeout)`: how many descriptors have events; 0 on timeout.
+    /// EINTR returns 0 (the caller re-checks its state and polls again).
+    public static func poll(_ fds: inout [pollfd], timeoutMilliseconds: Int32) throws(LinuxError) -> Int {
+        let rc = fds.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, nfds_t($0.count), timeoutMilliseconds) }
+        if rc < 0 {
+            if errno == EINTR { return 0 }
+            throw .current("poll")
+        }
+        return Int(rc)
+    }
+
+    /// `EFD_NONBLOCK` (`<sys/eventfd.h>` is not part of the Glibc module;
+    /// the value is O_NONBLOCK's by definition).
+    public static let eventfdNonBlocking = O_NONBLOCK
+    /// `EFD_CLOEXEC` (O_CLOEXEC's value by definition).
+    public static let eventfdCloseOnExec = O_CLOEXEC
+
+    /// `eventfd(initial, flags | EFD_CLOEXEC)`.
+    public static func eventfd(_ initial: UInt32, _ flags: Int32) throws(LinuxError) -> Int32 {
+        guard let eventfdCall = libcEventfd else { throw LinuxError(code: ENOSYS, call: "eventfd") }
+        return try retrying("eventfd") { eventfdCall(initial, flags | eventfdCloseOnExec) }
+    }
+
+    /// glibc's `eventfd`, looked up once: Swift's Glibc module does not
+    /// import `<sys/eventfd.h>`, and `syscall()` is variadic (not callable
+    /// from Swift), so the symbol is taken from the already loaded libc.
+    private static let libcEventfd: (@convention(c) (UInt32, Int32) -> Int32)? = {
+        guard let symbol = dlsym(nil, "eventfd") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (UInt32, Int32) -> Int32).self)
+    }()
+
+    /// `socket(domain, type | SOCK_CLOEXEC, protocol)`.
+    public static func socket(_ domain: Int32, _ type: Int32, _ proto: Int32,
+                              subject: String? = nil) throws(LinuxError) -> Int32 {
+        try retrying("socket", subject) { Glibc.socket(domain, type | Int32(SOCK_CLOEXEC.rawValue), proto) }
+    }
+
+    /// `bind(fd, address)`; `address` holds the raw socket address bytes.
+    public static func bind(_ fd: Int32, address: [UInt8], subject: String? = nil) throws(LinuxError) {
+        let rc = address.withUnsafeBytes {
+            Glibc.bind(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
+        }
+        if rc < 0 { throw .current("bind", subject) }
+    }
+
+    /// `setsockopt(fd, level, name, &value)` for an `Int32` option.
+    public static func setSocketOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32,
+                                       subject: String? = nil) throws(LinuxError) {
+        var value = value
+        if setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<Int32>.size)) < 0 {
+            throw .current("setsockopt", subject)
+        }
+    }
+
+    /// `recvfrom(fd, buffer, flags)`: the byte count (the datagram's full
+    /// length with `MSG_TRUNC`) and the sender's raw address bytes.
+    public static func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, flags: Int32,
+                               subject: String? = nil) throws(LinuxError) -> (count: Int, sender: [UInt8]) {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let count = try withUnsafeMutablePointer(to: &storage) { pointer throws(LinuxError) in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address throws(LinuxError) in
+                try retrying("recvfrom", subject) { recvfrom(fd, buffer.baseAddress, buffer.count, flags, address, &length) }
+            }
+        }
+        let sender = withUnsafeBytes(of: &storage) { Array($0.prefix(min(Int(length), $0.count))) }
+        return (count, sender)
+    }
+
+    /// `access(path, mode)`: nil when allowed, else the error.
+    public static func access(_ path: String, _ mode: Int32) -> LinuxError? {
+        Glibc.access(path, mode) == 0 ? nil : .current("access", path)
+    }
+
+    /// `stat(path)` (follows symbolic links).
+    public static func stat(_ path: String) throws(LinuxError) -> Glibc.stat {
+        var result = Glibc.stat()
+        if fstatat(AT_FDCWD, path, &result, 0) < 0 { throw .current("stat", path) }
+        return result
+    }
+
+    /// `readlink(path)`: the link's target text (at most PATH_MAX bytes).
+    public static func readlink(_ path: String) throws(LinuxError) -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = Glibc.readlink(path, &buffer, buffer.count - 1)
+        if count < 0 { throw .current("readlink", path) }
+        return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// `realpath(path)`: the canonical absolute path.
+    public static func realpath(_ path: String) throws(LinuxError) -> String {
+        guard let resolved = Glibc.realpath(path, nil) else { throw .current("realpath", path) }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    /// Runs a call, retrying on EINTR; -1 becomes a LinuxError.
+    private static func retrying<T: BinaryInteger>(_ call: String, _ subject: String? = nil,
+                                                   _ body: () -> T) throws(LinuxError) -> T {
+        while true {
+            let rc = body()
+            if rc >= 0 { return rc }
+            if errno != EINTR { throw .current(call, subject) }
+        }
+    }
+}

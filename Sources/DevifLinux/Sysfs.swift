@@ -1,0 +1,93 @@
+import DevifCore
+import Glibc
+
+/// Reading sysfs defensively: attribute files are small, but a device or a
+/// driver chose some of their contents, so every read is capped.
+public enum Sysfs {
+    /// Reads at most `limit` bytes of a file (sysfs attributes are one page
+    /// at most; binary ones like `report_descriptor` up to 4 KiB).
+    public static func read(_ path: String, limit: Int = 4096) throws(LinuxError) -> [UInt8] {
+        let fd = try Syscalls.open(path, O_RDONLY)
+        defer { Syscalls.close(fd) }
+        var result: [UInt8] = []
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, min(limit, 4096)), alignment: 1)
+        defer { chunk.deallocate() }
+        while result.count < limit {
+            let want = min(chunk.count, limit - result.count)
+            let count = try Syscalls.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: chunk[0..<want]), subject: path)
+            if count == 0 { break }
+            result += chunk[0..<count]
+        }
+        return result
+    }
+
+    /// A text attribute without its trailing newline, UTF-8 with invalid
+    /// bytes replaced; nil when the file does not exist or cannot be read.
+    public static func string(_ path: String, limit: Int = 4096) -> String? {
+        guard var bytes = try? read(path, limit: limit) else { return nil }
+        if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// A hex attribute (`idVendor`, `bcdDevice`, `bInterfaceNumber`).
+    public static func hex(_ path: String) -> UInt64? {
+        guard let text = string(path, limit: 64) else { return nil }
+        return UInt64(text.trimmingASCIIWhitespace(), radix: 16)
+    }
+
+    /// A directory's `uevent` file, parsed; nil when unreadable or malformed.
+    public static func uevent(of directory: String) -> Uevent? {
+        guard let bytes = try? read(directory + "/uevent", limit: 8192) else { return nil }
+        return try? Uevent(ueventFile: bytes)
+    }
+
+    /// The name of the subsystem a device directory belongs to (the last
+    /// component of its `subsystem` link), e.g. `usb`, `hid`, `hidraw`.
+    public static func subsystem(of directory: String) -> String? {
+        guard let target = try? Syscalls.readlink(directory + "/subsystem") else { return nil }
+        return target.split(separator: "/").last.map(String.init)
+    }
+
+    /// The nearest ancestor of `directory` (itself excluded) in `subsystem`
+    /// whose uevent `DEVTYPE` is `devtype` (when given). `directory` must be
+    /// a canonical path under `/sys/devices` (see `Syscalls.realpath`).
+    public static func ancestor(of directory: String, subsystem: String, devtype: String? = nil) -> String? {
+        var path = parent(of: directory)
+        while let current = path, current.hasPrefix("/sys/devices/") {
+            if Self.subsystem(of: current) == subsystem,
+               devtype == nil || uevent(of: current)?["DEVTYPE"] == devtype {
+                return current
+            }
+            path = parent(of: current)
+        }
+        return nil
+    }
+
+    /// The path without its last component; nil for `/`.
+    public static func parent(of path: String) -> String? {
+        guard let slash = path.lastIndex(of: "/"), path != "/" else { return nil }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    /// The last path component.
+    public static func name(of path: String) -> String {
+        path.split(separator: "/").last.map(String.init) ?? path
+    }
+}
+
+/// Whether udevd is running: its control socket exists (`/run/udev/control`,
+/// which systemd-udevd and eudev create). Without udevd, libudev's monitor
+/// receives nothing and device nodes keep devtmpfs's default permissions.
+public func udevIsRunning(controlSocket: String = "/run/udev/control") -> Bool {
+    guard let info = try? Syscalls.stat(controlSocket) else { return false }
+    return info.st_mode & S_IFMT == S_IFSOCK
+}
+
+extension String {
+    /// Without leading and trailing ASCII spaces, tabs and newlines.
+    func trimmingASCIIWhitespace() -> String {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }
+        guard let start = firstIndex(where: { !isSpace($0) }), let end = lastIndex(where: { !isSpace($0) }) else { return "" }
+        return String(self[start...end])
+    }
+}
