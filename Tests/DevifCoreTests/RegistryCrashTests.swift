@@ -137,7 +137,11 @@ private struct Writer {
 
         for iteration in 0..<iterations {
             let context = "iteration \(iteration) (seed \(seed))"
-            let killAfter = Int.random(in: 0...40, using: &random)
+            // A quarter of the kills land while the writer opens the file or
+            // makes its first commits (schema creation, WAL recovery after the
+            // previous kill); the rest anywhere in its first 40 commits.
+            let killAfter = Bool.random(using: &random) && Bool.random(using: &random)
+                ? Int.random(in: 0...2, using: &random) : Int.random(in: 0...40, using: &random)
             let writer = try Writer.start(database: database, arguments: ["--prefix", "crash\(iteration)"],
                                           name: "writer in \(context)")
             var printed: [RegistrySequence] = []
