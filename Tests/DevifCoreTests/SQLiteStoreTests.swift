@@ -193,6 +193,27 @@ private func makeRegistryFile(_ path: String, instances: Int) throws {
         #expect(error?.description.contains(path) == true)
     }
 
+    @Test func aLockHeldPastTheTimeoutIsABusyErrorAndNothingIsCommitted() throws {
+        let folder = try RegistryTestFolder(); defer { folder.cleanUp() }
+        let path = folder.file("registry.sqlite")
+        let store = try SQLiteRegistryStore(path: path, busyTimeout: .milliseconds(100))
+        // Another "process" takes the write lock and keeps it.
+        var other: OpaquePointer?
+        try #require(sqlite3_open_v2(path, &other, SQLITE_OPEN_READWRITE, nil) == SQLITE_OK)
+        defer { sqlite3_close_v2(other) }
+        try #require(sqlite3_exec(other, "BEGIN IMMEDIATE", nil, nil, nil) == SQLITE_OK)
+        let started = ContinuousClock.now
+        let error = #expect(throws: RegistryError.self) {
+            try store.commit([.arrival(registryTestRecord("A"))], time: Date())
+        }
+        let waited = ContinuousClock.now - started
+        #expect(error?.kind == .busy, "\(error?.description ?? "no error")")
+        #expect(waited >= .milliseconds(50) && waited < .seconds(5), "waited \(waited) for a 100 ms timeout")
+        try #require(sqlite3_exec(other, "ROLLBACK", nil, nil, nil) == SQLITE_OK)
+        #expect(try store.commit([.arrival(registryTestRecord("A"))], time: Date()).map(\.seq) == [1],
+                "the failed commit used no number")
+    }
+
     @Test func aDamagedRowIsACorruptErrorNotACrash() throws {
         let folder = try RegistryTestFolder(); defer { folder.cleanUp() }
         let path = folder.file("registry.sqlite")
