@@ -1,0 +1,215 @@
+import DevifCore
+import CLibUSB
+import DevifLinux
+import Glibc
+
+/// Makes an arrival *ready*: from the descriptors (libusb's or sysfs's) to a
+/// ``DeviceSnapshot`` with its node present, its strings, the active
+/// configuration and whether this process may open it.
+///
+/// Strings come from sysfs first (the kernel read them at enumeration: no
+/// permission and no device I/O needed), then, only for what sysfs lacks and
+/// only when the node may be opened, from the device with a timeout.
+struct USBAssembler: Sendable {
+    var options: USBSource.Options
+
+    /// How to get a libusb handle for reading strings the kernel did not cache.
+    enum Opener {
+        /// libusb_open on a device libusb discovered.
+        case libusb(OpaquePointer)
+        /// open(2) the node and libusb_wrap_sys_device it (no-discovery mode).
+        case wrap(context: OpaquePointer)
+    }
+
+    struct Result {
+        var snapshot: DeviceSnapshot
+        /// Things worth a line in the log (what could not be read, and why).
+        var problems: [String]
+    }
+
+    func assemble(_ raw: RawDevice, opener: Opener) -> Result {
+        var problems = raw.problems
+        let chain = raw.portChain
+        let devnode = Self.devnode(bus: raw.bus, address: raw.address)
+        if !waitForNode(devnode) {
+            problems.append("\(devnode) did not appear within \(options.devnodeWait)")
+        }
+
+        // sysfs: only if the directory at this port chain is still this device.
+        let dir = "/sys/bus/usb/devices/\(chain)"
+        let sameDevice = { Sysfs.decimal(dir + "/busnum") == Int(raw.bus) && Sysfs.decimal(dir + "/devnum") == Int(raw.address) }
+        var strings: [UInt8: String] = [:]
+        var sysfsPath: String?
+        var active: UInt8?
+        if sameDevice() {
+            // Reading bConfigurationValue takes the kernel's device lock, so it
+            // returns after a configuration in progress (and its interfaces) is
+            // complete: this is what makes the interface directories ready.
+            if let text = Sysfs.string(dir + "/bConfigurationValue", limit: 16) {
+                active = UInt8(text.trimmingASCIIWhitespace()) ?? 0
+            }
+            for (index, file) in [(raw.manufacturerIndex, "manufacturer"), (raw.productIndex, "product"),
+                                  (raw.serialIndex, "serial")] where index != 0 {
+                if let s = Sysfs.string("\(dir)/\(file)", limit: 1024) { strings[index] = s }
+            }
+            if let active, active != 0, let configuration = raw.configurations.first(where: { $0.value == active }) {
+                for number in Set(configuration.interfaces.map(\.descriptor.number)) {
+                    let interfaceDir = "\(dir):\(active).\(number)"
+                    guard let alt = Sysfs.decimal(interfaceDir + "/bAlternateSetting"),
+                          let descriptor = configuration.interfaces.first(where: {
+                              $0.descriptor.number == number && Int($0.descriptor.alternateSetting) == alt })
+                    else { continue }
+                    if descriptor.stringIndex != 0, let s = Sysfs.string(interfaceDir + "/interface", limit: 1024) {
+                        strings[descriptor.stringIndex] = s
+                    }
+                }
+            }
+            if sameDevice() {
+                sysfsPath = (try? Syscalls.realpath(dir)) ?? dir
+            } else {
+                strings = [:]
+                active = nil
+            }
+        }
+        if sysfsPath == nil { problems.append("\(dir) is not this device (gone or replaced): no strings from sysfs") }
+
+        var access = accessState(devnode, raw)
+        let missing = raw.stringIndexes.subtracting(strings.keys).sorted()
+        if case .ok = access, options.confirmAccessByOpening || !missing.isEmpty {
+            switch open(opener, devnode) {
+            case .success(let opened):
+                if !missing.isEmpty {
+                    var reader = StringDescriptorReader(
+                        handle: opened.handle, timeoutMilliseconds: UInt32(options.stringTimeout.milliseconds))
+                    for index in missing { if let s = reader.string(index) { strings[index] = s } }
+                    if let error = reader.gaveUp { problems.append("strings: \(error)") }
+                }
+                opened.close()
+            case .failure(let error) where error == .access:
+                access = .denied(reason: "\(devnode): opening it failed with permission denied although its mode allows it "
+                    + "(a container's device cgroup or a security module forbids it)")
+            case .failure(let error):
+                problems.append("opening \(devnode): \(error)")
+            }
+        }
+        let unread = raw.stringIndexes.subtracting(strings.keys)
+        if !unread.isEmpty, case .ok = access {
+            problems.append("string descriptor(s) \(unread.sorted().map(String.init).joined(separator: ", ")) could not be read")
+        }
+
+        func string(_ index: UInt8) -> String? { index == 0 ? nil : strings[index] }
+        let configurations = raw.configurations.map { c in
+            USBConfiguration(value: c.value, interfaces: c.interfaces.map { i in
+                var d = i.descriptor
+                d.interfaceString = string(i.stringIndex)
+                return d
+            })
+        }
+        let snapshot = DeviceSnapshot(
+            kind: .usb, portChain: chain, deviceAddress: raw.address, vendorID: raw.vendorID,
+            productID: raw.productID, bcdDevice: raw.bcdDevice, deviceClass: raw.deviceClass,
+            manufacturer: string(raw.manufacturerIndex), product: string(raw.productIndex),
+            serialNumber: string(raw.serialIndex), configurations: configurations,
+            activeConfigurationValue: active, devnode: devnode, sysfsPath: sysfsPath, access: access)
+        return Result(snapshot: snapshot, problems: problems)
+    }
+
+    /// `/dev/bus/usb/BBB/DDD`, as devtmpfs names it.
+    static func devnode(bus: UInt8, address: UInt8) -> String {
+        func three(_ v: UInt8) -> String { let s = String(v); return String(repeating: "0", count: 3 - s.count) + s }
+        return "/dev/bus/usb/\(three(bus))/\(three(address))"
+    }
+
+    /// devtmpfs creates the node before the kernel announces the device, so
+    /// this normally returns at once; the bounded wait covers slower /dev setups.
+    private func waitForNode(_ path: String) -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now + options.devnodeWait
+        while !Sysfs.exists(path) {
+            guard clock.now < deadline else { return false }
+            usleep(5_000)  // polling a path; nothing to wait on
+        }
+        return true
+    }
+
+    // MARK: Access
+
+    /// Whether this process may open `devnode` read-write, by the kernel's own
+    /// permission check (`faccessat` with the effective ids, ACLs included).
+    private func accessState(_ devnode: String, _ raw: RawDevice) -> AccessState {
+        if faccessat(AT_FDCWD, devnode, R_OK | W_OK, AT_EACCESS) == 0 { return .ok }
+        let err = errno
+        var st = stat()
+        guard stat(devnode, &st) == 0 else {
+            return .denied(reason: "\(devnode): \(String(cString: strerror(err)))")
+        }
+        let rule = "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"\(hex4(raw.vendorID))\", ATTR{idProduct}==\"\(hex4(raw.productID))\", TAG+=\"uaccess\""
+        return .denied(reason: "\(devnode) is \(Self.modeString(st.st_mode)) \(Self.user(st.st_uid)):\(Self.group(st.st_gid)) "
+            + "and this process (uid \(geteuid()), gid \(getegid())) may not open it read-write; "
+            + "a udev rule granting access fixes this, e.g. \(rule) (or MODE=\"0660\", GROUP=\"plugdev\")")
+    }
+
+    static func modeString(_ mode: mode_t) -> String {
+        let type: Character = (mode & S_IFMT) == S_IFCHR ? "c" : "-"
+        let bits: [(mode_t, Character)] = [(0o400, "r"), (0o200, "w"), (0o100, "x"), (0o040, "r"), (0o020, "w"),
+                                           (0o010, "x"), (0o004, "r"), (0o002, "w"), (0o001, "x")]
+        return String([type] + bits.map { mode & $0.0 != 0 ? $0.1 : "-" })
+    }
+
+    static func user(_ uid: uid_t) -> String {
+        var pw = passwd(), result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 1024)
+        guard getpwuid_r(uid, &pw, &buffer, buffer.count, &result) == 0, result != nil, let name = pw.pw_name
+        else { return String(uid) }
+        return String(cString: name)
+    }
+
+    static func group(_ gid: gid_t) -> String {
+        var gr = Glibc.group(), result: UnsafeMutablePointer<Glibc.group>?
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard getgrgid_r(gid, &gr, &buffer, buffer.count, &result) == 0, result != nil, let name = gr.gr_name
+        else { return String(gid) }
+        return String(cString: name)
+    }
+
+    // MARK: Opening
+
+    private struct Opened {
+        var handle: OpaquePointer
+        var fd: Int32?
+        func close() {
+            LibUSB.close(handle)
+            if let fd { _ = Glibc.close(fd) }
+        }
+    }
+
+    private func open(_ opener: Opener, _ devnode: String) -> Swift.Result<Opened, USBError> {
+        switch opener {
+        case .libusb(let dev):
+            do { return .success(Opened(handle: try LibUSB.open(dev), fd: nil)) } catch { return .failure(error) }
+        case .wrap(let context):
+            let fd = Glibc.open(devnode, O_RDWR | O_CLOEXEC)
+            guard fd >= 0 else {
+                let e = errno
+                let code = e == EACCES || e == EPERM ? LIBUSB_ERROR_ACCESS : e == ENOENT || e == ENODEV ? LIBUSB_ERROR_NO_DEVICE : LIBUSB_ERROR_IO
+                return .failure(USBError(libusbCode: code.rawValue, operation: "open(\(devnode))"))
+            }
+            do { return .success(Opened(handle: try LibUSB.wrapSysDevice(context, fd: fd), fd: fd)) } catch {
+                _ = Glibc.close(fd)
+                return .failure(error)
+            }
+        }
+    }
+}
+
+func hex4(_ v: UInt16) -> String {
+    let s = String(v, radix: 16)
+    return String(repeating: "0", count: 4 - s.count) + s
+}
+
+extension Duration {
+    var milliseconds: Int64 {
+        let (s, atto) = components
+        return s * 1000 + atto / 1_000_000_000_000_000
+    }
+}

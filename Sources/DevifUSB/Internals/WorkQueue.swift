@@ -1,0 +1,81 @@
+// The blocking queue between libusb's hotplug callback (or the uevent
+// monitor) and the assembler thread.
+import Dispatch
+import Synchronization
+
+/// A FIFO that one thread drains, blocking while it is empty.
+final class WorkQueue<Item: Sendable>: Sendable {
+    private struct State {
+        var items: [Item] = []
+        var head = 0
+        var closed = false
+    }
+    private let state = Mutex(State())
+    private let ready = DispatchSemaphore(value: 0)
+
+    /// Appends an item; false (and nothing queued) once closed.
+    @discardableResult
+    func post(_ item: Item) -> Bool {
+        let posted = state.withLock { s in
+            guard !s.closed else { return false }
+            s.items.append(item)
+            return true
+        }
+        if posted { ready.signal() }
+        return posted
+    }
+
+    /// Appends `make()` only if the queue is open, calling `make` under the
+    /// queue's lock: for work that must not happen once it is closed (taking a
+    /// device reference that nobody would drop).
+    func postIfOpen(_ make: () -> Item) -> Bool {
+        let posted = state.withLock { s in
+            guard !s.closed else { return false }
+            s.items.append(make())
+            return true
+        }
+        if posted { ready.signal() }
+        return posted
+    }
+
+    /// The next item, blocking while the queue is empty; nil once closed.
+    func next() -> Item? {
+        while true {
+            ready.wait()
+            let item: Item?? = state.withLock { s in
+                if s.closed { return .some(nil) }
+                guard s.head < s.items.count else { return nil }  // a leftover wake-up
+                let item = s.items[s.head]
+                s.head += 1
+                if s.head > 64, s.head * 2 > s.items.count {
+                    s.items.removeFirst(s.head)
+                    s.head = 0
+                }
+                return .some(item)
+            }
+            if let item { return item }
+        }
+    }
+
+    /// Removes and returns the first queued item matching `predicate`.
+    func removeFirst(where predicate: (Item) -> Bool) -> Item? {
+        state.withLock { s in
+            guard let i = s.items[s.head...].firstIndex(where: predicate) else { return nil }
+            return s.items.remove(at: i)
+        }
+        // The semaphore keeps one extra count; next() skips it.
+    }
+
+    /// Closes the queue, wakes the consumer, and returns what was still queued.
+    func close() -> [Item] {
+        let rest = state.withLock { s in
+            s.closed = true
+            let rest = Array(s.items[s.head...])
+            s.items = []
+            s.head = 0
+            return rest
+        }
+        ready.signal()
+        return rest
+    }
+}
