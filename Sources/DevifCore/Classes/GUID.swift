@@ -52,6 +52,26 @@ public struct GUID: Hashable, Comparable, Sendable, Codable, CustomStringConvert
         self.init(high: high, low: low)
     }
 
+    /// Parses exactly the canonical text (braces, lowercase), as links carry it.
+    init?(lowercaseBraced text: ArraySlice<UInt8>) {
+        guard text.count == 38, text[text.startIndex] == UInt8(ascii: "{"),
+              text[text.endIndex - 1] == UInt8(ascii: "}") else { return nil }
+        var high: UInt64 = 0, low: UInt64 = 0, digits = 0
+        var offset = 1
+        while offset < 37 {
+            let byte = text[text.startIndex + offset]
+            if offset == 9 || offset == 14 || offset == 19 || offset == 24 {
+                guard byte == UInt8(ascii: "-") else { return nil }
+            } else {
+                guard isLowerHexDigit(byte), let nibble = hexValue(byte) else { return nil }
+                if digits < 16 { high = high << 4 | UInt64(nibble) } else { low = low << 4 | UInt64(nibble) }
+                digits += 1
+            }
+            offset += 1
+        }
+        self.init(high: high, low: low)
+    }
+
     /// The 16 bytes in text order.
     public var bytes: [UInt8] {
         (0..<16).map { index in
@@ -63,15 +83,20 @@ public struct GUID: Hashable, Comparable, Sendable, Codable, CustomStringConvert
     /// `{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}`, lowercase.
     public var description: String {
         var out = [UInt8]()
-        out.reserveCapacity(38)
+        appendText(to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends ``description``'s UTF-8 bytes (no intermediate String; links are built as bytes).
+    func appendText(to out: inout [UInt8]) {
         out.append(UInt8(ascii: "{"))
-        for (index, byte) in bytes.enumerated() {
-            if index == 4 || index == 6 || index == 8 || index == 10 { out.append(UInt8(ascii: "-")) }
-            out.append(lowerHexDigits[Int(byte >> 4)])
-            out.append(lowerHexDigits[Int(byte & 0xF)])
+        for index in 0..<32 {
+            if index == 8 || index == 12 || index == 16 || index == 20 { out.append(UInt8(ascii: "-")) }
+            let word = index < 16 ? high : low
+            let nibble = Int(truncatingIfNeeded: word >> UInt64(60 - 4 * (index % 16))) & 0xF
+            out.append(lowerHexDigits[nibble])
         }
         out.append(UInt8(ascii: "}"))
-        return String(decoding: out, as: UTF8.self)
     }
 
     public static func < (lhs: GUID, rhs: GUID) -> Bool {
@@ -113,14 +138,19 @@ let lowerHexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 let upperHexDigits: [UInt8] = Array("0123456789ABCDEF".utf8)
 
 /// The value of one ASCII hex digit (either case), or nil.
+/// (Plain comparisons: in debug builds, range patterns go through generic code.)
 @inline(__always)
 func hexValue(_ byte: UInt8) -> UInt8? {
-    switch byte {
-    case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-    case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-    case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-    default: nil
-    }
+    if byte &- 0x30 < 10 { return byte &- 0x30 }
+    let lower = byte | 0x20
+    if lower &- 0x61 < 6 { return lower &- 0x61 + 10 }
+    return nil
+}
+
+/// Whether `byte` is one of `0-9a-f` (hex in the case links and GUIDs are written in).
+@inline(__always)
+func isLowerHexDigit(_ byte: UInt8) -> Bool {
+    byte &- 0x30 < 10 || byte &- 0x61 < 6
 }
 
 /// Quotes untrusted text for an error message: control and other invisible

@@ -101,9 +101,7 @@ public enum WellKnownClass {
 
 @inline(__always)
 func isAlphanumeric(_ byte: UInt8) -> Bool {
-    (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
-        || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
-        || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+    byte &- 0x30 < 10 || (byte | 0x20) &- 0x61 < 26
 }
 
 /// Lowercases ASCII letters only, so lookups do not depend on the locale.

@@ -1,0 +1,209 @@
+import Foundation
+
+/// A class and the rules that make a device one of its instances.
+public struct ClassDefinition: Hashable, Sendable, Codable {
+    public var interfaceClass: InterfaceClass
+    /// `match = …` lines; the class matches a subject if any rule does.
+    /// Empty for a class that only names a GUID (firmware-declared) and for the
+    /// well-known classes, whose fixed rules live in ``Classifier``.
+    public var rules: [MatchRule]
+
+    public init(interfaceClass: InterfaceClass, rules: [MatchRule] = []) {
+        self.interfaceClass = interfaceClass
+        self.rules = rules
+    }
+
+    public var guid: GUID { interfaceClass.guid }
+}
+
+/// A problem in a catalog file. The rest of the file still loads.
+public struct CatalogDiagnostic: Hashable, Sendable, Codable, CustomStringConvertible {
+    /// The file (or folder) path.
+    public var file: String
+    /// 1-based line, or nil for the file as a whole.
+    public var line: Int?
+    /// What was wrong and what was expected.
+    public var message: String
+
+    public init(file: String, line: Int?, message: String) {
+        self.file = file
+        self.line = line
+        self.message = message
+    }
+
+    /// `file:line: message`.
+    public var description: String {
+        line.map { "\(file):\($0): \(message)" } ?? "\(file): \(message)"
+    }
+}
+
+/// The classes devif knows: built-ins plus classes from catalog files.
+///
+/// Sources, in order (see CATALOG-FORMAT.md): the built-in classes, then
+/// `/etc/devif/classes.d/*.conf`, then `$XDG_CONFIG_HOME/devif/classes.d/*.conf`
+/// (default `~/.config/devif/classes.d`); `DEVIF_CLASSES_PATH` (folders
+/// separated by ':') replaces the two folders. Files within a folder are read in
+/// byte order of their names. A class read later replaces an earlier one with
+/// the same GUID, so user > system > built-in.
+public struct ClassCatalog: Hashable, Sendable, Codable {
+    /// In load order; a replaced class is listed where its replacement was read.
+    public private(set) var definitions: [ClassDefinition]
+
+    /// An empty catalog (not even the built-ins).
+    public init() { definitions = [] }
+
+    /// A catalog of `definitions`; a later one with the same GUID replaces an earlier one.
+    public init(_ definitions: [ClassDefinition]) {
+        self.definitions = []
+        for definition in definitions { add(definition) }
+    }
+
+    /// The well-known classes only.
+    public static let builtIn = ClassCatalog(WellKnownClass.all.map { ClassDefinition(interfaceClass: $0) })
+
+    /// Adds a class, replacing the one with the same GUID (if any). Returns
+    /// the definition it replaced.
+    @discardableResult
+    public mutating func add(_ definition: ClassDefinition) -> ClassDefinition? {
+        let old = definitions.firstIndex { $0.guid == definition.guid }.map { definitions.remove(at: $0) }
+        definitions.append(definition)
+        return old
+    }
+
+    /// The definition of class `guid`, if the catalog has one.
+    public subscript(guid: GUID) -> ClassDefinition? {
+        definitions.first { $0.guid == guid }
+    }
+
+    /// The class `guid` is: the catalog's definition, or a firmware-declared class.
+    public func interfaceClass(for guid: GUID) -> InterfaceClass {
+        self[guid]?.interfaceClass ?? .firmwareDeclared(guid)
+    }
+
+    /// The class named by `text`: GUID text (any GUID; one the catalog does
+    /// not define is a firmware-declared class), or a class name (ASCII case
+    /// ignored; if two classes share a name, the one read last).
+    public func lookup(_ text: String) -> InterfaceClass? {
+        if let guid = try? GUID(parsing: text) { return interfaceClass(for: guid) }
+        let wanted = asciiLowercased(text)
+        return definitions.last { asciiLowercased($0.interfaceClass.name) == wanted }?.interfaceClass
+    }
+
+    // MARK: Loading
+
+    /// The result of loading a catalog: never fails for content.
+    public struct LoadResult: Sendable {
+        public var catalog: ClassCatalog
+        /// Problems found, in the order met.
+        public var diagnostics: [CatalogDiagnostic]
+        /// The files read, in order.
+        public var files: [String]
+    }
+
+    /// The folders searched by default: `DEVIF_CLASSES_PATH` split at ':' if it
+    /// is set (empty entries ignored, so an empty value means built-ins only);
+    /// otherwise `/etc/devif/classes.d` and the user's
+    /// `$XDG_CONFIG_HOME/devif/classes.d` (`$HOME/.config/...` when
+    /// XDG_CONFIG_HOME is unset, empty or relative, per the XDG spec).
+    public static func defaultFolders(environment: [String: String] = ProcessInfo.processInfo.environment) -> [String] {
+        if let path = environment["DEVIF_CLASSES_PATH"] {
+            return path.split(separator: ":").map(String.init)
+        }
+        var folders = ["/etc/devif/classes.d"]
+        if let xdg = environment["XDG_CONFIG_HOME"], xdg.hasPrefix("/") {
+            folders.append(xdg + "/devif/classes.d")
+        } else if let home = environment["HOME"], !home.isEmpty {
+            folders.append(home + "/.config/devif/classes.d")
+        }
+        return folders
+    }
+
+    /// Catalog files larger than this are skipped with a diagnostic.
+    public static let maximumFileSize = 1 << 20
+
+    /// Loads the built-in classes and then every `*.conf` file of `folders`
+    /// in order (names in byte order within a folder; names starting with '.'
+    /// are skipped). A missing folder is not a problem; an unreadable one is
+    /// reported.
+    public static func load(folders: [String], includeBuiltIn: Bool = true) -> LoadResult {
+        var result = LoadResult(catalog: includeBuiltIn ? .builtIn : ClassCatalog(), diagnostics: [], files: [])
+        let fileManager = FileManager.default
+        for folder in folders {
+            var isDirectory: ObjCBool = false
+            guard fileManager.fileExists(atPath: folder, isDirectory: &isDirectory) else { continue }
+            guard isDirectory.boolValue else {
+                result.diagnostics.append(CatalogDiagnostic(
+                    file: folder, line: nil, message: "is not a folder; expected a folder of *.conf files"))
+                continue
+            }
+            let names: [String]
+            do {
+                names = try fileManager.contentsOfDirectory(atPath: folder)
+            } catch {
+                result.diagnostics.append(CatalogDiagnostic(
+                    file: folder, line: nil, message: "cannot list the folder (\(error.localizedDescription))"))
+                continue
+            }
+            let confs = names.filter { $0.hasSuffix(".conf") && !$0.hasPrefix(".") }
+                .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            for name in confs {
+                let path = folder.hasSuffix("/") ? folder + name : folder + "/" + name
+                var isDir: ObjCBool = false
+                guard fileManager.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else { continue }
+                loadFile(path, into: &result)
+            }
+        }
+        return result
+    }
+
+    /// Loads from ``defaultFolders(environment:)``.
+    public static func load(environment: [String: String] = ProcessInfo.processInfo.environment) -> LoadResult {
+        load(folders: defaultFolders(environment: environment))
+    }
+
+    private static func loadFile(_ path: String, into result: inout LoadResult) {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            result.diagnostics.append(CatalogDiagnostic(file: path, line: nil, message: "cannot open the file for reading"))
+            return
+        }
+        defer { try? handle.close() }
+        let data: Data
+        do {
+            data = try handle.read(upToCount: maximumFileSize + 1) ?? Data()
+        } catch {
+            result.diagnostics.append(CatalogDiagnostic(
+                file: path, line: nil, message: "cannot read the file (\(error.localizedDescription))"))
+            return
+        }
+        guard data.count <= maximumFileSize else {
+            result.diagnostics.append(CatalogDiagnostic(
+                file: path, line: nil, message: "is larger than \(maximumFileSize) bytes; skipped (a catalog file is a few lines per class)"))
+            return
+        }
+        result.files.append(path)
+        let parsed = CatalogParser.parse(Array(data), file: path)
+        result.diagnostics += parsed.diagnostics
+        result.catalog.merge(parsed.definitions, from: path, diagnostics: &result.diagnostics)
+    }
+
+    /// Adds `definitions` read from `file` (see ``CatalogParser``), noting in
+    /// `diagnostics` when a name now means two classes.
+    public mutating func merge(_ definitions: [ClassDefinition], from file: String,
+                               diagnostics: inout [CatalogDiagnostic]) {
+        for definition in definitions {
+            add(definition)
+            let name = asciiLowercased(definition.interfaceClass.name)
+            if let other = self.definitions.first(where: {
+                $0.guid != definition.guid && asciiLowercased($0.interfaceClass.name) == name
+            }) {
+                var line: Int?
+                if case .file(_, let headerLine) = definition.interfaceClass.origin { line = headerLine }
+                diagnostics.append(CatalogDiagnostic(
+                    file: file, line: line,
+                    message: "name '\(definition.interfaceClass.name)' is also the name of \(other.guid) "
+                        + "(\(other.interfaceClass.origin)); '--class \(definition.interfaceClass.name)' now means "
+                        + "\(definition.guid). Give one of them another name"))
+            }
+        }
+    }
+}
