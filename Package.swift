@@ -36,7 +36,7 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3",
                        providers: [.apt(["libsqlite3-dev"])]),
 
-        .target(name: "DevifCore"),
+        .target(name: "DevifCore", exclude: ["Catalog/CATALOG-FORMAT.md", "Links/LINK-FORMAT.md"]),
         .target(name: "DevifRegistrySQLite", dependencies: ["DevifCore", "CSQLite"]),
         // Linux plumbing both sources share: syscall wrappers, eventfd, netlink
         // kernel uevents (the fallback when udevd is absent), sysfs reading.

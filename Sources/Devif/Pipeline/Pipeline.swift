@@ -1,0 +1,277 @@
+import DevifCore
+import Foundation
+import Synchronization
+
+/// The middle of the pipeline: takes source events on one thread, in order,
+/// classifies snapshots into instances, names them, keeps the present set,
+/// numbers and publishes changes, and records them in the registry.
+///
+/// Ordering is the point: one thread applies changes, and a watch takes its
+/// snapshot and subscribes under the same lock that applying and publishing
+/// hold, so a watcher's snapshot and its changes neither overlap nor leave a
+/// gap (the race libusb's ENUMERATE flag leaves to its callers).
+final class Pipeline: Sendable {
+    private struct Entry {
+        var interface: DeviceInterface
+        var seq: UInt64
+        var time: Date
+    }
+
+    private struct State {
+        var present: [String: Entry] = [:]
+        /// Source device key -> the links its snapshot produced.
+        var linksByKey: [String: [String]] = [:]
+        var seq: UInt64 = 0
+        var pendingSources: Set<String>
+        var waiters: [CheckedContinuation<Void, Never>] = []
+        var enumerationDone = false
+        var notices: [String] = []
+        var noticeHandlers: [@Sendable (String) -> Void] = []
+        var registryFailed = false
+    }
+
+    private let classifier: Classifier
+    private let registry: InstanceRegistry
+    private let fanOut = FanOut<InterfaceEvent>()
+    private let state: Mutex<State>
+    private let queue = WorkQueue<(String, SourceEvent)>()
+    private let watchCapacity: Int
+    private let threadStarted = Atomic<Bool>(false)
+    private let threadDone = DispatchSemaphore(value: 0)
+
+    init(classifier: Classifier, registry: InstanceRegistry, sourceNames: [String], watchCapacity: Int) {
+        self.classifier = classifier
+        self.registry = registry
+        self.watchCapacity = watchCapacity
+        state = Mutex(State(pendingSources: Set(sourceNames)))
+    }
+
+    func start() {
+        let t = Thread { [self] in
+            Thread.current.name = "devif-pipeline"
+            while let (source, event) = queue.take() { apply(source, event) }
+            threadDone.signal()
+        }
+        threadStarted.store(true, ordering: .releasing)
+        t.start()
+    }
+
+    /// Called on a source's thread: hands the event on and returns.
+    func submit(source: String, _ event: SourceEvent) { queue.put((source, event)) }
+
+    func stop() {
+        queue.close()
+        // Wait for the pipeline thread to drain, so no publish runs after finish().
+        if threadStarted.exchange(false, ordering: .acquiringAndReleasing) { threadDone.wait() }
+        fanOut.finish()
+        finishEnumeration()
+    }
+
+    func sourceFailed(_ name: String, _ error: SourceError) {
+        notice(error.message)
+        submit(source: name, .enumerated)
+    }
+
+    // MARK: Applying source events (pipeline thread only)
+
+    private func apply(_ source: String, _ event: SourceEvent) {
+        switch event {
+        case .arrived(let snapshot):
+            arrive(source, snapshot)
+        case .removed(let key):
+            remove(key: source + ":" + key)
+        case .enumerated:
+            let done = state.withLock { s -> Bool in
+                s.pendingSources.remove(source)
+                return s.pendingSources.isEmpty
+            }
+            if done { reconcileRegistry(); finishEnumeration() }
+        case .notice(let text):
+            notice("\(source): \(text)")
+        }
+    }
+
+    private func arrive(_ source: String, _ snapshot: DeviceSnapshot) {
+        let key = source + ":" + snapshot.sourceKey
+        // A second arrival for a key still present replaces the first.
+        if state.withLock({ $0.linksByKey[key] != nil }) { remove(key: key) }
+        let instances = classifier.classify(snapshot)
+        let now = Date()
+        var records: [RegistryRecord] = []
+        state.withLock { s in
+            var links: [String] = []
+            for instance in instances where !instance.memberships.isEmpty {
+                // Two present devices with one serial: the newcomer's links
+                // carry its port too, so no link ever names two devices.
+                let clash = instance.memberships.contains { s.present[$0.symbolicLink.rawValue] != nil }
+                for m in instance.memberships {
+                    let link = clash ? instance.identity.symbolicLink(for: m.interfaceClass.guid, includeLocation: true)
+                                     : m.symbolicLink
+                    guard s.present[link.rawValue] == nil else { continue }  // same location too: keep the first
+                    let i = DeviceInterface(instance: instance, membership: m, link: link.rawValue, snapshot: snapshot)
+                    s.seq += 1
+                    s.present[link.rawValue] = Entry(interface: i, seq: s.seq, time: now)
+                    links.append(link.rawValue)
+                    fanOut.publish(InterfaceEvent(seq: s.seq, event: .arrival, time: now, interface: i))
+                    records.append(i.registryRecord)
+                }
+            }
+            s.linksByKey[key] = links
+        }
+        commit(records.map { .arrival($0) })
+    }
+
+    private func remove(key: String) {
+        let now = Date()
+        let links = state.withLock { s -> [String] in
+            guard let links = s.linksByKey.removeValue(forKey: key) else { return [] }
+            for link in links {
+                guard var entry = s.present.removeValue(forKey: link) else { continue }
+                entry.interface.present = false
+                s.seq += 1
+                fanOut.publish(InterfaceEvent(seq: s.seq, event: .removal, time: now, interface: entry.interface))
+            }
+            return links
+        }
+        commit(links.map { .removal(link: $0) })
+    }
+
+    /// Instances the registry thinks present from an earlier run, but which
+    /// no source reported, are marked absent (not published: no watcher of
+    /// this process was told they arrived).
+    private func reconcileRegistry() {
+        let present = state.withLock { Set($0.present.keys) }
+        commit([.reconcile(present: present)])
+    }
+
+    private func commit(_ intents: [RegistryIntent]) {
+        guard !intents.isEmpty else { return }
+        do {
+            _ = try registry.commit(intents)
+        } catch {
+            let first = state.withLock { s in defer { s.registryFailed = true }; return !s.registryFailed }
+            if first { notice("cannot record changes in the instance registry (\(error)); arrivals and removals are still delivered") }
+        }
+    }
+
+    // MARK: Enumeration and notices
+
+    private func finishEnumeration() {
+        let waiters = state.withLock { s in
+            s.enumerationDone = true
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume() }
+    }
+
+    func waitUntilEnumerated(timeout: Duration) async -> Bool {
+        let done: @Sendable () async -> Bool = { [self] in
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let ready = state.withLock { s -> Bool in
+                    if s.enumerationDone { return true }
+                    s.waiters.append(c)
+                    return false
+                }
+                if ready { c.resume() }
+            }
+            return true
+        }
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask { await done() }
+            group.addTask { try? await Task.sleep(for: timeout); return false }
+            let first = await group.next() ?? false
+            if !first {
+                // Release the waiter still parked in the state by finishing it later;
+                // it resumes when enumeration completes or the manager stops.
+                group.cancelAll()
+                return state.withLock { $0.enumerationDone }
+            }
+            group.cancelAll()
+            return true
+        }
+    }
+
+    func notice(_ text: String) {
+        let handlers = state.withLock { s -> [@Sendable (String) -> Void] in
+            s.notices.append(text)
+            return s.noticeHandlers
+        }
+        for h in handlers { h(text) }
+    }
+
+    func onNotice(_ handler: @escaping @Sendable (String) -> Void) {
+        let past = state.withLock { s in
+            s.noticeHandlers.append(handler)
+            return s.notices
+        }
+        for n in past { handler(n) }
+    }
+
+    // MARK: Queries and watches
+
+    func present(_ filter: InterfaceFilter) -> [DeviceInterface] {
+        state.withLock { s in s.present.values.map(\.interface).filter(filter.matches) }
+            .sorted { $0.symbolicLink < $1.symbolicLink }
+    }
+
+    func present(link: String) -> DeviceInterface? {
+        state.withLock { $0.present[link]?.interface }
+    }
+
+    func watch(_ filter: InterfaceFilter, capacity: Int?) -> InterfaceWatch {
+        state.withLock { s in
+            let snapshot = s.present.values.filter { filter.matches($0.interface) }.sorted { $0.seq < $1.seq }
+                .map { InterfaceEvent(seq: $0.seq, event: .arrival, time: $0.time, interface: $0.interface) }
+            let subscription = fanOut.subscribe(capacity: capacity ?? watchCapacity)
+            return InterfaceWatch(snapshotEvents: snapshot, subscription: subscription, filter: filter)
+        }
+    }
+
+    func onChange(_ filter: InterfaceFilter, enumerate: Bool,
+                  _ handler: @escaping @Sendable (WatchUpdate) -> Void) -> WatchToken {
+        state.withLock { s in
+            let snapshot = enumerate
+                ? s.present.values.filter { filter.matches($0.interface) }.sorted { $0.seq < $1.seq }
+                    .map { InterfaceEvent(seq: $0.seq, event: .arrival, time: $0.time, interface: $0.interface) }
+                : []
+            // The snapshot is handed to the callback thread first, through the
+            // same ordered channel, so it is delivered before any change.
+            let pending = Mutex<[InterfaceEvent]?>(snapshot)
+            let subscription = fanOut.subscribe(capacity: watchCapacity, name: "watch") { delivery in
+                if let first = pending.withLock({ p in defer { p = nil }; return p }) {
+                    for e in first { handler(.event(e)) }
+                }
+                switch delivery {
+                case .event(let e): if filter.matches(e.interface) { handler(.event(e)) }
+                case .overflow(let missed): handler(.overflow(missed: missed))
+                }
+            }
+            return WatchToken(subscription: subscription)
+        }
+    }
+}
+
+extension DeviceInterface {
+    init(instance: Instance, membership m: ClassMembership, link: String, snapshot: DeviceSnapshot) {
+        let id = instance.identity
+        let access: Access? = switch instance.access {
+        case .ok: .ok
+        case .denied: .denied
+        case .unknown: nil
+        }
+        self.init(symbolicLink: link, classGuid: m.interfaceClass.guid, className: m.interfaceClass.name,
+                  kind: id.kind, vendorId: id.vendorID, productId: id.productID, serialNumber: id.serialNumber,
+                  interfaceNumber: id.interfaceNumber.map(Int.init),
+                  portChain: id.portChain?.description ?? snapshot.portChain?.description,
+                  devnode: instance.devnode, manufacturer: instance.manufacturer, product: instance.product,
+                  present: true, access: access, snapshot: snapshot)
+    }
+
+    var registryRecord: RegistryRecord {
+        RegistryRecord(symbolicLink: symbolicLink, classGuid: classGuid.description, className: className,
+                       kind: kind == .usb ? .usb : .hid, vendorId: vendorId, productId: productId,
+                       serialNumber: serialNumber, interfaceNumber: interfaceNumber, portChain: portChain,
+                       manufacturer: manufacturer, product: product, devnode: devnode)
+    }
+}

@@ -1,0 +1,106 @@
+import ArgumentParser
+import Devif
+import DevifCore
+import Foundation
+
+@main
+struct DevifUSBCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "devif-usb",
+        abstract: "Device interfaces for Linux USB and HID devices: classes, symbolic links, hotplug.",
+        discussion: """
+            Every USB device, every interface of a composite USB device and every HID \
+            device (hidraw) becomes an instance of the interface classes (GUIDs) it \
+            matches, named by a symbolic link that stays the same at every plug.
+
+            Exit status:
+              0   success
+              64  bad arguments (the message says what was expected)
+              65  unknown symbolic link
+              69  a service is unavailable (e.g. the device was removed)
+              70  internal error
+              77  permission denied (the message names the udev rule that fixes it)
+            """,
+        subcommands: [ListCommand.self, WatchCommand.self, InfoCommand.self, ClassesCommand.self],
+        defaultSubcommand: nil)
+}
+
+/// Options every subcommand shares.
+struct CommonOptions: ParsableArguments {
+    @Option(name: .customLong("registry"),
+            help: ArgumentHelp("The instance registry file (default: $DEVIF_REGISTRY, else /var/lib/devif/registry.sqlite for root, ~/.local/state/devif/registry.sqlite for others).", valueName: "path"))
+    var registryPath: String?
+
+    @Option(name: .customLong("classes-dir"),
+            help: ArgumentHelp("A folder of class files (*.conf) to use instead of the system and user folders; repeatable.", valueName: "dir"))
+    var classFolders: [String] = []
+
+    @Flag(name: .customLong("no-color"), help: "Never colour the output (colour is used only on a terminal).")
+    var noColor = false
+
+    @Flag(name: .customLong("quiet"), help: "Do not print notices (such as a missing USB bus) on stderr.")
+    var quiet = false
+
+    func managerOptions() -> DeviceManager.Options {
+        var o = DeviceManager.Options()
+        o.registryPath = registryPath
+        o.classFolders = classFolders.isEmpty ? nil : classFolders
+        return o
+    }
+
+    var useColor: Bool { !noColor && isatty(STDOUT_FILENO) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil }
+
+    /// Notices go to stderr, once each, so stdout stays clean for JSON.
+    func notice(_ line: String) {
+        if !quiet { FileHandle.standardError.write(Data(("devif-usb: " + line + "\n").utf8)) }
+    }
+}
+
+/// A class given on the command line: a GUID (with or without braces) or a class name.
+struct ClassArgument: ExpressibleByArgument, Sendable {
+    var text: String
+    init?(argument: String) { text = argument }
+    static var defaultCompletionKind: CompletionKind { .default }
+}
+
+/// Exit statuses from sysexits.h, as documented in --help.
+enum Exit {
+    static let usage = ExitCode(64)
+    static let dataError = ExitCode(65)
+    static let unavailable = ExitCode(69)
+    static let software = ExitCode(70)
+    static let noPermission = ExitCode(77)
+}
+
+func fail(_ message: String, _ code: ExitCode) -> ExitCode {
+    FileHandle.standardError.write(Data(("devif-usb: " + message + "\n").utf8))
+    return code
+}
+
+/// Starts a manager, waits (bounded) for the sources' first enumeration, and
+/// prints the sources' notices.
+func startedManager(_ common: CommonOptions, catalog: ClassCatalog? = nil) async throws -> DeviceManager {
+    var options = common.managerOptions()
+    if let catalog { options.catalog = catalog }
+    let manager: DeviceManager
+    do {
+        manager = try DeviceManager(options: options)
+    } catch {
+        throw fail("\(error)", Exit.unavailable)
+    }
+    manager.onNotice { common.notice($0) }
+    manager.start()
+    if !(await manager.waitUntilEnumerated(timeout: .seconds(15))) {
+        common.notice("the device sources did not finish enumerating within 15 s; the list may be incomplete")
+    }
+    return manager
+}
+
+/// Resolves --class to a GUID through the catalog; unknown names are a usage error.
+func resolveClass(_ arg: ClassArgument?, in catalog: ClassCatalog) throws -> GUID? {
+    guard let arg else { return nil }
+    if let c = catalog.lookup(arg.text) { return c.guid }
+    if let g = try? GUID(parsing: arg.text) { return g }
+    let names = catalog.classes.map(\.name).sorted().joined(separator: ", ")
+    throw fail("--class \(arg.text.debugDescription): not a GUID like {a5dcbf10-6530-11d2-901f-00c04fb951ed} nor a class name (known: \(names))", Exit.usage)
+}
