@@ -57,8 +57,21 @@ public final class FanOut<Event: Sendable>: Sendable {
         defer { endPublishing() }
         // Relaxed: only the publisher sets `finished`, and we are the publisher.
         if finished.load(ordering: .relaxed) { return }
-        forEachSlot { slot in
-            slot.withActiveRing { ring in ring.push(event) }
+        // Explicit loops rather than closures: nothing here may allocate.
+        var chunk = firstChunk
+        while true {
+            // Indexing, not `for slot in slots`: in debug builds that iterator
+            // allocates for an array of generic class instances.
+            for i in 0..<chunk.slots.count {
+                let slot = chunk.slots[i]
+                if let ring = slot.enter() {
+                    ring.push(event)
+                    slot.leave()
+                }
+            }
+            // Acquire inside `load`: a chunk appended by a subscriber is fully initialised.
+            guard let next = chunk.next.load() else { return }
+            chunk = next
         }
     }
 
@@ -72,7 +85,10 @@ public final class FanOut<Event: Sendable>: Sendable {
         // the other, so no subscriber is left open forever.
         if finished.exchange(true, ordering: .sequentiallyConsistent) { return }
         forEachSlot { slot in
-            slot.withActiveRing { ring in ring.close() }
+            if let ring = slot.enter() {
+                ring.close()
+                slot.leave()
+            }
         }
     }
 
@@ -90,8 +106,7 @@ public final class FanOut<Event: Sendable>: Sendable {
     private func forEachSlot(_ body: (FanOutSlot<Event>) -> Void) {
         var chunk: FanOutSlotChunk<Event>? = firstChunk
         while let current = chunk {
-            for slot in current.slots { body(slot) }
-            // Acquire inside `load`: a chunk appended by a subscriber is fully initialised.
+            for i in 0..<current.slots.count { body(current.slots[i]) }
             chunk = current.next.load()
         }
     }
@@ -118,7 +133,8 @@ public final class FanOut<Event: Sendable>: Sendable {
     /// token cancels the subscription.
     /// - Parameters:
     ///   - capacity: queue length, as in ``subscribe(capacity:)``.
-    ///   - name: a label for the delivery thread (for debuggers and logs).
+    ///   - name: a label for the delivery thread, shown as `fanout-<name>` in
+    ///     debuggers and `ps` (cut to Linux's 15 bytes).
     public func subscribe(
         capacity: Int = FanOut.defaultCapacity,
         name: String = "subscriber",
@@ -126,11 +142,15 @@ public final class FanOut<Event: Sendable>: Sendable {
         handler: @escaping @Sendable (Delivery) -> Void
     ) -> CallbackSubscription {
         let consumer = makeConsumer(capacity: capacity, parking: .thread(DispatchSemaphore(value: 0)))
+        // Linux thread names hold 15 bytes; keep it ASCII so the cut is clean.
+        let threadName = String(String.UnicodeScalarView(
+            "fanout-\(name)".unicodeScalars.filter(\.isASCII).prefix(15)))
         let thread = Thread {
+            // Named from inside: swift-corelibs-foundation ignores a name set before start.
+            Thread.current.name = threadName
             while let delivery = consumer.nextBlocking() { handler(delivery) }
             onEnd?()
         }
-        thread.name = "devif.fanout.\(name)"
         thread.start()
         return CallbackSubscription(consumer: consumer)
     }

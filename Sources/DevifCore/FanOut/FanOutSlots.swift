@@ -74,17 +74,23 @@ final class FanOutSlot<Event: Sendable>: @unchecked Sendable {
 
     // MARK: Publisher side (hot path; one attempt, never waits)
 
-    /// Runs `body` with the slot's ring if the slot is active. Lock-free: at most
-    /// two compare-exchanges, no retries.
+    /// Enters the slot if it is active and returns its ring; call `leave()` after
+    /// using it. Lock-free: one compare-exchange, no retries. (Not a closure-taking
+    /// API: a closure capturing a generic event can be heap-allocated in debug builds.)
     @inline(__always)
-    func withActiveRing(_ body: (SubscriberRing<Event>) -> Void) {
+    func enter() -> SubscriberRing<Event>? {
         // Sequentially consistent load (a plain load on x86): `finish` needs it in
         // the total order with `install`; for `publish` it is just a cheap filter.
-        guard state.load(ordering: .sequentiallyConsistent) == Self.active else { return }
+        guard state.load(ordering: .sequentiallyConsistent) == Self.active else { return nil }
         // Acquire: pairs with `install`'s release, so `ring` is visible.
         guard state.compareExchange(expected: Self.active, desired: Self.busy,
-                                    ordering: .acquiring).exchanged else { return }
-        body(ring.unsafelyUnwrapped)
+                                    ordering: .acquiring).exchanged else { return nil }
+        return ring.unsafelyUnwrapped
+    }
+
+    /// Leaves a slot entered with `enter()`.
+    @inline(__always)
+    func leave() {
         // Release: our use of `ring` happens-before a later `retire` clears it.
         if !state.compareExchange(expected: Self.busy, desired: Self.active,
                                   ordering: .releasing).exchanged {

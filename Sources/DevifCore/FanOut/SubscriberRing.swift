@@ -12,7 +12,7 @@ import Synchronization
 /// Each slot is written only by the producer and read only by the consumer, and
 /// the hand-off goes through the `tail`/`head` indices with release/acquire, so
 /// refcounted values (strings, arrays) are never read torn or freed early.
-final class SubscriberRing<Event: Sendable>: @unchecked Sendable {
+final class SubscriberRing<Event: Sendable>: ParkedTask, @unchecked Sendable {
     /// What a slot holds: the event, and how many events were dropped for this
     /// subscriber just before it (so the gap is reported exactly where it is).
     struct Entry {
@@ -60,9 +60,7 @@ final class SubscriberRing<Event: Sendable>: @unchecked Sendable {
     /// (by compare-exchange), and that party resumes the consumer: no lost and
     /// no double wake-ups.
     private let parkState = Atomic<Int>(0)
-    /// Written by the consumer before it publishes `parked`; read only by the
-    /// party that wins the `parked -> idle` exchange.
-    private var continuation: UnsafeContinuation<Void, Never>?
+    // The parked continuation lives in `ParkedTask.continuation`.
 
     init(capacity requested: Int, parking: Parking) {
         // A power of two lets indices run free and wrap with a mask.
@@ -72,6 +70,7 @@ final class SubscriberRing<Event: Sendable>: @unchecked Sendable {
         self.mask = capacity - 1
         self.storage = .allocate(capacity: capacity)
         self.parking = parking
+        super.init()
     }
 
     deinit {
@@ -112,7 +111,7 @@ final class SubscriberRing<Event: Sendable>: @unchecked Sendable {
         // consumer's "store parked, then re-check tail": in the single total order
         // at least one side sees the other, so a wake-up is never lost.
         tail.store(t &+ 1, ordering: .sequentiallyConsistent)
-        wake()
+        wake(fromPublisher: true)
         return true
     }
 
@@ -132,8 +131,10 @@ final class SubscriberRing<Event: Sendable>: @unchecked Sendable {
         wake()
     }
 
-    /// Wakes the consumer if it is parked. Any thread; lock-free.
-    func wake() {
+    /// Wakes the consumer if it is parked. Any thread; lock-free. The publisher
+    /// hands an async consumer's resume to `FanOutResumer` (see there why);
+    /// others resume directly.
+    func wake(fromPublisher: Bool = false) {
         // Sequentially consistent: the second half of the Dekker pattern (see `push`).
         // The common case (consumer busy, not parked) costs one plain load.
         guard parkState.load(ordering: .sequentiallyConsistent) == Self.parked else { return }
@@ -141,17 +142,22 @@ final class SubscriberRing<Event: Sendable>: @unchecked Sendable {
         // continuation it stored just before is visible to us.
         if parkState.compareExchange(expected: Self.parked, desired: Self.idle,
                                      ordering: .acquiring).exchanged {
-            resumeConsumer()
+            resumeConsumer(deferred: fromPublisher)
         }
     }
 
-    private func resumeConsumer() {
+    private func resumeConsumer(deferred: Bool) {
         switch parking {
         case .task:
-            // Read by exactly one winner of the exchange; the consumer writes it
-            // again only after being resumed (resume orders the two).
-            continuation.unsafelyUnwrapped.resume()
+            // Read by exactly one winner of the exchange (or the resumer it hands
+            // over to); the consumer writes it again only after being resumed.
+            if deferred {
+                FanOutResumer.shared.resume(self)
+            } else {
+                resumeExternally()
+            }
         case .thread(let semaphore):
+            // An atomic increment, plus a futex wake only if the thread sleeps.
             semaphore.signal()
         }
     }
@@ -183,11 +189,20 @@ final class SubscriberRing<Event: Sendable>: @unchecked Sendable {
             || cancelled.load(ordering: .sequentiallyConsistent)
     }
 
+    /// Consumer-private: external resumes this consumer has been through.
+    private var externalResumesSeen = 0
+
     /// Suspends the calling task until there is work (an entry, close or cancel).
     /// May return spuriously; callers re-check.
     func parkTask() async {
-        await withTaskCancellationHandler {
-            await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
+        // Wait until every earlier resume by another thread has returned before
+        // reusing the continuation (see `ParkedTask.externalResumesDone`). Almost
+        // always already true; otherwise the resumer is a few instructions away.
+        while externalResumesDone.load(ordering: .acquiring) != externalResumesSeen {
+            await Task.yield()
+        }
+        let resumedBySelf = await withTaskCancellationHandler {
+            await withUnsafeContinuation { (c: UnsafeContinuation<Bool, Never>) in
                 continuation = c
                 // Release publishes `continuation` to the waker; sequentially
                 // consistent so that the re-check below and a waker's check of
@@ -197,13 +212,14 @@ final class SubscriberRing<Event: Sendable>: @unchecked Sendable {
                    parkState.compareExchange(expected: Self.parked, desired: Self.idle,
                                              ordering: .relaxed).exchanged {
                     // We un-parked ourselves; no waker will touch `c`.
-                    c.resume()
+                    c.resume(returning: true)
                 }
                 // Otherwise a waker won the exchange (or will) and resumes `c`.
             }
         } onCancel: {
             self.cancel()
         }
+        if !resumedBySelf { externalResumesSeen += 1 }
     }
 
     /// Blocks the calling (dedicated) thread until there is work. May return
