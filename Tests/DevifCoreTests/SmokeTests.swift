@@ -1,3 +1,0 @@
-import Testing
-@testable import DevifCore
-@Test func versionIsSet() { #expect(!DevifCoreVersion.string.isEmpty) }
