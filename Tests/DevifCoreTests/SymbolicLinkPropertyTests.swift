@@ -108,7 +108,7 @@ import Testing
                 if failed("does not parse: \(error)") { return }
                 continue
             }
-            if parsed.rawValue != link.rawValue, failed("parses to another link") { return }
+            if parsed.renderedFromParts != link.rawValue, failed("the parsed parts render another link") { return }
             if !(parsed.kind == identity.kind && parsed.vendorID == identity.vendorID
                  && parsed.productID == identity.productID && parsed.interfaceNumber == identity.interfaceNumber
                  && parsed.busType == identity.busType && parsed.classGUID == guid), failed("ids differ") { return }

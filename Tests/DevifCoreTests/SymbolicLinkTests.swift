@@ -112,7 +112,9 @@ import Testing
         let link = identity.symbolicLink(for: usbDevice).rawValue
         #expect(link == "usb#vid_0001&pid_0002#..%2F%23%26%25%40%2F%00%0A%1B%5B31m%20%C3%A9%EF%BF%BD%7E"
                 + "#{a5dcbf10-6530-11d2-901f-00c04fb951ed}")
-        #expect(try SymbolicLink(parsing: link).serial == .exact(hostile))
+        let parsed = try SymbolicLink(parsing: link)
+        #expect(parsed.serial == .exact(hostile))
+        #expect(parsed.renderedFromParts == link)
     }
 
     @Test func longSerialIsShortenedWithHash() throws {

@@ -158,6 +158,13 @@ public struct SymbolicLink: Hashable, Comparable, Sendable, Codable, CustomStrin
 
     public var description: String { rawValue }
 
+    /// The text rendered afresh from the parts (equal to ``rawValue``; lets
+    /// tests check that parsing and rendering agree).
+    var renderedFromParts: String {
+        Self.render(kind: kind, vendorID: vendorID, productID: productID, interfaceNumber: interfaceNumber,
+                    busType: busType, serial: serial, location: location, classGUID: classGUID)
+    }
+
     /// Whether this link names `identity` (in any class): same kind, ids and
     /// bus, a serial field that matches its serial (or both absent), and, if
     /// the link has a location, a matching location.
