@@ -75,12 +75,25 @@ public enum Sysfs {
     }
 }
 
-/// Whether udevd is running: its control socket exists (`/run/udev/control`,
-/// which systemd-udevd and eudev create). Without udevd, libudev's monitor
-/// receives nothing and device nodes keep devtmpfs's default permissions.
+/// Whether udevd is running: its control socket (`/run/udev/control`, made
+/// by systemd-udevd and eudev) exists and accepts a connection. A socket file
+/// left behind by a killed udevd refuses connections (`ECONNREFUSED`): not
+/// running. When this process may not connect (`EACCES`, not root), the
+/// socket's existence decides. Without udevd, libudev's monitor receives
+/// nothing and device nodes keep devtmpfs's default permissions.
 public func udevIsRunning(controlSocket: String = "/run/udev/control") -> Bool {
-    guard let info = try? Syscalls.stat(controlSocket) else { return false }
-    return info.st_mode & S_IFMT == S_IFSOCK
+    guard let info = try? Syscalls.stat(controlSocket), info.st_mode & S_IFMT == S_IFSOCK else { return false }
+    guard let fd = try? Syscalls.socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue), 0) else { return true }
+    defer { Syscalls.close(fd) }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let path = Array(controlSocket.utf8)
+    guard path.count < MemoryLayout.size(ofValue: address.sun_path) else { return true }
+    withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path) }
+    let rc = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    return rc == 0 || (errno != ECONNREFUSED && errno != ENOENT)
 }
 
 extension String {

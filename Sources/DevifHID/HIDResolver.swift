@@ -1,0 +1,167 @@
+// Builds the snapshot of one hidraw node from hidapi, sysfs and the node.
+import CHIDAPI
+import DevifCore
+import DevifLinux
+import Glibc
+
+enum HIDResolver {
+    enum Outcome {
+        /// Everything is known.
+        case ready(DeviceSnapshot)
+        /// hidapi does not list the node yet; `partial` is what sysfs gave.
+        case notYet(partial: DeviceSnapshot)
+        /// The node's sysfs directory is gone.
+        case gone
+    }
+
+    /// The report descriptor is read up to this size (HID_MAX_DESCRIPTOR_SIZE).
+    static let maximumDescriptorBytes = 4096
+
+    static func resolve(syspath: String, devnode knownDevnode: String?) -> Outcome {
+        guard let hidDirectory = try? Syscalls.realpath(syspath + "/device") else { return .gone }
+        let hidEvent = Sysfs.uevent(of: hidDirectory)
+        let kernelID = hidEvent?["HID_ID"].flatMap(KernelHIDID.init(parsing:))
+        let devnode = knownDevnode ?? Sysfs.uevent(of: syspath)?.devtmpfsNode
+
+        let descriptorBytes = (try? Sysfs.read(hidDirectory + "/report_descriptor", limit: maximumDescriptorBytes)) ?? []
+        let descriptor = HIDReportDescriptor.parse(descriptorBytes)
+
+        let usb = USBParent(hidDirectory: hidDirectory)
+        let api = devnode.flatMap { HIDAPIInfo.lookUp(devnode: $0) }
+
+        let bus = kernelID?.bus ?? api.map { busType(from: $0.busType) } ?? (usb != nil ? .usb : BusType(rawValue: 0))
+        var usages = descriptor.topLevelUsages
+        if usages.isEmpty, let api {
+            // Unreadable or usage-less descriptor: hidapi's first pair is all we have.
+            usages = api.usages.prefix(1).filter { $0.page != 0 || $0.usage != 0 }.map { HIDUsage(page: $0.page, usage: $0.usage) }
+        }
+        let interfaceNumber = usb?.interfaceNumber
+            ?? api.flatMap { (0...255).contains($0.interfaceNumber) ? UInt8($0.interfaceNumber) : nil }
+
+        let uniq = hidEvent?["HID_UNIQ"].flatMap { $0.isEmpty ? nil : $0 }
+        // Strings: the USB device's sysfs attributes when on USB (complete,
+        // UTF-8; hidapi truncates the serial to the kernel's 64-byte HID_UNIQ
+        // and loses non-ASCII text to mbstowcs in the C locale), else hidapi's,
+        // else the kernel's HID_NAME / HID_UNIQ.
+        let manufacturer = usb?.manufacturer ?? nonEmpty(api?.manufacturer)
+        let product = usb?.product ?? nonEmpty(api?.product) ?? hidEvent?["HID_NAME"]
+        // On USB the attribute exists exactly when the device has an
+        // iSerialNumber, so nil here means "no serial", not "unknown".
+        let serial: String? = if let usb { usb.serial } else { uniq ?? nonEmpty(api?.serialNumber) }
+
+        let snapshot = DeviceSnapshot(
+            kind: .hid,
+            portChain: usb?.portChain,
+            deviceAddress: usb?.deviceAddress,
+            vendorID: kernelID?.vendorID ?? api?.vendorID ?? usb?.vendorID ?? 0,
+            productID: kernelID?.productID ?? api?.productID ?? usb?.productID ?? 0,
+            bcdDevice: usb?.bcdDevice ?? (usb != nil ? api?.releaseNumber : nil),
+            deviceClass: usb?.deviceClass,
+            manufacturer: manufacturer,
+            product: product,
+            serialNumber: serial,
+            hid: HIDProperties(usages: usages, reportDescriptor: descriptorBytes, interfaceNumber: interfaceNumber,
+                               busType: bus, physicalLocation: hidEvent?["HID_PHYS"]),
+            devnode: devnode,
+            sysfsPath: syspath,
+            access: devnode.map(accessState(of:)) ?? .unknown)
+
+        if api == nil, hidapiLists(bus) {
+            return .notYet(partial: snapshot)
+        }
+        return .ready(snapshot)
+    }
+
+    /// Whether hidapi 0.13.1 (hidraw) lists devices on this bus at all.
+    static func hidapiLists(_ bus: BusType) -> Bool {
+        bus == .usb || bus == .bluetooth || bus == .i2c || bus == .spi
+    }
+
+    static func busType(from type: hid_bus_type) -> BusType {
+        switch type {
+        case HID_API_BUS_USB: .usb
+        case HID_API_BUS_BLUETOOTH: .bluetooth
+        case HID_API_BUS_I2C: .i2c
+        case HID_API_BUS_SPI: .spi
+        default: BusType(rawValue: 0)
+        }
+    }
+
+    private static func nonEmpty(_ text: String?) -> String? {
+        guard let text, !text.isEmpty else { return nil }
+        return text
+    }
+
+    /// `access(R_OK|W_OK)`; on denial, the node's mode and owner and what fixes it.
+    static func accessState(of devnode: String) -> AccessState {
+        guard let error = Syscalls.access(devnode, R_OK | W_OK) else { return .ok }
+        guard let info = try? Syscalls.stat(devnode) else {
+            return .denied(reason: "\(devnode) cannot be checked: \(error)")
+        }
+        let mode = info.st_mode & 0o7777
+        let owner = userName(info.st_uid) + ":" + groupName(info.st_gid)
+        return .denied(reason: "\(devnode) is \(permissionText(mode)) (\(String(mode, radix: 8))) \(owner) and this process "
+            + "(uid \(getuid()), gid \(getgid())) may not read and write it (\(error.codeName ?? "errno \(error.code)")); "
+            + "a udev rule granting access fixes this (devif can generate one)")
+    }
+
+    private static func permissionText(_ mode: mode_t) -> String {
+        let letters: [Character] = ["r", "w", "x"]
+        return String((0..<9).map { bit in mode & (0o400 >> mode_t(bit)) != 0 ? letters[bit % 3] : "-" })
+    }
+
+    private static func userName(_ uid: uid_t) -> String {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.pw_name
+        else { return String(uid) }
+        return String(cString: name)
+    }
+
+    private static func groupName(_ gid: gid_t) -> String {
+        var entry = group()
+        var result: UnsafeMutablePointer<group>?
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard getgrgid_r(gid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.gr_name
+        else { return String(gid) }
+        return String(cString: name)
+    }
+}
+
+/// The USB device (and interface) a hidraw node hangs off, from sysfs.
+struct USBParent {
+    var portChain: PortChain?
+    var deviceAddress: UInt8?
+    var vendorID: UInt16?
+    var productID: UInt16?
+    var bcdDevice: UInt16?
+    var deviceClass: ClassTriple?
+    var manufacturer: String?
+    var product: String?
+    /// Nil when the device has no iSerialNumber (no `serial` attribute).
+    var serial: String?
+    var interfaceNumber: UInt8?
+
+    /// Nil when the HID device is not below a USB device (uhid, Bluetooth, I2C).
+    init?(hidDirectory: String) {
+        guard let device = Sysfs.ancestor(of: hidDirectory, subsystem: "usb", devtype: "usb_device") else { return nil }
+        // sysfs names a USB device by its port chain (`1-1.4`).
+        portChain = PortChain(parsing: Sysfs.name(of: device))
+        deviceAddress = Sysfs.string(device + "/devnum", limit: 16).flatMap { UInt8($0) }
+        vendorID = Sysfs.hex(device + "/idVendor").flatMap { UInt16(exactly: $0) }
+        productID = Sysfs.hex(device + "/idProduct").flatMap { UInt16(exactly: $0) }
+        bcdDevice = Sysfs.hex(device + "/bcdDevice").flatMap { UInt16(exactly: $0) }
+        if let c = Sysfs.hex(device + "/bDeviceClass").flatMap({ UInt8(exactly: $0) }),
+           let s = Sysfs.hex(device + "/bDeviceSubClass").flatMap({ UInt8(exactly: $0) }),
+           let p = Sysfs.hex(device + "/bDeviceProtocol").flatMap({ UInt8(exactly: $0) }) {
+            deviceClass = ClassTriple(c, s, p)
+        }
+        manufacturer = Sysfs.string(device + "/manufacturer")
+        product = Sysfs.string(device + "/product")
+        serial = Sysfs.string(device + "/serial")
+        if let interface = Sysfs.ancestor(of: hidDirectory, subsystem: "usb", devtype: "usb_interface") {
+            interfaceNumber = Sysfs.hex(interface + "/bInterfaceNumber").flatMap { UInt8(exactly: $0) }
+        }
+    }
+}

@@ -1,0 +1,286 @@
+import DevifCore
+import DevifLinux
+import Glibc
+import Synchronization
+
+/// The hidraw source: every hidraw node (USB, Bluetooth, I2C, uhid, ...) as
+/// a ``DeviceSnapshot`` of kind `.hid`, present ones at start and then live
+/// arrivals and removals.
+///
+/// One monitor thread polls libudev's monitor (subsystem `hidraw`), or the
+/// kernel's uevents when udevd is not running, beside an eventfd that
+/// ``stop()`` signals. Details come from hidapi's enumeration (which has no
+/// hotplug API) plus sysfs: the report descriptor and its top-level
+/// collections, `HID_PHYS`/`HID_UNIQ`/`HID_ID`, the USB parent's port chain
+/// and bcdDevice, and whether this process may open the node.
+public final class HIDSource: DeviceSource {
+    public let name = "hid"
+    private let options: Options
+    private let state = Mutex<Running?>(nil)
+
+    /// Tuning knobs (defaults suit production; tests may shorten them).
+    public struct Options: Sendable {
+        /// How long a node hidapi does not list yet is retried before it is
+        /// reported with what sysfs gave.
+        public var resolveTimeout: Duration = .seconds(2)
+        /// Pause between two attempts to resolve such a node.
+        public var retryInterval: Duration = .milliseconds(100)
+        /// Follow the kernel's uevents even when udevd runs (for tests of
+        /// the fallback path).
+        public var forceKernelUevents = false
+
+        public init() {}
+    }
+
+    public init(options: Options = Options()) {
+        self.options = options
+    }
+
+    deinit { stop() }
+
+    private struct Running {
+        let thread: JoinableThread
+        let loop: MonitorLoop
+    }
+
+    /// Starts the monitor thread; see ``DeviceSource/start(_:)``. Throws when
+    /// no monitor can be opened (neither libudev's nor the kernel's) or the
+    /// thread cannot start. Starting a running source throws too.
+    public func start(_ sink: @escaping @Sendable (SourceEvent) -> Void) throws(SourceError) {
+        try state.withLock { (running: inout Running?) throws(SourceError) in
+            guard running == nil else {
+                throw SourceError(source: name, message: "already started; stop() it first")
+            }
+            let loop = try MonitorLoop(options: options, sink: sink)
+            let thread: JoinableThread
+            do throws(LinuxError) {
+                thread = try JoinableThread { loop.run() }
+            } catch {
+                throw SourceError(source: "hid", message: "cannot start the monitor thread: \(error)", code: error.code)
+            }
+            running = Running(thread: thread, loop: loop)
+        }
+    }
+
+    /// Stops and joins the monitor thread. Idempotent; no sink call begins
+    /// after it returns (called from the sink itself, the thread makes no
+    /// further calls and ends on its own).
+    public func stop() {
+        guard let running = state.withLock({ (running: inout Running?) in running.take() }) else { return }
+        running.loop.requestStop()
+        running.thread.join()
+    }
+}
+
+/// Everything the monitor thread owns. Created in `start()`, then used only
+/// by that thread except for `requestStop()` (an atomic and an eventfd).
+private final class MonitorLoop: @unchecked Sendable {
+    private let options: HIDSource.Options
+    private let sink: @Sendable (SourceEvent) -> Void
+    private let stopping = Atomic<Bool>(false)
+    private let wake: EventFD
+    private let udev: UdevContext?
+    private let source: Monitor
+
+    private enum Monitor {
+        case udev(UdevMonitor)
+        case kernel(KernelUeventMonitor)
+    }
+
+    /// A node being retried until hidapi lists it.
+    private struct Pending {
+        var change: HidrawChange
+        var deadline: ContinuousClock.Instant
+        var nextAttempt: ContinuousClock.Instant
+        var initial: Bool
+    }
+
+    /// Reported nodes: syspath -> the key their arrival carried.
+    private var present: [String: String] = [:]
+    private var pending: [String: Pending] = [:]
+    private var usingKernelUevents: Bool { if case .kernel = source { true } else { false } }
+
+    init(options: HIDSource.Options, sink: @escaping @Sendable (SourceEvent) -> Void) throws(SourceError) {
+        self.options = options
+        self.sink = sink
+        do throws(LinuxError) {
+            wake = try EventFD()
+        } catch {
+            throw SourceError(source: "hid", message: "cannot create an eventfd: \(error)", code: error.code)
+        }
+        udev = UdevContext()
+        if !options.forceKernelUevents, udevIsRunning(), let udev {
+            do {
+                source = .udev(try UdevMonitor(context: udev))
+                return
+            } catch {
+                // Fall through to the kernel's uevents, which need no udevd.
+            }
+        }
+        do throws(LinuxError) {
+            source = .kernel(try KernelUeventMonitor(subsystems: ["hidraw"]))
+        } catch {
+            throw SourceError(source: "hid", message: "cannot follow hidraw hotplug: \(error)", code: error.code)
+        }
+    }
+
+    func requestStop() {
+        stopping.store(true, ordering: .releasing)
+        wake.signal()
+    }
+
+    private var isStopping: Bool { stopping.load(ordering: .acquiring) }
+
+    private func emit(_ event: SourceEvent) {
+        // Re-checked per call: stop() from inside the sink must end the calls.
+        guard !isStopping else { return }
+        sink(event)
+    }
+
+    func run() {
+        if usingKernelUevents {
+            emit(.notice("udevd is not running: following the kernel's uevents directly"))
+        }
+        // The monitor is open already, so nothing plugged from here on is
+        // missed; a node seen by both is reported once (see handle(_:)).
+        for change in enumerate() { handle(change, initial: true) }
+        while !isStopping, pending.values.contains(where: \.initial) {
+            waitForStop(until: pending.values.map(\.nextAttempt).min()!)
+            retryPending()
+        }
+        emit(.enumerated)
+        while !isStopping {
+            var fds = [pollfd(fd: wake.fileDescriptor, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: monitorDescriptor, events: Int16(POLLIN), revents: 0)]
+            let timeout = pending.values.map(\.nextAttempt).min().map(Self.milliseconds(until:)) ?? -1
+            do throws(LinuxError) {
+                _ = try Syscalls.poll(&fds, timeoutMilliseconds: timeout)
+            } catch {
+                emit(.notice("hid: \(error); hotplug stopped"))
+                return
+            }
+            if isStopping { return }
+            if fds[1].revents & Int16(POLLIN) != 0 { drainMonitor() }
+            if fds[1].revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 {
+                emit(.notice("hid: the hotplug monitor failed; hotplug stopped"))
+                return
+            }
+            retryPending()
+        }
+    }
+
+    private var monitorDescriptor: Int32 {
+        switch source {
+        case .udev(let monitor): monitor.fileDescriptor
+        case .kernel(let monitor): monitor.fileDescriptor
+        }
+    }
+
+    private func enumerate() -> [HidrawChange] {
+        udev?.enumerateHidraw() ?? []
+    }
+
+    private func drainMonitor() {
+        while !isStopping {
+            switch source {
+            case .udev(let monitor):
+                switch monitor.receive() {
+                case nil: return
+                case .change(let change): handle(change, initial: false)
+                case .overflow: rescan()
+                }
+            case .kernel(let monitor):
+                let received: KernelUeventMonitor.Received?
+                do throws(LinuxError) {
+                    received = try monitor.receive()
+                } catch {
+                    emit(.notice("hid: reading kernel uevents failed: \(error)"))
+                    return
+                }
+                switch received {
+                case nil: return
+                case .overflow: rescan()
+                case .uevent(let event):
+                    let action: HidrawChange.Action
+                    switch event.action {
+                    case "add": action = .add
+                    case "remove": action = .remove
+                    default: continue
+                    }
+                    handle(HidrawChange(action: action, syspath: "/sys" + event.devpath,
+                                        devnode: event.devtmpfsNode), initial: false)
+                }
+            }
+        }
+    }
+
+    private func handle(_ change: HidrawChange, initial: Bool) {
+        switch change.action {
+        case .add:
+            // Already reported or in progress (enumeration and monitor overlap).
+            guard present[change.syspath] == nil, pending[change.syspath] == nil else { return }
+            let now = ContinuousClock.now
+            attempt(Pending(change: change, deadline: now + options.resolveTimeout, nextAttempt: now, initial: initial))
+        case .remove:
+            if pending.removeValue(forKey: change.syspath) != nil { return }
+            if let key = present.removeValue(forKey: change.syspath) { emit(.removed(key: key)) }
+        }
+    }
+
+    private func attempt(_ item: Pending) {
+        let syspath = item.change.syspath
+        switch HIDResolver.resolve(syspath: syspath, devnode: item.change.devnode) {
+        case .ready(let snapshot):
+            pending[syspath] = nil
+            present[syspath] = snapshot.sourceKey
+            emit(.arrived(snapshot))
+        case .gone:
+            pending[syspath] = nil
+        case .notYet(let partial):
+            let now = ContinuousClock.now
+            if now >= item.deadline {
+                pending[syspath] = nil
+                present[syspath] = partial.sourceKey
+                emit(.notice("hid: hidapi did not list \(partial.devnode ?? syspath) within "
+                    + "\(options.resolveTimeout); reporting what sysfs gave"))
+                emit(.arrived(partial))
+            } else {
+                var next = item
+                next.nextAttempt = now + options.retryInterval
+                pending[syspath] = next
+            }
+        }
+    }
+
+    private func retryPending() {
+        let now = ContinuousClock.now
+        for item in pending.values where item.nextAttempt <= now && !isStopping {
+            attempt(item)
+        }
+    }
+
+    /// After lost events: report what went away and what came meanwhile.
+    private func rescan() {
+        let current = enumerate()
+        let paths = Set(current.map(\.syspath))
+        for (syspath, key) in present where !paths.contains(syspath) {
+            present[syspath] = nil
+            emit(.removed(key: key))
+        }
+        for syspath in pending.keys where !paths.contains(syspath) { pending[syspath] = nil }
+        for change in current { handle(change, initial: false) }
+    }
+
+    /// Sleeps until `instant` or until stop() is requested.
+    private func waitForStop(until instant: ContinuousClock.Instant) {
+        var fds = [pollfd(fd: wake.fileDescriptor, events: Int16(POLLIN), revents: 0)]
+        _ = try? Syscalls.poll(&fds, timeoutMilliseconds: Self.milliseconds(until: instant))
+    }
+
+    private static func milliseconds(until instant: ContinuousClock.Instant) -> Int32 {
+        let left = ContinuousClock.now.duration(to: instant)
+        if left <= .zero { return 0 }
+        let (seconds, attoseconds) = left.components
+        return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
+    }
+}

@@ -1,0 +1,79 @@
+// hidapi's view of one hidraw node, copied out of its C list.
+import CHIDAPI
+import Synchronization
+
+/// Serializes calls into hidapi: its global error string is freed and
+/// replaced by hid_init/hid_enumerate/hid_open* without a lock, so two
+/// threads inside hidapi at once could double-free it.
+let hidapiLock = Mutex<Void>(())
+
+/// What hidapi reports for one hidraw node (its first entry; hidapi 0.13
+/// lists one entry per collection, all sharing path and strings).
+struct HIDAPIInfo: Sendable, Equatable {
+    var vendorID: UInt16
+    var productID: UInt16
+    var serialNumber: String?
+    var manufacturer: String?
+    var product: String?
+    var releaseNumber: UInt16
+    /// Every (usage page, usage) hidapi listed for the node, in its order.
+    var usages: [(page: UInt16, usage: UInt16)]
+    /// -1 when unknown.
+    var interfaceNumber: Int32
+    var busType: hid_bus_type
+
+    static func == (lhs: HIDAPIInfo, rhs: HIDAPIInfo) -> Bool {
+        lhs.vendorID == rhs.vendorID && lhs.productID == rhs.productID && lhs.serialNumber == rhs.serialNumber
+            && lhs.manufacturer == rhs.manufacturer && lhs.product == rhs.product
+            && lhs.releaseNumber == rhs.releaseNumber && lhs.interfaceNumber == rhs.interfaceNumber
+            && lhs.busType == rhs.busType
+            && lhs.usages.elementsEqual(rhs.usages) { $0.page == $1.page && $0.usage == $1.usage }
+    }
+
+    /// hidapi's entries for `devnode`; nil when hidapi does not list it.
+    /// hidapi 0.13.1 lists only USB, Bluetooth, I2C and SPI devices (not
+    /// BUS_VIRTUAL uhid ones), and has no lookup by path, so this enumerates
+    /// everything and filters.
+    static func lookUp(devnode: String) -> HIDAPIInfo? {
+        hidapiLock.withLock { _ in
+            guard let list = hid_enumerate(0, 0) else { return nil }
+            defer { hid_free_enumeration(list) }
+            var info: HIDAPIInfo?
+            var entry: UnsafeMutablePointer<hid_device_info>? = list
+            while let current = entry {
+                defer { entry = current.pointee.next }
+                guard let path = current.pointee.path, String(cString: path) == devnode else { continue }
+                let d = current.pointee
+                if info == nil {
+                    info = HIDAPIInfo(vendorID: d.vendor_id, productID: d.product_id,
+                                      serialNumber: string(fromWide: d.serial_number),
+                                      manufacturer: string(fromWide: d.manufacturer_string),
+                                      product: string(fromWide: d.product_string),
+                                      releaseNumber: d.release_number, usages: [],
+                                      interfaceNumber: d.interface_number, busType: d.bus_type)
+                }
+                info?.usages.append((d.usage_page, d.usage))
+            }
+            return info
+        }
+    }
+}
+
+/// Longest wide string converted (hidapi's strings come from sysfs, one page).
+private let maximumWideCharacters = 4096
+
+/// A hidapi `wchar_t *` (UTF-32 on Linux) as a String: nil for NULL, invalid
+/// scalars (surrogates, > U+10FFFF, negative) become U+FFFD, and at most
+/// 4096 characters are read.
+func string(fromWide pointer: UnsafePointer<wchar_t>?) -> String? {
+    guard let pointer else { return nil }
+    var scalars = String.UnicodeScalarView()
+    var index = 0
+    while index < maximumWideCharacters {
+        let unit = pointer[index]
+        if unit == 0 { break }
+        scalars.append(Unicode.Scalar(UInt32(bitPattern: Int32(unit))) ?? "\u{FFFD}")
+        index += 1
+    }
+    return String(scalars)
+}
