@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/python3 -IS
 """Host-side checks for devlab devices, used by selftest.sh (stdlib only).
 
   labcheck.py hid-echo /dev/hidrawN [--len 64] [--count 100] [--timeout 2] [--report-id N]
