@@ -33,6 +33,32 @@ enum Devlab {
         return String(decoding: o, as: UTF8.self)
     }
 
+    /// Runs several devlab commands in one devlab process (one per line), as
+    /// close together as the toolkit can: "plugged at once".
+    static func batch(_ lines: [String]) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = [tool, "batch", "--stop-on-error"]
+        let input = Pipe(), out = Pipe(), err = Pipe()
+        p.standardInput = input
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        input.fileHandleForWriting.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+        try input.fileHandleForWriting.close()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw LabFailure("devlab batch exited \(p.terminationStatus): \(String(decoding: e, as: UTF8.self)) \(String(decoding: o, as: UTF8.self).suffix(500))")
+        }
+    }
+
+    /// Waits until the kernel sees every named device (or, with gone, none).
+    static func wait(_ names: [String], gone: Bool = false, timeout: Double = 60) throws {
+        try run(["wait"] + names + ["--timeout", String(timeout)] + (gone ? ["--gone"] : []))
+    }
+
     /// `devlab plug NAME --wait`: the host-side view of the plugged device.
     @discardableResult
     static func plug(_ name: String, wait: Double = 20) throws -> Plugged {

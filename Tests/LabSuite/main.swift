@@ -5,6 +5,7 @@ import Foundation
 
 var runner = LabRunner()
 registerStackTests(&runner)
+registerDiscoveryTests(&runner)
 
 let args = CommandLine.arguments.dropFirst()
 if args.contains("--list") {

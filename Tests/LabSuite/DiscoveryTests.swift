@@ -1,0 +1,414 @@
+// Discovery in the lab (issue 4): the manager and `devif-usb` against real
+// gadgets and uhid devices. Expected events come from the test's own plug log;
+// the kernel's sysfs is the ground truth for what is present.
+import Devif
+import DevifCore
+import Foundation
+import Synchronization
+
+/// Classes the lab defines in a catalog file, so composite interfaces have classes.
+enum LabClasses {
+    static let vendorBulk = try! GUID(parsing: "{6f3c2d1e-0b7a-4c55-9a61-3d2c1b0a9f01}")
+    static let hidInterface = try! GUID(parsing: "{6f3c2d1e-0b7a-4c55-9a61-3d2c1b0a9f02}")
+    static let folder = "/tmp/devif-lab-classes"
+
+    static func install() throws {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try """
+        # Lab classes: a composite device's interfaces by their USB class.
+        [class \(vendorBulk)]
+        name = lab-vendor-bulk
+        match = usb-class=ff
+
+        [class \(hidInterface)]
+        name = lab-hid-interface
+        match = usb-class=03
+        """.write(toFile: folder + "/50-lab.conf", atomically: true, encoding: .utf8)
+    }
+}
+
+let usbDeviceClass = WellKnownClass.usbDevice.guid
+let hidClass = WellKnownClass.hid.guid
+
+/// A started manager with a fresh registry and the lab catalog, watching
+/// from before anything is plugged; events land in an inbox.
+final class ManagerFixture: Sendable {
+    let manager: DeviceManager
+    let watch: InterfaceWatch
+    let events = Inbox<InterfaceEvent>()
+    let overflows = Counter()
+    private let pump: Task<Void, Never>
+
+    init(filter: InterfaceFilter = .all, registry: String? = nil) async throws {
+        try LabClasses.install()
+        var o = DeviceManager.Options()
+        o.registryPath = registry ?? "/tmp/devif-lab-\(UUID().uuidString).sqlite"
+        o.classFolders = [LabClasses.folder]
+        manager = try DeviceManager(options: o)
+        manager.start()
+        try expect(await manager.waitUntilEnumerated(timeout: .seconds(20)), "the sources did not finish enumerating in 20 s")
+        watch = manager.watch(filter)
+        let events = self.events
+        let updates = watch.updates
+        let overflows = self.overflows
+        pump = Task { [overflows] in
+            for await u in updates {
+                switch u {
+                case .event(let e): events.post(e)
+                case .overflow: overflows.value.add(1, ordering: .relaxed)
+                }
+            }
+        }
+    }
+
+    /// The next `n` events for which `predicate` holds (others are skipped), in order.
+    func next(_ n: Int, within seconds: Double = 20, _ what: String,
+              where predicate: @escaping @Sendable (InterfaceEvent) -> Bool) async throws -> [InterfaceEvent] {
+        var got: [InterfaceEvent] = []
+        for k in 0..<n { got.append(try await events.next(within: seconds, "\(what) (\(k + 1) of \(n))", where: predicate)) }
+        return got
+    }
+
+    func stop() {
+        watch.cancel()
+        pump.cancel()
+        manager.stop()
+    }
+}
+
+func isDevice(_ vid: UInt16, _ pid: UInt16) -> @Sendable (InterfaceEvent) -> Bool {
+    { $0.interface.vendorId == vid && $0.interface.productId == pid }
+}
+
+/// The USB devices sysfs lists (ground truth): "vid:pid serial-or-nil".
+func sysfsUSBDevices() -> Set<String> {
+    let base = "/sys/bus/usb/devices"
+    var out = Set<String>()
+    for name in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [] where !name.contains(":") {
+        func attr(_ a: String) -> String? {
+            (try? String(contentsOfFile: "\(base)/\(name)/\(a)", encoding: .utf8))?.trimmingCharacters(in: .newlines)
+        }
+        guard let v = attr("idVendor"), let p = attr("idProduct"), v != "1d6b" else { continue }  // skip root hubs
+        out.insert("\(v):\(p) \(attr("serial") ?? "-") \(name)")
+    }
+    return out
+}
+
+/// `list --json` through the real CLI; returns the decoded objects.
+func cliList(_ extra: [String] = [], registry: String) throws -> [[String: Any]] {
+    let out = try runCLI(["list", "--json", "--registry", registry, "--classes-dir", LabClasses.folder] + extra)
+    guard let array = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]] else {
+        throw LabFailure("list --json did not print an array: \(out.prefix(300))")
+    }
+    return array
+}
+
+@discardableResult
+func runCLI(_ args: [String], expectStatus: Int32 = 0) throws -> String {
+    let p = Process()
+    p.executableURL = Devlab.repo.appendingPathComponent(".build/debug/devif-usb")
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    guard p.terminationStatus == expectStatus else {
+        throw LabFailure("devif-usb \(args.joined(separator: " ")) exited \(p.terminationStatus), expected \(expectStatus): \(String(decoding: e, as: UTF8.self))")
+    }
+    return String(decoding: o, as: UTF8.self)
+}
+
+/// Checks that the USB-device instances `list --json` reports present are
+/// exactly the (non-hub) USB devices sysfs has.
+func expectListAgreesWithSysfs(registry: String, _ step: String) throws {
+    let listed = try cliList(["--class", "usb-device"], registry: registry)
+    let fromList = Set(listed.compactMap { o -> String? in
+        guard let v = o["vendorId"] as? String, let p = o["productId"] as? String, v != "1d6b" else { return nil }
+        return "\(v):\(p) \((o["serialNumber"] as? String) ?? "-") \((o["portChain"] as? String) ?? "?")"
+    })
+    let truth = sysfsUSBDevices()
+    try expect(fromList == truth, "\(step): list --json \(fromList.sorted()) != sysfs \(truth.sorted())")
+}
+
+func registerDiscoveryTests(_ r: inout LabRunner) {
+    r.add("discovery: a HID gadget arrives and leaves as usb-device and hid instances with the right links") {
+        let f = try await ManagerFixture()
+        defer { f.stop() }
+        try Devlab.run(["create", "dh1", "hid", "--vid", "1209", "--pid", "0b01", "--serial", "LAB-DH-1",
+                        "--manufacturer", "devif lab", "--product", "Disc HID"])
+        let plugged = try Devlab.plug("dh1")
+        let arrivals = try await f.next(2, "arrivals of 1209:0b01", where: isDevice(0x1209, 0x0b01))
+        let byClass = Dictionary(uniqueKeysWithValues: arrivals.map { ($0.interface.classGuid, $0) })
+        let usb = try byClass[usbDeviceClass].orFail("no usb-device arrival among \(arrivals.map(\.interface.symbolicLink))")
+        let hid = try byClass[hidClass].orFail("no hid arrival among \(arrivals.map(\.interface.symbolicLink))")
+        try expectEqual(usb.interface.symbolicLink, "usb#vid_1209&pid_0b01#LAB-DH-1#\(usbDeviceClass)", "usb link")
+        try expectEqual(hid.interface.symbolicLink, "hid#vid_1209&pid_0b01&mi_00#LAB-DH-1#\(hidClass)", "hid link")
+        try expectEqual(usb.interface.portChain, plugged.port_chain, "port chain")
+        try expectEqual(usb.interface.manufacturer, "devif lab", "manufacturer")
+        try expectEqual(usb.interface.product, "Disc HID", "product")
+        try expectEqual(usb.interface.access, .ok, "access (root)")
+        try expect(hid.interface.devnode.map { plugged.hidraw?.contains($0) ?? false } ?? false,
+                   "hid devnode \(hid.interface.devnode ?? "nil") not among \(plugged.hidraw ?? [])")
+        try expect(arrivals[0].seq + 1 == arrivals[1].seq, "sequence numbers not consecutive: \(arrivals.map(\.seq))")
+        try Devlab.unplug("dh1")
+        let removals = try await f.next(2, "removals of 1209:0b01", where: isDevice(0x1209, 0x0b01))
+        try expectEqual(Set(removals.map(\.interface.symbolicLink)), Set(arrivals.map(\.interface.symbolicLink)), "removed links")
+        try expect(removals.allSatisfy { $0.event == .removal && !$0.interface.present }, "removal events")
+        try expect(f.manager.interfaces(InterfaceFilter(vendorId: 0x1209, productId: 0x0b01)).isEmpty, "still listed after unplug")
+    }
+
+    r.add("discovery: a composite device gives one instance per interface with the catalog's classes") {
+        let f = try await ManagerFixture()
+        defer { f.stop() }
+        try Devlab.run(["create", "dc1", "composite", "--vid", "1209", "--pid", "0b02", "--serial", "LAB-DC-1"])
+        try Devlab.plug("dc1")
+        // usb-device (device), lab-hid-interface (mi_00), lab-vendor-bulk (mi_01), hid (hidraw).
+        let arrivals = try await f.next(4, "arrivals of the composite 1209:0b02", where: isDevice(0x1209, 0x0b02))
+        let links = Set(arrivals.map(\.interface.symbolicLink))
+        let expected: Set<String> = [
+            "usb#vid_1209&pid_0b02#LAB-DC-1#\(usbDeviceClass)",
+            "usb#vid_1209&pid_0b02&mi_00#LAB-DC-1#\(LabClasses.hidInterface)",
+            "usb#vid_1209&pid_0b02&mi_01#LAB-DC-1#\(LabClasses.vendorBulk)",
+            "hid#vid_1209&pid_0b02&mi_00#LAB-DC-1#\(hidClass)",
+        ]
+        try expectEqual(links, expected, "composite links")
+        let bulk = arrivals.first { $0.interface.classGuid == LabClasses.vendorBulk }
+        try expectEqual(bulk?.interface.interfaceNumber, 1, "bulk interface number")
+        try expectEqual(bulk?.interface.className, "lab-vendor-bulk", "class name from the catalog file")
+        try Devlab.unplug("dc1")
+        let removals = try await f.next(4, "removals of the composite", where: isDevice(0x1209, 0x0b02))
+        try expectEqual(Set(removals.map(\.interface.symbolicLink)), expected, "removed links")
+    }
+
+    r.add("discovery: a uhid device (virtual bus) and a device without serial get bus and port links") {
+        let f = try await ManagerFixture()
+        defer { f.stop() }
+        try Devlab.run(["create", "du1", "uhid", "--vid", "1209", "--pid", "0b03", "--serial", "LAB-DU-1",
+                        "--product", "Virtual"])
+        try Devlab.plug("du1")
+        let u = try await f.next(1, "the uhid arrival", where: isDevice(0x1209, 0x0b03))[0]
+        try expectEqual(u.interface.kind, .hid, "kind")
+        try expectEqual(u.interface.symbolicLink, "hid#vid_1209&pid_0b03&bus_06#LAB-DU-1#\(hidClass)", "uhid link")
+        try expectEqual(u.interface.portChain, nil, "port chain of a device not on USB")
+
+        try Devlab.run(["create", "dn1", "loopback", "--vid", "1209", "--pid", "0b04", "--no-serial"])
+        let plugged = try Devlab.plug("dn1")
+        let n = try await f.next(1, "the no-serial arrival", where: isDevice(0x1209, 0x0b04))[0]
+        let port = try plugged.port_chain.orFail("devlab gave no port chain")
+        try expectEqual(n.interface.symbolicLink, "usb#vid_1209&pid_0b04#@\(port)#\(usbDeviceClass)", "no-serial link")
+        try expectEqual(n.interface.serialNumber, nil, "serial")
+        try Devlab.unplug("du1")
+        _ = try await f.next(1, "the uhid removal", where: { isDevice(0x1209, 0x0b03)($0) && $0.event == .removal })
+    }
+
+    r.add("discovery: replugged 10 times a device keeps its link; a no-serial device on the same port too") {
+        let f = try await ManagerFixture()
+        defer { f.stop() }
+        try Devlab.run(["create", "dr1", "sourcesink", "--vid", "1209", "--pid", "0b05", "--serial", "LAB-DR-1"])
+        try Devlab.run(["create", "dr2", "sourcesink", "--vid", "1209", "--pid", "0b06", "--no-serial"])
+        var links: [String: Set<String>] = ["0b05": [], "0b06": []]
+        for round in 1...10 {
+            try Devlab.plug("dr1", wait: 20)
+            try Devlab.plug("dr2", wait: 20)
+            for pid: UInt16 in [0x0b05, 0x0b06] {
+                let a = try await f.next(1, "arrival #\(round) of \(hex(pid))", where: isDevice(0x1209, pid))[0]
+                try expectEqual(a.event, .arrival, "event #\(round) of \(hex(pid))")
+                links[hex(pid)]!.insert(a.interface.symbolicLink)
+            }
+            try Devlab.unplug("dr1")
+            try Devlab.unplug("dr2")
+            for pid: UInt16 in [0x0b05, 0x0b06] {
+                let l = try await f.next(1, "removal #\(round) of \(hex(pid))", where: isDevice(0x1209, pid))[0]
+                try expectEqual(l.event, .removal, "event #\(round) of \(hex(pid))")
+            }
+        }
+        try expectEqual(links["0b05"]!.count, 1, "distinct links of the serial device over 10 plugs: \(links["0b05"]!)")
+        try expectEqual(links["0b06"]!.count, 1, "distinct links of the no-serial device over 10 plugs: \(links["0b06"]!)")
+    }
+
+    r.add("discovery: two devices with the same serial at once never share a link") {
+        let f = try await ManagerFixture()
+        defer { f.stop() }
+        try Devlab.run(["create", "ds1", "loopback", "--vid", "1209", "--pid", "0b07", "--serial", "SAME-SERIAL"])
+        try Devlab.run(["create", "ds2", "loopback", "--vid", "1209", "--pid", "0b07", "--serial", "SAME-SERIAL"])
+        try Devlab.plug("ds1")
+        try Devlab.plug("ds2")
+        let a = try await f.next(2, "arrivals of the twins", where: isDevice(0x1209, 0x0b07))
+        try expect(a[0].interface.symbolicLink != a[1].interface.symbolicLink,
+                   "both twins named \(a[0].interface.symbolicLink)")
+        try expectEqual(f.manager.interfaces(InterfaceFilter(vendorId: 0x1209, productId: 0x0b07)).count, 2, "present twins")
+    }
+
+    r.add("discovery: 32 devices plugged at once then unplugged: watch --json reports 32 arrivals and 32 removals, in order per link") {
+        let registry = "/tmp/devif-lab-storm32.sqlite"
+        try LabClasses.install()
+        let names = (0..<32).map { String(format: "m%02d", $0) }
+        for (k, n) in names.enumerated() {
+            try Devlab.run(["create", n, "loopback", "--vid", "1209", "--pid", "0c00", "--serial", "LAB-M-\(k)"])
+        }
+        // A sentinel plugged first: when the watcher prints it, it is watching.
+        try Devlab.run(["create", "sentinel", "sourcesink", "--vid", "1209", "--pid", "0c01"])
+        try Devlab.plug("sentinel")
+        let watcher = try CLIWatcher(["watch", "--enumerate", "--json", "--class", "usb-device",
+                                      "--registry", registry, "--classes-dir", LabClasses.folder])
+        defer { watcher.kill() }
+        _ = try await watcher.next(1, within: 30, "the watcher to report the sentinel") { $0.productId == "0c01" }
+        try Devlab.batch(names.map { "plug \($0)" })
+        try Devlab.wait(names)
+        let arrivals = try await watcher.next(32, within: 60, "arrivals of the 32") { $0.productId == "0c00" }
+        try Devlab.batch(names.map { "unplug \($0)" })
+        try Devlab.wait(names, gone: true)
+        let removals = try await watcher.next(32, within: 60, "removals of the 32") { $0.productId == "0c00" }
+        try expectEqual(try watcher.interrupt(), 0, "watcher exit status after SIGINT")
+        var perLink: [String: [String]] = [:]
+        var lastSeq = -1
+        for o in arrivals + removals {
+            perLink[o.link, default: []].append(o.event)
+            let seq = o.seq
+            try expect(seq > lastSeq, "seq not increasing: \(seq) after \(lastSeq)")
+            lastSeq = seq
+        }
+        try expectEqual(perLink.count, 32, "distinct links")
+        for (link, events) in perLink { try expectEqual(events, ["arrival", "removal"], "events of \(link)") }
+        try expectEqual(watcher.count(where: { $0.productId == "0c00" }), 64, "lines printed for the 32 (a duplicate would make more)")
+    }
+
+    r.add("discovery: a watch started while devices are plugging in gets each exactly once") {
+        let names = (0..<16).map { String(format: "w%02d", $0) }
+        for (k, n) in names.enumerated() {
+            try Devlab.run(["create", n, "loopback", "--vid", "1209", "--pid", "0c02", "--serial", "LAB-W-\(k)"])
+        }
+        // Plugging runs in another process while the manager starts and the watch begins.
+        let plugger = Task.detached { try Devlab.batch(names.map { "plug \($0)" }) }
+        let f = try await ManagerFixture(filter: InterfaceFilter(classGuid: usbDeviceClass, vendorId: 0x1209, productId: 0x0c02))
+        defer { f.stop() }
+        try await plugger.value
+        try Devlab.wait(names)
+        let fromSnapshot = f.watch.snapshot.map(\.symbolicLink)
+        let live = try await f.next(16 - fromSnapshot.count, within: 60, "live arrivals after a snapshot of \(fromSnapshot.count)") { _ in true }
+        try expect(live.allSatisfy { $0.event == .arrival }, "a removal among the arrivals")
+        let all = fromSnapshot + live.map(\.interface.symbolicLink)
+        try expectEqual(Set(all).count, 16, "distinct devices seen")
+        try expectEqual(all.count, 16, "snapshot + changes (a duplicate would make it more)")
+        try expect(live.map(\.seq).allSatisfy { s in f.watch.snapshotEvents.allSatisfy { $0.seq < s } },
+                   "a change older than the snapshot")
+        try Devlab.batch(names.map { "unplug \($0)" })
+        let removals = try await f.next(16, within: 60, "the 16 removals") { _ in true }
+        try expect(removals.allSatisfy { $0.event == .removal }, "an arrival among the removals (a late duplicate)")
+    }
+
+    r.add("discovery: list --json agrees with sysfs after every plug and unplug") {
+        let registry = "/tmp/devif-lab-list.sqlite"
+        try LabClasses.install()
+        let steps: [(String, String)] = [("plug", "l1"), ("plug", "l2"), ("plug", "l3"), ("unplug", "l2"),
+                                         ("plug", "l2"), ("unplug", "l1"), ("unplug", "l3"), ("unplug", "l2")]
+        try Devlab.run(["create", "l1", "hid", "--vid", "1209", "--pid", "0c03", "--serial", "LAB-L-1"])
+        try Devlab.run(["create", "l2", "loopback", "--vid", "1209", "--pid", "0c04", "--no-serial"])
+        try Devlab.run(["create", "l3", "composite", "--vid", "1209", "--pid", "0c05", "--serial", "LAB-L-3"])
+        try expectListAgreesWithSysfs(registry: registry, "before any plug")
+        for (action, name) in steps {
+            if action == "plug" { try Devlab.plug(name) } else { try Devlab.unplug(name) }
+            try settleUdev()
+            try expectListAgreesWithSysfs(registry: registry, "after \(action) \(name)")
+        }
+        // --all remembers what was seen, now absent.
+        let all = try cliList(["--all"], registry: registry)
+        try expect(all.contains { ($0["productId"] as? String) == "0c05" && ($0["present"] as? Bool) == false },
+                   "list --all does not remember the composite as absent")
+    }
+}
+
+/// Waits for udev to finish processing queued events (an event wait, not a sleep).
+func settleUdev() throws {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/udevadm")
+    p.arguments = ["settle", "--timeout=30"]
+    try p.run()
+    p.waitUntilExit()
+    try expectEqual(p.terminationStatus, 0, "udevadm settle status")
+}
+
+final class Counter: Sendable { let value = Atomic<Int>(0) }
+
+/// One line of `watch --json`, with the fields the tests read.
+struct WatchLine: Sendable {
+    let productId: String
+    let link: String
+    let event: String
+    let seq: Int
+    init(_ o: [String: Any]) {
+        productId = o["productId"] as? String ?? ""
+        link = o["symbolicLink"] as? String ?? ""
+        event = o["event"] as? String ?? ""
+        seq = o["seq"] as? Int ?? -1
+    }
+}
+
+/// A `devif-usb watch --json` process whose lines are read as they come.
+final class CLIWatcher: @unchecked Sendable {  // the Process is only touched from the test task
+    let process = Process()
+    private let lines = Inbox<WatchLine>()
+    private let seen = Mutex<[WatchLine]>([])
+
+    init(_ args: [String]) throws {
+        process.executableURL = Devlab.repo.appendingPathComponent(".build/debug/devif-usb")
+        process.arguments = args
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let handle = out.fileHandleForReading
+        Thread.detachNewThread { [lines, self] in
+            var buffer = Data()
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { return }
+                buffer.append(chunk)
+                while let nl = buffer.firstIndex(of: 10) {
+                    let line = buffer[buffer.startIndex..<nl]
+                    buffer = Data(buffer[(nl + 1)...])
+                    if let o = try? JSONSerialization.jsonObject(with: line) as? [String: Any] {
+                        let l = WatchLine(o)
+                        self.seen.withLock { $0.append(l) }
+                        lines.post(l)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next `n` lines satisfying `predicate`, within `seconds` in all.
+    func next(_ n: Int, within seconds: Double, _ what: String,
+              where predicate: @escaping @Sendable (WatchLine) -> Bool) async throws -> [WatchLine] {
+        var got: [WatchLine] = []
+        for k in 0..<n {
+            got.append(try await lines.next(within: seconds, "\(what) (\(k + 1) of \(n))", where: predicate))
+        }
+        return got
+    }
+
+    /// How many lines printed so far satisfy `predicate`.
+    func count(where predicate: (WatchLine) -> Bool) -> Int {
+        seen.withLock { $0.filter(predicate).count }
+    }
+
+    /// Sends SIGINT and returns the exit status (bounded wait).
+    func interrupt() throws -> Int32 {
+        process.interrupt()
+        let deadline = Date().addingTimeInterval(10)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        guard !process.isRunning else { throw LabFailure("watcher still running 10 s after SIGINT") }
+        return process.terminationStatus
+    }
+
+    func kill() { if process.isRunning { process.terminate() } }
+}
+
+extension Optional {
+    func orFail(_ message: @autoclosure () -> String, file: StaticString = #fileID, line: UInt = #line) throws -> Wrapped {
+        guard let self else { throw LabFailure(message(), file: file, line: line) }
+        return self
+    }
+}
