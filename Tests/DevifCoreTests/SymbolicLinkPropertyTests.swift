@@ -17,7 +17,7 @@ import Testing
     }
 
     /// What a link is supposed to be a function of, compared byte-wise.
-    struct LinkKey: Hashable {
+    struct LinkKey: Hashable, Sendable {
         var kind: DeviceKind, vendorID: UInt16, productID: UInt16, interfaceNumber: UInt8?
         var busType: BusType, serial: Data?, location: Data?, guid: GUID
     }
@@ -55,18 +55,50 @@ import Testing
         }
     }
 
-    @Test func injectiveRoundTrippingSingleFileNames() throws {
-        var rng = SeededGenerator(state: 0xDEF1F)
+    /// What one chunk of the run found.
+    struct ChunkResult: Sendable {
+        var keys = Set<LinkKey>()
+        var links = Set<String>()
+        var shortened = 0
+    }
+
+    /// 100,000 identities in four seeded chunks run side by side (the result
+    /// does not depend on scheduling: each chunk has its own fixed seed, and
+    /// the sets are merged before the injectivity check).
+    @Test func injectiveRoundTrippingSingleFileNames() async {
+        let chunks = 4, perChunk = 25_000
+        let started = ContinuousClock.now
+        let results = await withTaskGroup(of: ChunkResult.self) { group in
+            for chunk in 0..<chunks {
+                group.addTask { Self.runChunk(seed: 0xDEF1F &+ UInt64(chunk) &* 0x1_0000_0001, count: perChunk) }
+            }
+            return await group.reduce(into: [ChunkResult]()) { $0.append($1) }
+        }
+        var keys = Set<LinkKey>(), links = Set<String>(), shortened = 0
+        for result in results {
+            keys.formUnion(result.keys)
+            links.formUnion(result.links)
+            shortened += result.shortened
+        }
+        let count = chunks * perChunk
+        print("SymbolicLinkPropertyTests: \(count) identities, \(keys.count) distinct, \(links.count) distinct links, "
+              + "\(shortened) shortened fields, \(ContinuousClock.now - started)")
+        #expect(keys.count > count * 9 / 10, "the generator should produce mostly distinct identities")
+        #expect(links.count == keys.count, "two different identities share a link")
+        #expect(shortened > 1_000, "the generator should exercise the hashed form")
+    }
+
+    static func runChunk(seed: UInt64, count: Int) -> ChunkResult {
+        var rng = SeededGenerator(state: seed)
         let guids = [WellKnownClass.usbDevice.guid, WellKnownClass.hid.guid, GUID(high: 0, low: 0),
                      GUID(high: .max, low: .max)]
         let buses: [BusType] = [.usb, .usb, .usb, .virtual, .bluetooth, .i2c, BusType(rawValue: 0xff),
                                 BusType(rawValue: 0x100), BusType(rawValue: 0xffff)]
-        let count = 100_000
         var keys = Set<LinkKey>()
         var links = Set<String>()
         var shortened = 0
         var failures = 0
-        let started = ContinuousClock.now
+        func result() -> ChunkResult { ChunkResult(keys: keys, links: links, shortened: shortened) }
         for _ in 0..<count {
             let serial: String? = rng.next() % 5 == 0 ? nil : Self.hostileString(&rng)
             let location: String = rng.next() % 2 == 0
@@ -97,33 +129,28 @@ import Testing
             }
             // A valid single file name, whatever the input.
             let bytes = Array(link.rawValue.utf8)
-            if bytes.count > 255, failed("longer than 255 bytes") { return }
-            if !bytes.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "/") }), failed("bad byte") { return }
+            if bytes.count > 255, failed("longer than 255 bytes") { return result() }
+            if !bytes.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "/") }), failed("bad byte") { return result() }
             if link.rawValue == "." || link.rawValue == ".." || bytes.first == UInt8(ascii: "."),
-               failed("dot name") { return }
+               failed("dot name") { return result() }
 
             // Round trip.
             let parsed: SymbolicLink
             do { parsed = try SymbolicLink(parsing: link.rawValue) } catch {
-                if failed("does not parse: \(error)") { return }
+                if failed("does not parse: \(error)") { return result() }
                 continue
             }
-            if parsed.renderedFromParts != link.rawValue, failed("the parsed parts render another link") { return }
+            if parsed.renderedFromParts != link.rawValue, failed("the parsed parts render another link") { return result() }
             if !(parsed.kind == identity.kind && parsed.vendorID == identity.vendorID
                  && parsed.productID == identity.productID && parsed.interfaceNumber == identity.interfaceNumber
-                 && parsed.busType == identity.busType && parsed.classGUID == guid), failed("ids differ") { return }
+                 && parsed.busType == identity.busType && parsed.classGUID == guid), failed("ids differ") { return result() }
             if let problem = Self.check(parsed.serial, against: serial, shortened: &shortened),
-               failed("serial: " + problem) { return }
+               failed("serial: " + problem) { return result() }
             if let problem = Self.check(parsed.location, against: locationInLink ? location : nil, shortened: &shortened),
-               failed("location: " + problem) { return }
-            if rng.next() % 16 == 0, !parsed.names(identity), failed("names() rejects its own identity") { return }
+               failed("location: " + problem) { return result() }
+            if rng.next() % 16 == 0, !parsed.names(identity), failed("names() rejects its own identity") { return result() }
         }
-        let elapsed = ContinuousClock.now - started
-        print("SymbolicLinkPropertyTests: \(count) identities, \(keys.count) distinct, \(links.count) distinct links, "
-              + "\(shortened) shortened fields, \(elapsed)")
-        #expect(keys.count > count * 9 / 10, "the generator should produce mostly distinct identities")
-        #expect(links.count == keys.count, "two different identities share a link")
-        #expect(shortened > 1_000, "the generator should exercise the hashed form")
+        return result()
     }
 
     /// A parsed field against the raw text, checked without using LinkField's
