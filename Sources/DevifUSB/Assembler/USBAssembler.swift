@@ -54,7 +54,10 @@ struct USBAssembler: Sendable {
             }
             if let active, active != 0, let configuration = raw.configurations.first(where: { $0.value == active }) {
                 for number in Set(configuration.interfaces.map(\.descriptor.number)) {
-                    let interfaceDir = "\(dir):\(active).\(number)"
+                    // Interfaces are named after the device, except a root hub's
+                    // (`usb1` has `1-0:1.0`).
+                    let prefix = chain.ports.isEmpty ? "\(raw.bus)-0" : "\(chain)"
+                    let interfaceDir = "/sys/bus/usb/devices/\(prefix):\(active).\(number)"
                     guard let alt = Sysfs.decimal(interfaceDir + "/bAlternateSetting"),
                           let descriptor = configuration.interfaces.first(where: {
                               $0.descriptor.number == number && Int($0.descriptor.alternateSetting) == alt })
