@@ -75,7 +75,7 @@ usb_present() {
 }
 
 # ---- HID gadget
-if dl create h1 hid --vid 1209 --pid 0001 --serial SER-H1 && dl plug h1 --wait 20; then
+if dl create h1 hid --vid 1209 --pid 0001 --serial SER-H1 && dl plug h1 --wait 60; then
   cp "$work/out" "$work/h1.json"
   timing "plug-to-visible hid: $(jget 'd["plug_ms"]') ms (device in sysfs after $(jget 'd["visible_ms"]') ms)"
   info "hid h1: udc=$(jget 'd["udc"]') port_chain=$(jget 'd["port_chain"]') hidraw=$(jget 'd["hidraw"]') hidg=$(jget 'd["hidg"]') speed=$(jget 'd["speed"]')"
@@ -89,7 +89,7 @@ if dl create h1 hid --vid 1209 --pid 0001 --serial SER-H1 && dl plug h1 --wait 2
   if dl unplug h1 --wait 10 && [ ! -e "$p" ]; then
     pass hid-unplug "$p gone"; timing "unplug-to-gone hid: $(jget 'd["unplug_ms"]') ms"
   else fail hid-unplug "$(cat "$work/err")"; fi
-  if dl plug h1 --wait 20 && [ -e "$p" ] && $LC hid-echo "$(jget 'd["hidraw"][0]')" --count 20 >>"$log" 2>&1; then
+  if dl plug h1 --wait 60 && [ -e "$p" ] && $LC hid-echo "$(jget 'd["hidraw"][0]')" --count 20 >>"$log" 2>&1; then
     pass hid-replug "back as $(jget 'd["port_chain"]') devnum $(jget 'd["devnum"]'), echo works"
   else fail hid-replug "$(cat "$work/err")"; fi
 else
@@ -97,7 +97,7 @@ else
 fi
 
 # ---- uhid
-if dl create u1 uhid --vid 1209 --pid 0002 --serial SER-U1 && dl plug u1 --wait 20; then
+if dl create u1 uhid --vid 1209 --pid 0002 --serial SER-U1 && dl plug u1 --wait 60; then
   cp "$work/out" "$work/u1.json"
   timing "plug-to-visible uhid: $(jget 'd["plug_ms"]') ms"
   id=$(jget 'd["hid_id"]')
@@ -112,7 +112,7 @@ if dl create u1 uhid --vid 1209 --pid 0002 --serial SER-U1 && dl plug u1 --wait 
     timing "uhid echo round trip (C daemon): $(jget '"median %s ms, p95 %s ms, max %s ms" % (d["rtt_ms_median"], d["rtt_ms_p95"], d["rtt_ms_max"])' "$work/echo")"
   else fail uhid-echo "$(tail -1 "$log")"; fi
   if dl unplug u1 --wait 10 && [ ! -e "$p" ]; then pass uhid-unplug "$p gone"; else fail uhid-unplug "$(cat "$work/err")"; fi
-  if dl plug u1 --wait 20 && $LC hid-echo "$(jget 'd["hidraw"][0]')" --count 20 >>"$log" 2>&1; then
+  if dl plug u1 --wait 60 && $LC hid-echo "$(jget 'd["hidraw"][0]')" --count 20 >>"$log" 2>&1; then
     pass uhid-replug "back as $(jget 'd["hid_id"]')"
   else fail uhid-replug "$(cat "$work/err")"; fi
 else
@@ -120,7 +120,7 @@ else
 fi
 
 # ---- loopback
-if dl create lb loopback --vid 1209 --pid 0003 --serial SER-LB && dl plug lb --wait 20; then
+if dl create lb loopback --vid 1209 --pid 0003 --serial SER-LB && dl plug lb --wait 60; then
   cp "$work/out" "$work/lb.json"
   timing "plug-to-visible loopback: $(jget 'd["plug_ms"]') ms"
   check lb-visible "1209:0003 serial SER-LB" usb_present "$work/lb.json" 1209 0003 SER-LB
@@ -137,7 +137,7 @@ else
 fi
 
 # ---- sourcesink
-if dl create ss sourcesink --vid 1209 --pid 0004 --serial SER-SS && dl plug ss --wait 20; then
+if dl create ss sourcesink --vid 1209 --pid 0004 --serial SER-SS && dl plug ss --wait 60; then
   timing "plug-to-visible sourcesink: $(jget 'd["plug_ms"]') ms"
   cp "$work/out" "$work/ss.json"
   check ss-visible "1209:0004 serial SER-SS" usb_present "$work/ss.json" 1209 0004 SER-SS
@@ -153,7 +153,7 @@ else
 fi
 
 # ---- composite
-if dl create c1 composite --vid 1209 --pid 0005 --serial SER-C1 && dl plug c1 --wait 20; then
+if dl create c1 composite --vid 1209 --pid 0005 --serial SER-C1 && dl plug c1 --wait 60; then
   cp "$work/out" "$work/c1.json"
   timing "plug-to-visible composite: $(jget 'd["plug_ms"]') ms"
   p=$(jget 'd["sysfs"]')
@@ -173,9 +173,9 @@ else
 fi
 
 # ---- no serial / stalled serial / empty serial
-if dl create ns loopback --pid 0006 --no-serial && dl plug ns --wait 20; then
+if dl create ns loopback --pid 0006 --no-serial && dl plug ns --wait 60; then
   cp "$work/out" "$work/ns.json"
-  if usb_present "$work/ns.json" 1209 0006 - >>"$log" 2>&1 && [ "$(jget 'd["iSerialNumber"]')" = 0 ] && [ "$(jget 'd["serial"]')" = None ]; then
+  if usb_present "$work/ns.json" 1209 0006 - >>"$log" 2>&1 && [ "$(jget 'd["iSerialNumber"]')" = 0 ] && [ "$(jget 'd["serial"]')" = null ]; then
     pass no-serial "no sysfs serial, iSerialNumber 0 (manufacturer=$(jget 'd["manufacturer"]') product=$(jget 'd["product"]'))"
   else fail no-serial "iSerialNumber=$(jget 'd["iSerialNumber"]') serial=$(jget 'd["serial"]')"; fi
   dl remove ns
@@ -184,15 +184,15 @@ dl create nx loopback --no-serial --product P; rc=$?
 [ $rc = 2 ] && one_line_err && pass no-serial-with-product-refused "rc=2" || fail no-serial-with-product-refused "rc=$rc $(cat "$work/err")"
 for variant in "st --stalled-serial" "es --serial="; do
   set -- $variant
-  if dl create "$1" loopback --pid 0007 "$2" && dl plug "$1" --wait 20; then
+  if dl create "$1" loopback --pid 0007 "$2" && dl plug "$1" --wait 60; then
     ls=$(lsusb -v -d 1209:0007 2>/dev/null | grep -E '^ +i(Serial|Product)' | tr -s ' ' | tr '\n' ';')
-    if [ "$(jget 'd["iSerialNumber"]')" != 0 ] && [ "$(jget 'd["serial"]')" = None ] && [ "$(jget 'd["product"]')" != None ]; then
+    if [ "$(jget 'd["iSerialNumber"]')" != 0 ] && [ "$(jget 'd["serial"]')" = null ] && [ "$(jget 'd["product"]')" != null ]; then
       pass "serial-variant-$1" "$2: iSerialNumber=$(jget 'd["iSerialNumber"]'), no sysfs serial, product kept; lsusb -v: $ls"
     else fail "serial-variant-$1" "iSerialNumber=$(jget 'd["iSerialNumber"]') serial=$(jget 'd["serial"]') product=$(jget 'd["product"]')"; fi
     dl remove "$1" --wait 10
   else fail "serial-variant-$1" "$(cat "$work/err")"; fi
 done
-if dl create un uhid --pid 0008 --no-serial && dl plug un --wait 20; then
+if dl create un uhid --pid 0008 --no-serial && dl plug un --wait 60; then
   p=$(jget 'd["sysfs"]')
   if grep -qx 'HID_UNIQ=' "$p/uevent"; then pass uhid-no-serial "HID_UNIQ empty"; else fail uhid-no-serial "$(grep UNIQ "$p/uevent")"; fi
   dl remove un
@@ -203,7 +203,7 @@ long126=$(printf 'S%.0s' $(seq 126))
 i=0
 for ser in '../../x' 'a/b' '#&%' ' lead and trail ' 'ünïcødé-€' "$long126" $'tab\there' '\x41'; do
   i=$((i + 1))
-  if dl create "hs$i" loopback --pid "01$(printf %02x $i)" --serial "$ser" && dl plug "hs$i" --wait 20; then
+  if dl create "hs$i" loopback --pid "01$(printf %02x $i)" --serial "$ser" && dl plug "hs$i" --wait 60; then
     got=$(cat "$(jget 'd["sysfs"]')/serial" 2>/dev/null)
     if [ "$got" = "$ser" ] && [ "$(jget 'd["serial"]')" = "$ser" ]; then pass "serial-verbatim-$i" "$(printf %q "$ser") (${#ser} chars)"
     else fail "serial-verbatim-$i" "want $(printf %q "$ser") got $(printf %q "$got")"; fi
@@ -214,7 +214,7 @@ if dl create hs127 loopback --serial "${long126}X"; then fail serial-127 "127-by
 else rc=$?; one_line_err && [ $rc = 7 ] && pass serial-127 "rejected, rc=$rc: $(cat "$work/err")" || fail serial-127 "rc=$rc $(cat "$work/err")"; fi
 if dl create ul uhid --serial "${long126:0:64}"; then fail uhid-uniq-64 "64-byte uniq accepted"
 else rc=$?; one_line_err && pass uhid-uniq-64 "rejected, rc=$rc: $(cat "$work/err")" || fail uhid-uniq-64 "$(cat "$work/err")"; fi
-if dl create uh uhid --pid 0009 --serial 'a/b ../#&%' && dl plug uh --wait 20 && grep -qx 'HID_UNIQ=a/b ../#&%' "$(jget 'd["sysfs"]')/uevent"; then
+if dl create uh uhid --pid 0009 --serial 'a/b ../#&%' && dl plug uh --wait 60 && grep -qx 'HID_UNIQ=a/b ../#&%' "$(jget 'd["sysfs"]')/uevent"; then
   pass uhid-uniq-verbatim "'a/b ../#&%'"
 else fail uhid-uniq-verbatim "$(cat "$work/err")"; fi
 dl remove uh
@@ -224,7 +224,7 @@ printf '# three reports\n01 02 03 04\ndelay_ms 100\n0a0b0c0d\ndelay_ms 50\nff ee
 rdesc4="06 00 ff 09 01 a1 01 15 00 26 ff 00 75 08 95 04 09 01 81 02 95 04 09 01 91 02 c0"
 for t in hid uhid; do
   if dl create "sc-$t" "$t" --pid 000a --report-desc "$rdesc4" --report-len 4 --hid-mode "script:$work/script.txt" \
-     && dl plug "sc-$t" --wait 20 \
+     && dl plug "sc-$t" --wait 60 \
      && $LC hid-expect "$(jget 'd["hidraw"][0]')" 01020304 0a0b0c0d ffeeddcc >"$work/exp" 2>>"$log"; then
     pass "script-$t" "3 scripted 4-byte reports arrived at $(jget 'd["arrival_ms"]' "$work/exp") ms"
   else fail "script-$t" "$(cat "$work/err") $(tail -1 "$log")"; fi
@@ -234,7 +234,7 @@ done
 # ---- numbered reports (Report ID 1): the id byte goes out and comes back
 rdid="06 00 ff 09 01 a1 01 85 01 15 00 26 ff 00 75 08 95 08 09 01 81 02 95 08 09 01 91 02 c0"
 for t in hid uhid; do
-  if dl create "ri-$t" "$t" --pid 000d --report-desc "$rdid" --report-len 9 && dl plug "ri-$t" --wait 20 \
+  if dl create "ri-$t" "$t" --pid 000d --report-desc "$rdid" --report-len 9 && dl plug "ri-$t" --wait 60 \
      && $LC hid-echo "$(jget 'd["hidraw"][0]')" --len 8 --report-id 1 --count 20 >>"$log" 2>&1; then
     pass "report-id-echo-$t" "20 x [01 + 8 bytes] echoed"
   else fail "report-id-echo-$t" "$(cat "$work/err") $(tail -1 "$log")"; fi
@@ -242,7 +242,7 @@ for t in hid uhid; do
 done
 
 # ---- Python fallback for the device side
-if DEVLAB_BIN=/nonexistent dl create pf hid --pid 000b && DEVLAB_BIN=/nonexistent dl plug pf --wait 20 --bin /nonexistent; then
+if DEVLAB_BIN=/nonexistent dl create pf hid --pid 000b && DEVLAB_BIN=/nonexistent dl plug pf --wait 60 --bin /nonexistent; then
   grep -q 'Python implementation' "$work/err" && pass fallback-warns "$(cat "$work/err")" || fail fallback-warns "no warning"
   if $LC hid-echo "$(jget 'd["hidraw"][0]')" --count 100 >"$work/echo" 2>>"$log"; then
     pass fallback-echo "Python hidg echo"
@@ -250,7 +250,7 @@ if DEVLAB_BIN=/nonexistent dl create pf hid --pid 000b && DEVLAB_BIN=/nonexisten
   else fail fallback-echo "$(tail -1 "$log")"; fi
   dl remove pf
 else fail fallback "$(cat "$work/err")"; fi
-if dl create pu uhid --pid 000c && dl plug pu --wait 20 --bin /nonexistent && $LC hid-echo "$(jget 'd["hidraw"][0]')" --count 50 >>"$log" 2>&1; then
+if dl create pu uhid --pid 000c && dl plug pu --wait 60 --bin /nonexistent && $LC hid-echo "$(jget 'd["hidraw"][0]')" --count 50 >>"$log" 2>&1; then
   pass fallback-uhid-echo "Python uhid echo"
 else fail fallback-uhid-echo "$(cat "$work/err")"; fi
 dl remove pu
