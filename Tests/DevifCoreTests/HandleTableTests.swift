@@ -193,6 +193,13 @@ struct HandleTableTests {
         let done = DispatchSemaphore(value: 0)
         let nextId = Atomic<Int>(0)
         let reached = Atomic<Int>(0), stale = Atomic<Int>(0), removed = Atomic<Int>(0)
+        // Recently closed handles: looking them up must always fail as stale.
+        let closed = Locked<[Handle]>([])
+        @Sendable func closeAndRemember(_ h: Handle) {
+            if (try? table.close(h)) != nil {
+                closed.withLock { if $0.count < 64 { $0.append(h) } else { $0[Int.random(in: 0..<64)] = h } }
+            }
+        }
 
         for t in 0..<threads {
             Thread {
@@ -206,14 +213,25 @@ struct HandleTableTests {
                         if let h = try? table.open(device) {
                             opened.add(1, ordering: .relaxed)
                             let old = shared.withLock { $0.updateValue((h, id), forKey: key) }
-                            if let (oldHandle, _) = old { try? table.close(oldHandle) }
+                            if let (oldHandle, _) = old { closeAndRemember(oldHandle) }
                         }
                     case 3...4:
                         if let (h, _) = shared.withLock({ $0.removeValue(forKey: key) }) {
-                            try? table.close(h)
+                            closeAndRemember(h)
                         }
                     case 5:
                         table.markRemoved { $0.id % 7 == t }
+                    case 6:
+                        guard let h = closed.withLock({ $0.randomElement() }) else { continue }
+                        do {
+                            try table.withResource(h) { r in
+                                problems.withLock { $0.append("closed handle \(h) reached resource \(r.id)") }
+                            }
+                        } catch HandleTableError.staleHandle(let s) where s == h {
+                            stale.add(1, ordering: .relaxed)
+                        } catch {
+                            problems.withLock { $0.append("closed handle \(h): \(error), want staleHandle") }
+                        }
                     default:
                         guard let (h, id) = shared.withLock({ $0[key] }) else { continue }
                         do {

@@ -38,11 +38,13 @@ public final class FanOut<Event: Sendable>: Sendable {
     /// The largest queue capacity; larger requests are clamped to it.
     public static var maximumCapacity: Int { 1 << 20 }
 
-    private let firstChunk = FanOutSlotChunk<Event>()
-    private let finished = Atomic<Bool>(false)
+    // Internal with @usableFromInline: `publish` is inlinable so that it is
+    // specialised for the event type in the publishing module.
+    @usableFromInline let firstChunk = FanOutSlotChunk<Event>()
+    @usableFromInline let finished = Atomic<Bool>(false)
     /// Set for the duration of a `publish`/`finish`; detects overlapping publishers
     /// and carries happens-before between successive publisher threads.
-    private let publishing = Atomic<Bool>(false)
+    @usableFromInline let publishing = Atomic<Bool>(false)
 
     /// Creates a fan-out with no subscribers.
     public init() {}
@@ -52,6 +54,7 @@ public final class FanOut<Event: Sendable>: Sendable {
     /// Delivers `event` to every current subscriber's queue. Never blocks and takes
     /// no lock; a subscriber whose queue is full has the event counted as missed.
     /// Ignored after ``finish()``.
+    @inlinable
     public func publish(_ event: Event) {
         beginPublishing()
         defer { endPublishing() }
@@ -62,11 +65,15 @@ public final class FanOut<Event: Sendable>: Sendable {
         while true {
             // Indexing, not `for slot in slots`: in debug builds that iterator
             // allocates for an array of generic class instances.
-            for i in 0..<chunk.slots.count {
-                let slot = chunk.slots[i]
-                if let ring = slot.enter() {
-                    ring.push(event)
-                    slot.leave()
+            for i in 0..<chunk.unretainedSlots.count {
+                // Unretained: the chunk owns its slots for the fan-out's lifetime, and
+                // reference counting on every slot dominated the cost of a publish.
+                // (Non-escaping closures live on the stack, so this does not allocate.)
+                chunk.unretainedSlots[i]._withUnsafeGuaranteedRef { slot in
+                    if slot.enter() {
+                        _ = slot.unretainedRing._withUnsafeGuaranteedRef { ring in ring.push(event) }
+                        slot.leave()
+                    }
                 }
             }
             // Acquire inside `load`: a chunk appended by a subscriber is fully initialised.
@@ -85,21 +92,23 @@ public final class FanOut<Event: Sendable>: Sendable {
         // the other, so no subscriber is left open forever.
         if finished.exchange(true, ordering: .sequentiallyConsistent) { return }
         forEachSlot { slot in
-            if let ring = slot.enter() {
-                ring.close()
+            if slot.enter() {
+                slot.ring.unsafelyUnwrapped.close()
                 slot.leave()
             }
         }
     }
 
-    private func beginPublishing() {
+    @inlinable
+    func beginPublishing() {
         // Acquire: a previous publisher thread's writes to producer-private state
         // (ring caches and drop counters) happen-before ours.
         let overlapping = publishing.exchange(true, ordering: .acquiring)
         precondition(!overlapping, "FanOut.publish/finish called concurrently: publishing must be serialised (one publisher at a time).")
     }
 
-    private func endPublishing() {
+    @inlinable
+    func endPublishing() {
         publishing.store(false, ordering: .releasing)
     }
 
@@ -135,6 +144,7 @@ public final class FanOut<Event: Sendable>: Sendable {
     ///   - capacity: queue length, as in ``subscribe(capacity:)``.
     ///   - name: a label for the delivery thread, shown as `fanout-<name>` in
     ///     debuggers and `ps` (cut to Linux's 15 bytes).
+    @inlinable
     public func subscribe(
         capacity: Int = FanOut.defaultCapacity,
         name: String = "subscriber",
@@ -163,7 +173,8 @@ public final class FanOut<Event: Sendable>: Sendable {
         return n
     }
 
-    private func makeConsumer(capacity: Int, parking: SubscriberRing<Event>.Parking) -> FanOutConsumer<Event> {
+    @usableFromInline
+    func makeConsumer(capacity: Int, parking: SubscriberRing<Event>.Parking) -> FanOutConsumer<Event> {
         let ring = SubscriberRing<Event>(capacity: min(max(capacity, 1), Self.maximumCapacity),
                                          parking: parking)
         let slot = claimSlot()
@@ -196,8 +207,9 @@ extension FanOut {
         public typealias Element = Delivery
         public typealias Failure = Never
 
-        let consumer: FanOutConsumer<Event>
+        @usableFromInline let consumer: FanOutConsumer<Event>
 
+        @usableFromInline
         init(consumer: FanOutConsumer<Event>) { self.consumer = consumer }
 
         deinit { consumer.cancel() }
@@ -206,6 +218,7 @@ extension FanOut {
         /// Any thread; idempotent.
         public func cancel() { consumer.cancel() }
 
+        @inlinable
         public func makeAsyncIterator() -> Iterator { Iterator(subscription: self) }
 
         /// Iterates the deliveries; `nil` when the stream has ended.
@@ -214,12 +227,17 @@ extension FanOut {
             public typealias Failure = Never
 
             // Keeps the subscription (and so the slot) alive while iterating.
-            let subscription: Subscription
+            @usableFromInline let subscription: Subscription
 
+            @usableFromInline
+            init(subscription: Subscription) { self.subscription = subscription }
+
+            @inlinable
             public mutating func next() async -> Delivery? {
                 await subscription.consumer.next(isolation: nil)
             }
 
+            @inlinable
             public mutating func next(isolation actor: isolated (any Actor)?) async -> Delivery? {
                 await subscription.consumer.next(isolation: actor)
             }
@@ -228,8 +246,9 @@ extension FanOut {
 
     /// The token for a callback subscription. Releasing it cancels the subscription.
     public final class CallbackSubscription: Sendable {
-        let consumer: FanOutConsumer<Event>
+        @usableFromInline let consumer: FanOutConsumer<Event>
 
+        @usableFromInline
         init(consumer: FanOutConsumer<Event>) { self.consumer = consumer }
 
         deinit { consumer.cancel() }

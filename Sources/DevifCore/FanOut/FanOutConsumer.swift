@@ -2,22 +2,26 @@ import Synchronization
 
 /// The consumer half of one subscription: turns ring entries into deliveries,
 /// ends the stream, and leaves the fan-out (frees the slot) exactly once.
+/// Inlinable for the same reason as `SubscriberRing.push`: specialised in the
+/// consuming module, it avoids type-metadata look-ups on every delivery.
+@usableFromInline
 final class FanOutConsumer<Event: Sendable>: @unchecked Sendable {
+    @usableFromInline
     enum Poll {
         case delivery(FanOut<Event>.Delivery)
         case empty
         case end
     }
 
-    let ring: SubscriberRing<Event>
+    @usableFromInline let ring: SubscriberRing<Event>
     private let slot: FanOutSlot<Event>
     private let left = Atomic<Bool>(false)
     /// Guards against two consumers at once (the ring is single-consumer).
-    private let consuming = Atomic<Bool>(false)
+    @usableFromInline let consuming = Atomic<Bool>(false)
 
     // Consumer-private state (one consumer at a time, enforced by `consuming`).
-    private var pending: Event?
-    private var ended = false
+    @usableFromInline var pending: Event?
+    @usableFromInline var ended = false
 
     init(ring: SubscriberRing<Event>, slot: FanOutSlot<Event>) {
         self.ring = ring
@@ -30,23 +34,27 @@ final class FanOutConsumer<Event: Sendable>: @unchecked Sendable {
         leave()
     }
 
-    private func leave() {
+    @usableFromInline
+    func leave() {
         if !left.exchange(true, ordering: .relaxed) { slot.retire() }
     }
 
-    private func beginConsuming() {
+    @inlinable
+    func beginConsuming() {
         // Acquire/release: successive consumers (e.g. an iterator resumed on another
         // thread) see each other's consumer-private state.
         let busy = consuming.exchange(true, ordering: .acquiring)
         precondition(!busy, "A fan-out subscription was iterated from two tasks or threads at once; it has a single consumer.")
     }
 
-    private func endConsuming() {
+    @inlinable
+    func endConsuming() {
         consuming.store(false, ordering: .releasing)
     }
 
     /// The next delivery without waiting.
-    private func poll() -> Poll {
+    @inlinable
+    func poll() -> Poll {
         if let event = pending {
             pending = nil
             return .delivery(.event(event))
@@ -65,13 +73,15 @@ final class FanOutConsumer<Event: Sendable>: @unchecked Sendable {
         return .empty
     }
 
-    private func deliver(_ entry: SubscriberRing<Event>.Entry) -> Poll {
+    @inlinable
+    func deliver(_ entry: SubscriberRing<Event>.Entry) -> Poll {
         if entry.missedBefore == 0 { return .delivery(.event(entry.event)) }
         pending = entry.event
         return .delivery(.overflow(missed: entry.missedBefore))
     }
 
-    private func finishStream(missed: UInt64) -> Poll {
+    @inlinable
+    func finishStream(missed: UInt64) -> Poll {
         ended = true
         leave()
         return missed == 0 ? .end : .delivery(.overflow(missed: missed))
@@ -79,6 +89,7 @@ final class FanOutConsumer<Event: Sendable>: @unchecked Sendable {
 
     /// The next delivery, suspending while the queue is empty; nil at the end of
     /// the stream (finished, cancelled, or the task was cancelled).
+    @inlinable
     func next(isolation actor: isolated (any Actor)? = #isolation) async -> FanOut<Event>.Delivery? {
         beginConsuming()
         defer { endConsuming() }
@@ -92,6 +103,7 @@ final class FanOutConsumer<Event: Sendable>: @unchecked Sendable {
     }
 
     /// The next delivery, blocking the calling thread while the queue is empty.
+    @inlinable
     func nextBlocking() -> FanOut<Event>.Delivery? {
         beginConsuming()
         defer { endConsuming() }

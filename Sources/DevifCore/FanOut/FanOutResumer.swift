@@ -5,6 +5,7 @@ import Synchronization
 /// The part of a subscriber's queue that a parked async consumer leaves behind:
 /// its continuation, and a link for the resumer's list. Non-generic so one
 /// resumer serves every fan-out.
+@usableFromInline
 class ParkedTask: @unchecked Sendable {
     /// Written by the consumer before it publishes "parked" (release); read only
     /// by whoever wins the parked -> idle exchange (acquire), or by the resumer

@@ -14,18 +14,13 @@ import Synchronization
 /// While `busy`, only the publisher touches `ring`; an unsubscribe that arrives
 /// then hands the clean-up to the publisher instead of waiting for it, so
 /// neither side ever waits for the other.
+@usableFromInline
 final class FanOutSlot<Event: Sendable>: @unchecked Sendable {
-    static var free: Int { 0 }
-    static var claimed: Int { 1 }
-    static var active: Int { 2 }
-    static var busy: Int { 3 }
-    static var retiring: Int { 4 }
-    static var reclaiming: Int { 5 }
 
-    let state = Atomic<Int>(0)
+    @usableFromInline let state = Atomic<Int>(0)
     /// Guarded by `state`: written only by whoever holds `claimed`, `reclaiming`
     /// or `retiring`-then-leaving; read by the publisher only while `busy`.
-    var ring: SubscriberRing<Event>?
+    @usableFromInline var ring: SubscriberRing<Event>?
 
     // MARK: Subscriber side (cold path; may retry, never waits for the publisher)
 
@@ -33,8 +28,8 @@ final class FanOutSlot<Event: Sendable>: @unchecked Sendable {
         // Sequentially consistent (cold path): keeps this slot's state changes in
         // the single total order that `FanOut.finish` relies on. It also acquires
         // the `free` store, so the previous owner's `ring = nil` happens-before our write.
-        state.load(ordering: .relaxed) == Self.free
-            && state.compareExchange(expected: Self.free, desired: Self.claimed,
+        state.load(ordering: .relaxed) == SlotState.free
+            && state.compareExchange(expected: SlotState.free, desired: SlotState.claimed,
                                      ordering: .sequentiallyConsistent).exchanged
     }
 
@@ -42,26 +37,26 @@ final class FanOutSlot<Event: Sendable>: @unchecked Sendable {
         self.ring = ring
         // Release publishes `ring` to the publisher's acquiring exchange;
         // sequentially consistent for the finish/subscribe race (see `FanOut.subscribe`).
-        state.store(Self.active, ordering: .sequentiallyConsistent)
+        state.store(SlotState.active, ordering: .sequentiallyConsistent)
     }
 
     /// Removes the ring from the slot. Called once by the subscription that owns it.
     func retire() {
         while true {
             switch state.load(ordering: .acquiring) {
-            case Self.active:
+            case SlotState.active:
                 // Acquire: the publisher's last use of `ring` (its release on leaving
                 // `busy`) happens-before we clear it.
-                if state.compareExchange(expected: Self.active, desired: Self.reclaiming,
+                if state.compareExchange(expected: SlotState.active, desired: SlotState.reclaiming,
                                          ordering: .acquiring).exchanged {
                     ring = nil
                     // Release: `ring = nil` happens-before the next claimer's write.
-                    state.store(Self.free, ordering: .releasing)
+                    state.store(SlotState.free, ordering: .releasing)
                     return
                 }
-            case Self.busy:
+            case SlotState.busy:
                 // The publisher is inside; it will clear the slot when it leaves.
-                if state.compareExchange(expected: Self.busy, desired: Self.retiring,
+                if state.compareExchange(expected: SlotState.busy, desired: SlotState.retiring,
                                          ordering: .relaxed).exchanged {
                     return
                 }
@@ -74,47 +69,68 @@ final class FanOutSlot<Event: Sendable>: @unchecked Sendable {
 
     // MARK: Publisher side (hot path; one attempt, never waits)
 
-    /// Enters the slot if it is active and returns its ring; call `leave()` after
-    /// using it. Lock-free: one compare-exchange, no retries. (Not a closure-taking
+    /// Enters the slot if it is active (then `ring` and `unretainedRing` may be
+    /// used until `leave()`). Lock-free: one compare-exchange, no retries. (Not a closure-taking
     /// API: a closure capturing a generic event can be heap-allocated in debug builds.)
-    @inline(__always)
-    func enter() -> SubscriberRing<Event>? {
+    @inlinable
+    func enter() -> Bool {
         // Sequentially consistent load (a plain load on x86): `finish` needs it in
         // the total order with `install`; for `publish` it is just a cheap filter.
-        guard state.load(ordering: .sequentiallyConsistent) == Self.active else { return nil }
+        guard state.load(ordering: .sequentiallyConsistent) == SlotState.active else { return false }
         // Acquire: pairs with `install`'s release, so `ring` is visible.
-        guard state.compareExchange(expected: Self.active, desired: Self.busy,
-                                    ordering: .acquiring).exchanged else { return nil }
-        return ring.unsafelyUnwrapped
+        return state.compareExchange(expected: SlotState.active, desired: SlotState.busy,
+                                     ordering: .acquiring).exchanged
+    }
+
+    /// The ring without retaining it; only between `enter()` and `leave()`, while
+    /// `ring` (which owns it) cannot change.
+    @inlinable
+    var unretainedRing: Unmanaged<SubscriberRing<Event>> {
+        Unmanaged.passUnretained(ring.unsafelyUnwrapped)
     }
 
     /// Leaves a slot entered with `enter()`.
-    @inline(__always)
+    @inlinable
     func leave() {
         // Release: our use of `ring` happens-before a later `retire` clears it.
-        if !state.compareExchange(expected: Self.busy, desired: Self.active,
+        if !state.compareExchange(expected: SlotState.busy, desired: SlotState.active,
                                   ordering: .releasing).exchanged {
             // `retiring`: the subscriber left while we were inside; finish its job.
             ring = nil
-            state.store(Self.free, ordering: .releasing)
+            state.store(SlotState.free, ordering: .releasing)
         }
     }
 
     var isSubscribed: Bool {
         let s = state.load(ordering: .relaxed)
-        return s == Self.active || s == Self.busy
+        return s == SlotState.active || s == SlotState.busy
     }
+}
+
+/// Slot states. Not nested in the generic class: unspecialised generic code
+/// would look up the class's metadata on every use of a nested constant.
+@usableFromInline
+enum SlotState {
+    @inlinable static var free: Int { 0 }
+    @inlinable static var claimed: Int { 1 }
+    @inlinable static var active: Int { 2 }
+    @inlinable static var busy: Int { 3 }
+    @inlinable static var retiring: Int { 4 }
+    @inlinable static var reclaiming: Int { 5 }
 }
 
 /// A fixed group of slots; chunks form an append-only list so the subscriber
 /// list can grow without ever moving or freeing a slot the publisher may be reading.
+@usableFromInline
 final class FanOutSlotChunk<Event: Sendable>: Sendable {
-    static var size: Int { 16 }
-    let slots: [FanOutSlot<Event>]
+    @usableFromInline let slots: [FanOutSlot<Event>]
+    /// The same slots, for the publisher to visit without reference counting.
+    @usableFromInline let unretainedSlots: [Unmanaged<FanOutSlot<Event>>]
     /// Set once (lock-free) when every slot before it is in use.
-    let next = AtomicLazyReference<FanOutSlotChunk<Event>>()
+    @usableFromInline let next = AtomicLazyReference<FanOutSlotChunk<Event>>()
 
     init() {
-        slots = (0..<Self.size).map { _ in FanOutSlot() }
+        slots = (0..<16).map { _ in FanOutSlot() }
+        unretainedSlots = slots.map { Unmanaged.passUnretained($0) }
     }
 }

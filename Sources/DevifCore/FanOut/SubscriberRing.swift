@@ -12,15 +12,29 @@ import Synchronization
 /// Each slot is written only by the producer and read only by the consumer, and
 /// the hand-off goes through the `tail`/`head` indices with release/acquire, so
 /// refcounted values (strings, arrays) are never read torn or freed early.
+///
+/// The producer's path is `@inlinable` (with what it touches `@usableFromInline`)
+/// so that it is specialised for the event type in the publishing module:
+/// unspecialised generic code would look up type metadata and go through value
+/// witnesses on every push.
+@usableFromInline
 final class SubscriberRing<Event: Sendable>: ParkedTask, @unchecked Sendable {
     /// What a slot holds: the event, and how many events were dropped for this
     /// subscriber just before it (so the gap is reported exactly where it is).
+    @usableFromInline
     struct Entry {
-        var missedBefore: UInt64
-        var event: Event
+        @usableFromInline var missedBefore: UInt64
+        @usableFromInline var event: Event
+
+        @usableFromInline
+        init(missedBefore: UInt64, event: Event) {
+            self.missedBefore = missedBefore
+            self.event = event
+        }
     }
 
     /// How a parked consumer is woken.
+    @usableFromInline
     enum Parking {
         /// An async consumer; its continuation lives in `continuation`.
         case task
@@ -28,38 +42,36 @@ final class SubscriberRing<Event: Sendable>: ParkedTask, @unchecked Sendable {
         case thread(DispatchSemaphore)
     }
 
-    private static var idle: Int { 0 }
-    private static var parked: Int { 1 }
 
-    let capacity: Int
-    private let mask: Int
-    private let storage: UnsafeMutablePointer<Entry>
+    @usableFromInline let capacity: Int
+    @usableFromInline let mask: Int
+    @usableFromInline let storage: UnsafeMutablePointer<Entry>
     private let parking: Parking
 
     // Written by the producer only.
-    private let tail = Atomic<Int>(0)
+    @usableFromInline let tail = Atomic<Int>(0)
     /// Events dropped since the last successful push. Only the producer writes it;
     /// the consumer reads it only after observing `closed`, when the producer has
     /// stopped, so relaxed accesses suffice (the `closed` release/acquire orders them).
-    let missed = Atomic<UInt64>(0)
+    @usableFromInline let missed = Atomic<UInt64>(0)
     /// Producer-private copy of `head`, refreshed only when the ring looks full,
     /// to avoid touching the consumer's cache line on every push.
-    private var cachedHead = 0
+    @usableFromInline var cachedHead = 0
 
     // Written by the consumer only.
-    private let head = Atomic<Int>(0)
+    @usableFromInline let head = Atomic<Int>(0)
     /// Consumer-private copy of `tail`, refreshed only when the ring looks empty.
-    private var cachedTail = 0
+    @usableFromInline var cachedTail = 0
 
     /// Set once by the producer (`FanOut.finish`) or by a subscriber that joined a finished fan-out.
-    let closed = Atomic<Bool>(false)
+    @usableFromInline let closed = Atomic<Bool>(false)
     /// Set once when the subscription is cancelled (by `cancel()` or task cancellation).
-    let cancelled = Atomic<Bool>(false)
+    @usableFromInline let cancelled = Atomic<Bool>(false)
 
     /// `idle` or `parked`. Exactly one party moves it from `parked` to `idle`
     /// (by compare-exchange), and that party resumes the consumer: no lost and
     /// no double wake-ups.
-    private let parkState = Atomic<Int>(0)
+    @usableFromInline let parkState = Atomic<Int>(0)
     // The parked continuation lives in `ParkedTask.continuation`.
 
     init(capacity requested: Int, parking: Parking) {
@@ -89,7 +101,7 @@ final class SubscriberRing<Event: Sendable>: ParkedTask, @unchecked Sendable {
 
     /// Queues `event`, or counts it as missed if the ring is full. Never blocks.
     /// Returns whether the event was queued.
-    @discardableResult
+    @inlinable @discardableResult
     func push(_ event: Event) -> Bool {
         // Relaxed: only this thread (the producer) ever writes `tail`.
         let t = tail.load(ordering: .relaxed)
@@ -134,13 +146,20 @@ final class SubscriberRing<Event: Sendable>: ParkedTask, @unchecked Sendable {
     /// Wakes the consumer if it is parked. Any thread; lock-free. The publisher
     /// hands an async consumer's resume to `FanOutResumer` (see there why);
     /// others resume directly.
+    @inlinable
     func wake(fromPublisher: Bool = false) {
         // Sequentially consistent: the second half of the Dekker pattern (see `push`).
         // The common case (consumer busy, not parked) costs one plain load.
-        guard parkState.load(ordering: .sequentiallyConsistent) == Self.parked else { return }
+        guard parkState.load(ordering: .sequentiallyConsistent) == ParkState.parked else { return }
+        wakeParked(fromPublisher: fromPublisher)
+    }
+
+    /// The rest of `wake`, out of line: the consumer looked parked.
+    @usableFromInline
+    func wakeParked(fromPublisher: Bool) {
         // Acquire: pairs with the consumer's release of `parked`, so the
         // continuation it stored just before is visible to us.
-        if parkState.compareExchange(expected: Self.parked, desired: Self.idle,
+        if parkState.compareExchange(expected: ParkState.parked, desired: ParkState.idle,
                                      ordering: .acquiring).exchanged {
             resumeConsumer(deferred: fromPublisher)
         }
@@ -165,6 +184,7 @@ final class SubscriberRing<Event: Sendable>: ParkedTask, @unchecked Sendable {
     // MARK: Consumer
 
     /// Takes the oldest queued entry, if any.
+    @inlinable
     func pop() -> Entry? {
         // Relaxed: only this thread (the consumer) ever writes `head`.
         let h = head.load(ordering: .relaxed)
@@ -194,6 +214,7 @@ final class SubscriberRing<Event: Sendable>: ParkedTask, @unchecked Sendable {
 
     /// Suspends the calling task until there is work (an entry, close or cancel).
     /// May return spuriously; callers re-check.
+    @usableFromInline
     func parkTask() async {
         // Wait until every earlier resume by another thread has returned before
         // reusing the continuation (see `ParkedTask.externalResumesDone`). Almost
@@ -207,9 +228,9 @@ final class SubscriberRing<Event: Sendable>: ParkedTask, @unchecked Sendable {
                 // Release publishes `continuation` to the waker; sequentially
                 // consistent so that the re-check below and a waker's check of
                 // `parkState` cannot both miss each other.
-                parkState.store(Self.parked, ordering: .sequentiallyConsistent)
+                parkState.store(ParkState.parked, ordering: .sequentiallyConsistent)
                 if hasWork(),
-                   parkState.compareExchange(expected: Self.parked, desired: Self.idle,
+                   parkState.compareExchange(expected: ParkState.parked, desired: ParkState.idle,
                                              ordering: .relaxed).exchanged {
                     // We un-parked ourselves; no waker will touch `c`.
                     c.resume(returning: true)
@@ -224,13 +245,14 @@ final class SubscriberRing<Event: Sendable>: ParkedTask, @unchecked Sendable {
 
     /// Blocks the calling (dedicated) thread until there is work. May return
     /// spuriously; callers re-check.
+    @usableFromInline
     func parkThread() {
         guard case .thread(let semaphore) = parking else {
             preconditionFailure("parkThread on a ring made for a task consumer")
         }
-        parkState.store(Self.parked, ordering: .sequentiallyConsistent)
+        parkState.store(ParkState.parked, ordering: .sequentiallyConsistent)
         if hasWork(),
-           parkState.compareExchange(expected: Self.parked, desired: Self.idle,
+           parkState.compareExchange(expected: ParkState.parked, desired: ParkState.idle,
                                      ordering: .relaxed).exchanged {
             return
         }
@@ -238,4 +260,11 @@ final class SubscriberRing<Event: Sendable>: ParkedTask, @unchecked Sendable {
         // signal so the semaphore stays balanced.
         semaphore.wait()
     }
+}
+
+/// Values of `SubscriberRing.parkState` (outside the generic class, see `SlotState`).
+@usableFromInline
+enum ParkState {
+    @inlinable static var idle: Int { 0 }
+    @inlinable static var parked: Int { 1 }
 }
