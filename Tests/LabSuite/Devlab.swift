@@ -16,8 +16,8 @@ enum Devlab {
     @discardableResult
     static func run(_ args: [String]) throws -> String {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        p.arguments = [tool] + args
+        p.executableURL = URL(fileURLWithPath: tool)  // its #! line carries the fast interpreter flags
+        p.arguments = args
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
@@ -37,8 +37,8 @@ enum Devlab {
     /// close together as the toolkit can: "plugged at once".
     static func batch(_ lines: [String]) throws {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        p.arguments = [tool, "batch", "--stop-on-error"]
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = ["batch", "--stop-on-error"]
         let input = Pipe(), out = Pipe(), err = Pipe()
         p.standardInput = input
         p.standardOutput = out

@@ -140,10 +140,14 @@ func registerDiscoveryTests(_ r: inout LabRunner) {
         try Devlab.run(["create", "dh1", "hid", "--vid", "1209", "--pid", "0b01", "--serial", "LAB-DH-1",
                         "--manufacturer", "devif lab", "--product", "Disc HID"])
         let plugged = try Devlab.plug("dh1")
-        let arrivals = try await f.next(2, "arrivals of 1209:0b01", where: isDevice(0x1209, 0x0b01))
-        let byClass = Dictionary(uniqueKeysWithValues: arrivals.map { ($0.interface.classGuid, $0) })
+        // A single-interface HID gadget: usb-device and lab-hid-interface (its one
+        // interface's class goes to the device instance) from USB, hid from hidraw.
+        let arrivals = try await f.next(3, "arrivals of 1209:0b01", where: isDevice(0x1209, 0x0b01))
+        let byClass = Dictionary(arrivals.map { ($0.interface.classGuid, $0) }, uniquingKeysWith: { a, _ in a })
         let usb = try byClass[usbDeviceClass].orFail("no usb-device arrival among \(arrivals.map(\.interface.symbolicLink))")
         let hid = try byClass[hidClass].orFail("no hid arrival among \(arrivals.map(\.interface.symbolicLink))")
+        try expectEqual(byClass[LabClasses.hidInterface]?.interface.symbolicLink,
+                        "usb#vid_1209&pid_0b01#LAB-DH-1#\(LabClasses.hidInterface)", "the interface class on the device instance")
         try expectEqual(usb.interface.symbolicLink, "usb#vid_1209&pid_0b01#LAB-DH-1#\(usbDeviceClass)", "usb link")
         try expectEqual(hid.interface.symbolicLink, "hid#vid_1209&pid_0b01&mi_00#LAB-DH-1#\(hidClass)", "hid link")
         try expectEqual(usb.interface.portChain, plugged.port_chain, "port chain")
@@ -152,9 +156,9 @@ func registerDiscoveryTests(_ r: inout LabRunner) {
         try expectEqual(usb.interface.access, .ok, "access (root)")
         try expect(hid.interface.devnode.map { plugged.hidraw?.contains($0) ?? false } ?? false,
                    "hid devnode \(hid.interface.devnode ?? "nil") not among \(plugged.hidraw ?? [])")
-        try expect(arrivals[0].seq + 1 == arrivals[1].seq, "sequence numbers not consecutive: \(arrivals.map(\.seq))")
+        try expect(zip(arrivals, arrivals.dropFirst()).allSatisfy { $0.seq < $1.seq }, "sequence numbers not increasing: \(arrivals.map(\.seq))")
         try Devlab.unplug("dh1")
-        let removals = try await f.next(2, "removals of 1209:0b01", where: isDevice(0x1209, 0x0b01))
+        let removals = try await f.next(3, "removals of 1209:0b01", where: isDevice(0x1209, 0x0b01))
         try expectEqual(Set(removals.map(\.interface.symbolicLink)), Set(arrivals.map(\.interface.symbolicLink)), "removed links")
         try expect(removals.allSatisfy { $0.event == .removal && !$0.interface.present }, "removal events")
         try expect(f.manager.interfaces(InterfaceFilter(vendorId: 0x1209, productId: 0x0b01)).isEmpty, "still listed after unplug")
@@ -205,21 +209,20 @@ func registerDiscoveryTests(_ r: inout LabRunner) {
     }
 
     r.add("discovery: replugged 10 times a device keeps its link; a no-serial device on the same port too") {
-        let f = try await ManagerFixture()
+        let f = try await ManagerFixture(filter: InterfaceFilter(classGuid: usbDeviceClass))
         defer { f.stop() }
         try Devlab.run(["create", "dr1", "sourcesink", "--vid", "1209", "--pid", "0b05", "--serial", "LAB-DR-1"])
         try Devlab.run(["create", "dr2", "sourcesink", "--vid", "1209", "--pid", "0b06", "--no-serial"])
         var links: [String: Set<String>] = ["0b05": [], "0b06": []]
         for round in 1...10 {
-            try Devlab.plug("dr1", wait: 20)
-            try Devlab.plug("dr2", wait: 20)
+            // Pinned controllers: "the same port" is part of what is tested.
+            try Devlab.batch(["plug dr1 --udc dummy_udc.3 --wait 20", "plug dr2 --udc dummy_udc.4 --wait 20"])
             for pid: UInt16 in [0x0b05, 0x0b06] {
                 let a = try await f.next(1, "arrival #\(round) of \(hex(pid))", where: isDevice(0x1209, pid))[0]
                 try expectEqual(a.event, .arrival, "event #\(round) of \(hex(pid))")
                 links[hex(pid)]!.insert(a.interface.symbolicLink)
             }
-            try Devlab.unplug("dr1")
-            try Devlab.unplug("dr2")
+            try Devlab.batch(["unplug dr1 --wait 20", "unplug dr2 --wait 20"])
             for pid: UInt16 in [0x0b05, 0x0b06] {
                 let l = try await f.next(1, "removal #\(round) of \(hex(pid))", where: isDevice(0x1209, pid))[0]
                 try expectEqual(l.event, .removal, "event #\(round) of \(hex(pid))")
@@ -236,10 +239,15 @@ func registerDiscoveryTests(_ r: inout LabRunner) {
         try Devlab.run(["create", "ds2", "loopback", "--vid", "1209", "--pid", "0b07", "--serial", "SAME-SERIAL"])
         try Devlab.plug("ds1")
         try Devlab.plug("ds2")
-        let a = try await f.next(2, "arrivals of the twins", where: isDevice(0x1209, 0x0b07))
+        let a = try await f.next(2, "usb-device arrivals of the twins",
+                                 where: { isDevice(0x1209, 0x0b07)($0) && $0.interface.classGuid == usbDeviceClass })
         try expect(a[0].interface.symbolicLink != a[1].interface.symbolicLink,
                    "both twins named \(a[0].interface.symbolicLink)")
-        try expectEqual(f.manager.interfaces(InterfaceFilter(vendorId: 0x1209, productId: 0x0b07)).count, 2, "present twins")
+        let present = f.manager.interfaces(InterfaceFilter(classGuid: usbDeviceClass, vendorId: 0x1209, productId: 0x0b07))
+        try expectEqual(Set(present.map(\.symbolicLink)).count, 2, "distinct present twins")
+        // The first keeps the serial-only name; the second's carries its port too.
+        try expect(a.contains { $0.interface.symbolicLink == "usb#vid_1209&pid_0b07#SAME-SERIAL#\(usbDeviceClass)" },
+                   "neither twin has the serial-only link: \(a.map(\.interface.symbolicLink))")
     }
 
     r.add("discovery: 32 devices plugged at once then unplugged: watch --json reports 32 arrivals and 32 removals, in order per link") {
