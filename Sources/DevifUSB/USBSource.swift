@@ -28,17 +28,19 @@ public final class USBSource: DeviceSource {
         /// The timeout of each string descriptor request (used only for
         /// strings the kernel did not cache in sysfs).
         public var stringTimeout: Duration
-        /// How long to wait for `/dev/bus/usb/BBB/DDD` to appear.
-        public var devnodeWait: Duration
+        /// How long to wait for the kernel to finish a new device: its node
+        /// `/dev/bus/usb/BBB/DDD` present and its driver bound (which settles
+        /// the active configuration).
+        public var readyWait: Duration
         /// Follow the kernel's uevents instead of libusb's hotplug: nil
         /// decides by whether udevd runs; true or false forces it (tests).
         public var followKernelUevents: Bool?
 
         public init(confirmAccessByOpening: Bool = true, stringTimeout: Duration = .milliseconds(500),
-                    devnodeWait: Duration = .seconds(2), followKernelUevents: Bool? = nil) {
+                    readyWait: Duration = .seconds(2), followKernelUevents: Bool? = nil) {
             self.confirmAccessByOpening = confirmAccessByOpening
             self.stringTimeout = stringTimeout
-            self.devnodeWait = devnodeWait
+            self.readyWait = readyWait
             self.followKernelUevents = followKernelUevents
         }
     }

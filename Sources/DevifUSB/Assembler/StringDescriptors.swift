@@ -25,7 +25,10 @@ struct StringDescriptorReader {
             language = UInt16(zero[0]) | UInt16(zero[1]) << 8
         }
         guard let language, let body = descriptor(index: index, language: language) else { return nil }
-        return Self.decode(utf16le: body)
+        // An empty string counts as none, as the kernel (and so sysfs) has it:
+        // what a device is called must not depend on who may open it.
+        let text = Self.decode(utf16le: body)
+        return text.isEmpty ? nil : text
     }
 
     /// A string descriptor's payload (after bLength/bDescriptorType), checked.

@@ -31,8 +31,8 @@ struct USBAssembler: Sendable {
         var problems = raw.problems
         let chain = raw.portChain
         let devnode = Self.devnode(bus: raw.bus, address: raw.address)
-        if !waitForNode(devnode) {
-            problems.append("\(devnode) did not appear within \(options.devnodeWait)")
+        if !waitFor({ Sysfs.exists(devnode) }) {
+            problems.append("\(devnode) did not appear within \(options.readyWait)")
         }
 
         // sysfs: only if the directory at this port chain is still this device.
@@ -42,9 +42,13 @@ struct USBAssembler: Sendable {
         var sysfsPath: String?
         var active: UInt8?
         if sameDevice() {
-            // Reading bConfigurationValue takes the kernel's device lock, so it
-            // returns after a configuration in progress (and its interfaces) is
-            // complete: this is what makes the interface directories ready.
+            // The kernel announces a device before its driver (the generic
+            // "usb" driver, which chooses the configuration) is bound: wait
+            // for the binding, then read bConfigurationValue, which takes the
+            // device lock and so also waits out a configuration in progress.
+            if !waitFor({ Sysfs.exists(dir + "/driver") || !Sysfs.exists(dir) }) {
+                problems.append("no driver bound within \(options.readyWait): the configuration may not be final")
+            }
             if let text = Sysfs.string(dir + "/bConfigurationValue", limit: 16) {
                 active = UInt8(text.trimmingASCIIWhitespace()) ?? 0
             }
@@ -123,14 +127,16 @@ struct USBAssembler: Sendable {
         return "/dev/bus/usb/\(three(bus))/\(three(address))"
     }
 
-    /// devtmpfs creates the node before the kernel announces the device, so
-    /// this normally returns at once; the bounded wait covers slower /dev setups.
-    private func waitForNode(_ path: String) -> Bool {
+    /// Polls `condition` until it holds or ``USBSource/Options/readyWait``
+    /// passes. The node and the driver binding normally exist already (or
+    /// within milliseconds); there is nothing to wait on short of inotify on
+    /// sysfs, which sysfs does not support.
+    private func waitFor(_ condition: () -> Bool) -> Bool {
         let clock = ContinuousClock()
-        let deadline = clock.now + options.devnodeWait
-        while !Sysfs.exists(path) {
+        let deadline = clock.now + options.readyWait
+        while !condition() {
             guard clock.now < deadline else { return false }
-            usleep(5_000)  // polling a path; nothing to wait on
+            usleep(5_000)
         }
         return true
     }
