@@ -4,7 +4,7 @@
 # the kernel to see the device (devlab --wait).
 set -euo pipefail
 repo=$DEVIF_REPO
-devlab() { /usr/bin/python3 "$repo/Lab/guest/devlab" "$@"; }
+devlab() { "$repo/Lab/guest/devlab" "$@"; }
 export DEVIF_REGISTRY=/tmp/devif-demo/registry.sqlite
 devlab init --udcs 8 >/dev/null
 say() { printf '\n\033[1m# %s\033[0m\n' "$*"; }

@@ -39,12 +39,14 @@ final class ManagerFixture: Sendable {
     let overflows = Counter()
     private let pump: Task<Void, Never>
 
-    init(filter: InterfaceFilter = .all, registry: String? = nil) async throws {
+    init(filter: InterfaceFilter = .all, registry: String? = nil,
+         onNotice: (@Sendable (String) -> Void)? = nil) async throws {
         try LabClasses.install()
         var o = DeviceManager.Options()
         o.registryPath = registry ?? "/tmp/devif-lab-\(UUID().uuidString).sqlite"
         o.classFolders = [LabClasses.folder]
         manager = try DeviceManager(options: o)
+        if let onNotice { manager.onNotice(onNotice) }
         manager.start()
         try expect(await manager.waitUntilEnumerated(timeout: .seconds(20)), "the sources did not finish enumerating in 20 s")
         watch = manager.watch(filter)
@@ -250,38 +252,44 @@ func registerDiscoveryTests(_ r: inout LabRunner) {
                    "neither twin has the serial-only link: \(a.map(\.interface.symbolicLink))")
     }
 
-    r.add("discovery: 32 devices plugged at once then unplugged: watch --json reports 32 arrivals and 32 removals, in order per link") {
+    r.add("discovery: 32 devices plugged at once then unplugged: watch --json reports 32 arrivals and 32 removals per class, in order per link") {
         let registry = "/tmp/devif-lab-storm32.sqlite"
         try LabClasses.install()
         let names = (0..<32).map { String(format: "m%02d", $0) }
         for (k, n) in names.enumerated() {
             try Devlab.run(["create", n, "loopback", "--vid", "1209", "--pid", "0c00", "--serial", "LAB-M-\(k)"])
         }
-        // A sentinel plugged first: when the watcher prints it, it is watching.
-        try Devlab.run(["create", "sentinel", "sourcesink", "--vid", "1209", "--pid", "0c01"])
+        // A sentinel plugged first (uhid: it takes none of the 32 controllers):
+        // when the watcher prints it, the watcher is watching.
+        try Devlab.run(["create", "sentinel", "uhid", "--vid", "1209", "--pid", "0c01"])
         try Devlab.plug("sentinel")
-        let watcher = try CLIWatcher(["watch", "--enumerate", "--json", "--class", "usb-device",
+        let watcher = try CLIWatcher(["watch", "--enumerate", "--json",
                                       "--registry", registry, "--classes-dir", LabClasses.folder])
         defer { watcher.kill() }
         _ = try await watcher.next(1, within: 30, "the watcher to report the sentinel") { $0.productId == "0c01" }
         try Devlab.batch(names.map { "plug \($0)" })
         try Devlab.wait(names)
-        let arrivals = try await watcher.next(32, within: 60, "arrivals of the 32") { $0.productId == "0c00" }
+        // Each Loopback device is in two classes: usb-device and lab-vendor-bulk.
+        let arrivals = try await watcher.next(64, within: 90, "arrivals of the 32") { $0.productId == "0c00" }
         try Devlab.batch(names.map { "unplug \($0)" })
         try Devlab.wait(names, gone: true)
-        let removals = try await watcher.next(32, within: 60, "removals of the 32") { $0.productId == "0c00" }
+        let removals = try await watcher.next(64, within: 90, "removals of the 32") { $0.productId == "0c00" }
         try expectEqual(try watcher.interrupt(), 0, "watcher exit status after SIGINT")
         var perLink: [String: [String]] = [:]
+        var perClass: [String: [String: Int]] = [:]
         var lastSeq = -1
         for o in arrivals + removals {
             perLink[o.link, default: []].append(o.event)
-            let seq = o.seq
-            try expect(seq > lastSeq, "seq not increasing: \(seq) after \(lastSeq)")
-            lastSeq = seq
+            perClass[o.classGuid, default: [:]][o.event, default: 0] += 1
+            try expect(o.seq > lastSeq, "seq not increasing: \(o.seq) after \(lastSeq)")
+            lastSeq = o.seq
         }
-        try expectEqual(perLink.count, 32, "distinct links")
+        try expectEqual(perLink.count, 64, "distinct links (32 devices x 2 classes)")
         for (link, events) in perLink { try expectEqual(events, ["arrival", "removal"], "events of \(link)") }
-        try expectEqual(watcher.count(where: { $0.productId == "0c00" }), 64, "lines printed for the 32 (a duplicate would make more)")
+        for guid in [usbDeviceClass.description, LabClasses.vendorBulk.description] {
+            try expectEqual(perClass[guid] ?? [:], ["arrival": 32, "removal": 32], "events in class \(guid)")
+        }
+        try expectEqual(watcher.count(where: { $0.productId == "0c00" }), 128, "lines printed for the 32 (a duplicate would make more)")
     }
 
     r.add("discovery: a watch started while devices are plugging in gets each exactly once") {
@@ -347,7 +355,9 @@ struct WatchLine: Sendable {
     let link: String
     let event: String
     let seq: Int
+    let classGuid: String
     init(_ o: [String: Any]) {
+        classGuid = o["classGuid"] as? String ?? ""
         productId = o["productId"] as? String ?? ""
         link = o["symbolicLink"] as? String ?? ""
         event = o["event"] as? String ?? ""

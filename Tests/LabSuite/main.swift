@@ -3,13 +3,18 @@
 //   devif-lab-suite [--filter TEXT] [--list]
 import Foundation
 
+// Order matters: the no-USB test runs before the USB modules are loaded,
+// the no-udevd test last (it stops udevd).
+var beforeInit = LabRunner()
+registerNoUSBTests(&beforeInit)
 var runner = LabRunner()
 registerStackTests(&runner)
 registerDiscoveryTests(&runner)
+registerNoUdevTests(&runner)
 
 let args = CommandLine.arguments.dropFirst()
 if args.contains("--list") {
-    runner.tests.forEach { print($0.name) }
+    (beforeInit.tests + runner.tests).forEach { print($0.name) }
     exit(0)
 }
 let filter = args.firstIndex(of: "--filter").flatMap { args.index(after: $0) < args.endIndex ? args[args.index(after: $0)] : nil }
@@ -23,7 +28,15 @@ func log(_ line: String) {
     resultsFile?.write(Data((line + "\n").utf8))
 }
 
-_ = try? Devlab.run(["init", "--udcs", "32"])
-let (passed, failed) = await runner.run(filter: filter, log: log)
+let (passed0, failed0) = await beforeInit.run(filter: filter, log: log)
+do {
+    try Devlab.run(["init", "--udcs", "32"])
+} catch {
+    log("FAIL lab: devlab init: \(error)")
+    log("\(passed0) passed, \(failed0 + 1) failed")
+    exit(1)
+}
+let (passed1, failed1) = await runner.run(filter: filter, log: log)
+let (passed, failed) = (passed0 + passed1, failed0 + failed1)
 log("\(passed) passed, \(failed) failed")
 exit(failed == 0 && passed > 0 ? 0 : 1)
