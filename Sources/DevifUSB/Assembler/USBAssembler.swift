@@ -101,7 +101,7 @@ struct USBAssembler: Sendable {
         }
         let unread = raw.stringIndexes.subtracting(strings.keys)
         if !unread.isEmpty, case .ok = access {
-            problems.append("string descriptor(s) \(unread.sorted().map(String.init).joined(separator: ", ")) could not be read")
+            problems.append("string descriptor(s) \(unread.sorted().map(String.init).joined(separator: ", ")) could not be read or are empty: reported as absent")
         }
 
         func string(_ index: UInt8) -> String? { index == 0 ? nil : strings[index] }
