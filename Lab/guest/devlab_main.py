@@ -1076,10 +1076,10 @@ def fallback_hidg(argv):
         rfd = int(v["--ready-fd"])
         os.write(rfd, f"ready {dev} python\n".encode())
         os.close(rfd)
-    due, idx = time.monotonic(), 0
+    due, idx, triggered = time.monotonic(), 0, False
     while not _stop:
         wait = None
-        if idx < len(steps):
+        if idx < len(steps) and triggered:
             left = due - time.monotonic()
             if left <= 0:
                 kind, val = steps[idx]
@@ -1102,6 +1102,8 @@ def fallback_hidg(argv):
             if not select.select([fd], [], [], wait)[0]:
                 continue
             data = os.read(fd, 4096)
+            if data and steps and not triggered:   # see "script" in src/devlab-hidg.c
+                triggered, due = True, time.monotonic()
             if data and mode == "echo":
                 os.write(fd, data)
         except InterruptedError:
@@ -1194,8 +1196,10 @@ def fallback_uhid(argv):
             os.close(rfd)
             rfd = None
         elif typ == UHID_OPEN and steps and not live:
+            live, due = True, time.monotonic() + 0.1   # see UHID_OPEN in src/devlab-uhid.c
+        elif typ == UHID_OUTPUT and steps and not live:
             live, due = True, time.monotonic()
-        elif typ == UHID_OUTPUT and mode == "echo":
+        if typ == UHID_OUTPUT and mode == "echo":
             size = struct.unpack_from("<H", ev, 4 + 4096)[0]
             data = ev[4:4 + size]
             if not has_ids and data:

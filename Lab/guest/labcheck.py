@@ -5,8 +5,10 @@
       writes output reports (report id 0 prefix, or N for numbered reports)
       and expects each back as an input report (with N in front when
       numbered); prints JSON with round-trip times.
-  labcheck.py hid-expect /dev/hidrawN HEX [HEX...] [--timeout 5]
-      reads input reports and compares them with the given ones, in order.
+  labcheck.py hid-expect /dev/hidrawN HEX [HEX...] [--timeout 5] [--trigger LEN]
+      (--trigger: first writes a LEN-byte output report of zeros, which
+      starts a devlab script) reads input reports and compares them with
+      the given ones, in order.
   labcheck.py bulk-loopback /dev/bus/usb/BBB/DDD --iface N --out EP --in EP [--len 1000] [--count 10]
       usbfs (USBDEVFS_BULK via ctypes: no libusb): writes, reads back, compares.
   labcheck.py bulk-source /dev/bus/usb/BBB/DDD --iface N --in EP [--len 65536] [--count 10]
@@ -71,6 +73,8 @@ def hid_echo(a):
 def hid_expect(a):
     fd = os.open(a.node, os.O_RDWR)
     t0 = time.perf_counter()
+    if a.trigger is not None:   # USB HID scripts start at the first output report
+        os.write(fd, b"\0" + bytes(a.trigger))
     times = []
     try:
         for i, h in enumerate(a.reports):
@@ -160,6 +164,7 @@ def main():
     s.add_argument("node")
     s.add_argument("reports", nargs="+")
     s.add_argument("--timeout", type=float, default=5.0)
+    s.add_argument("--trigger", type=int, metavar="LEN", help="first write one LEN-byte output report of zeros")
     for name in ("bulk-loopback", "bulk-source"):
         s = sub.add_parser(name)
         s.add_argument("node")

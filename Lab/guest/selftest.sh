@@ -1,14 +1,17 @@
 #!/bin/bash
 # devlab self-test: run INSIDE the lab VM as root.
 #   bash Lab/guest/selftest.sh RWDIR
-# Exercises every device type and writes RWDIR/selftest.txt (PASS/FAIL/INFO/
+# Exercises every device type (or only the SECTIONs named; init always
+# runs; "bash selftest.sh x nosuch" lists them) and writes RWDIR/selftest.txt (PASS/FAIL/INFO/
 # TIME lines, last line "N passed, N failed") and RWDIR/selftest.log (every
 # devlab command with its output). Exit status 0 only if nothing failed.
 # Helper binaries: $DEVLAB_BIN if set, else built from the current sources
 # into RWDIR/bin with build.sh (the guest sees the host's gcc), so the test
 # never runs stale binaries; if that fails, devlab's default (Lab/.cache/bin).
 set -u
-out=${1:?usage: selftest.sh RWDIR}
+out=${1:?usage: selftest.sh RWDIR [SECTION...]}
+shift
+SECTIONS="$*"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 res=$out/selftest.txt
 log=$out/selftest.log
@@ -75,6 +78,7 @@ usb_present() {
 }
 
 # ---- HID gadget
+sec_hid() {
 if dl create h1 hid --vid 1209 --pid 0001 --serial SER-H1 && dl plug h1 --wait 60; then
   cp "$work/out" "$work/h1.json"
   timing "plug-to-visible hid: $(jget 'd["plug_ms"]') ms (device in sysfs after $(jget 'd["visible_ms"]') ms)"
@@ -96,7 +100,10 @@ else
   fail hid-create-plug "$(cat "$work/err")"
 fi
 
+}
+
 # ---- uhid
+sec_uhid() {
 if dl create u1 uhid --vid 1209 --pid 0002 --serial SER-U1 && dl plug u1 --wait 60; then
   cp "$work/out" "$work/u1.json"
   timing "plug-to-visible uhid: $(jget 'd["plug_ms"]') ms"
@@ -119,7 +126,10 @@ else
   fail uhid-create-plug "$(cat "$work/err")"
 fi
 
+}
+
 # ---- loopback
+sec_loopback() {
 if dl create lb loopback --vid 1209 --pid 0003 --serial SER-LB && dl plug lb --wait 60; then
   cp "$work/out" "$work/lb.json"
   timing "plug-to-visible loopback: $(jget 'd["plug_ms"]') ms"
@@ -136,7 +146,10 @@ else
   fail lb-create-plug "$(cat "$work/err")"
 fi
 
+}
+
 # ---- sourcesink
+sec_sourcesink() {
 if dl create ss sourcesink --vid 1209 --pid 0004 --serial SER-SS && dl plug ss --wait 60; then
   timing "plug-to-visible sourcesink: $(jget 'd["plug_ms"]') ms"
   cp "$work/out" "$work/ss.json"
@@ -152,7 +165,10 @@ else
   fail ss-create-plug "$(cat "$work/err")"
 fi
 
+}
+
 # ---- composite
+sec_composite() {
 if dl create c1 composite --vid 1209 --pid 0005 --serial SER-C1 && dl plug c1 --wait 60; then
   cp "$work/out" "$work/c1.json"
   timing "plug-to-visible composite: $(jget 'd["plug_ms"]') ms"
@@ -172,7 +188,10 @@ else
   fail composite-create-plug "$(cat "$work/err")"
 fi
 
+}
+
 # ---- no serial / stalled serial / empty serial
+sec_noserial() {
 if dl create ns loopback --pid 0006 --no-serial && dl plug ns --wait 60; then
   cp "$work/out" "$work/ns.json"
   if usb_present "$work/ns.json" 1209 0006 - >>"$log" 2>&1 && [ "$(jget 'd["iSerialNumber"]')" = 0 ] && [ "$(jget 'd["serial"]')" = null ]; then
@@ -198,7 +217,10 @@ if dl create un uhid --pid 0008 --no-serial && dl plug un --wait 60; then
   dl remove un
 else fail uhid-no-serial "$(cat "$work/err")"; fi
 
+}
+
 # ---- hostile and long serials, verbatim
+sec_serials() {
 long126=$(printf 'S%.0s' $(seq 126))
 i=0
 for ser in '../../x' 'a/b' '#&%' ' lead and trail ' 'ünïcødé-€' "$long126" $'tab\there' '\x41'; do
@@ -219,19 +241,25 @@ if dl create uh uhid --pid 0009 --serial 'a/b ../#&%' && dl plug uh --wait 60 &&
 else fail uhid-uniq-verbatim "$(cat "$work/err")"; fi
 dl remove uh
 
+}
+
 # ---- scripted reports
+sec_script() {
 printf '# three reports\n01 02 03 04\ndelay_ms 100\n0a0b0c0d\ndelay_ms 50\nff ee dd cc\n' >"$work/script.txt"
 rdesc4="06 00 ff 09 01 a1 01 15 00 26 ff 00 75 08 95 04 09 01 81 02 95 04 09 01 91 02 c0"
 for t in hid uhid; do
   if dl create "sc-$t" "$t" --pid 000a --report-desc "$rdesc4" --report-len 4 --hid-mode "script:$work/script.txt" \
      && dl plug "sc-$t" --wait 60 \
-     && $LC hid-expect "$(jget 'd["hidraw"][0]')" 01020304 0a0b0c0d ffeeddcc >"$work/exp" 2>>"$log"; then
+     && $LC hid-expect "$(jget 'd["hidraw"][0]')" 01020304 0a0b0c0d ffeeddcc $([ $t = hid ] && echo --trigger 4) >"$work/exp" 2>>"$log"; then
     pass "script-$t" "3 scripted 4-byte reports arrived at $(jget 'd["arrival_ms"]' "$work/exp") ms"
   else fail "script-$t" "$(cat "$work/err") $(tail -1 "$log")"; fi
   dl remove "sc-$t"
 done
 
+}
+
 # ---- numbered reports (Report ID 1): the id byte goes out and comes back
+sec_reportid() {
 rdid="06 00 ff 09 01 a1 01 85 01 15 00 26 ff 00 75 08 95 08 09 01 81 02 95 08 09 01 91 02 c0"
 for t in hid uhid; do
   if dl create "ri-$t" "$t" --pid 000d --report-desc "$rdid" --report-len 9 && dl plug "ri-$t" --wait 60 \
@@ -241,7 +269,10 @@ for t in hid uhid; do
   dl remove "ri-$t"
 done
 
+}
+
 # ---- Python fallback for the device side
+sec_fallback() {
 if DEVLAB_BIN=/nonexistent dl create pf hid --pid 000b && DEVLAB_BIN=/nonexistent dl plug pf --wait 60 --bin /nonexistent; then
   grep -q 'Python implementation' "$work/err" && pass fallback-warns "$(cat "$work/err")" || fail fallback-warns "no warning"
   if $LC hid-echo "$(jget 'd["hidraw"][0]')" --count 100 >"$work/echo" 2>>"$log"; then
@@ -255,10 +286,14 @@ if dl create pu uhid --pid 000c && dl plug pu --wait 60 --bin /nonexistent && $L
 else fail fallback-uhid-echo "$(cat "$work/err")"; fi
 dl remove pu
 
+}
+
 # ---- clear errors
+sec_errors() {
 dl info nosuch; rc=$?
 [ $rc = 3 ] && one_line_err && pass err-unknown-name "rc=3: $(cat "$work/err")" || fail err-unknown-name "rc=$rc $(cat "$work/err")"
-dl plug lb --udc dummy_udc.99; rc=$?
+dl create eb loopback --pid 00fe && dl plug eb --wait 60 && cp "$work/out" "$work/eb.json"
+dl plug eb --udc dummy_udc.99; rc=$?
 [ $rc -ne 0 ] && one_line_err && pass err-plugged-twice "rc=$rc: $(cat "$work/err")" || fail err-plugged-twice "rc=$rc"
 dl create bad/name hid; rc=$?
 [ $rc = 2 ] && one_line_err && pass err-bad-name "rc=2: $(cat "$work/err")" || fail err-bad-name "rc=$rc $(cat "$work/err")"
@@ -266,22 +301,30 @@ dl create x1 nosuchtype; rc=$?
 [ $rc = 2 ] && one_line_err && pass err-bad-type "rc=2" || fail err-bad-type "rc=$rc $(cat "$work/err")"
 dl create ud loopback --pid 00ff && { dl plug ud --udc dummy_udc.99; rc=$?
   [ $rc = 4 ] && one_line_err && pass err-no-such-udc "rc=4: $(cat "$work/err")" || fail err-no-such-udc "rc=$rc $(cat "$work/err")"
-  dl plug ud --udc "$(jget 'd["udc"]' "$work/lb.json")"; rc=$?
+  dl plug ud --udc "$(jget 'd["udc"]' "$work/eb.json")"; rc=$?
   [ $rc = 4 ] && one_line_err && pass err-udc-busy "rc=4: $(cat "$work/err")" || fail err-udc-busy "rc=$rc $(cat "$work/err")"
   dl remove ud; }
+dl remove eb
 
-# ---- how many HID gadget functions can exist (h1 and c1 hold one each)
+}
+
+# ---- how many HID gadget functions can exist (counting those already made)
+sec_hidlimit() {
+pre=$(ls -d /sys/kernel/config/usb_gadget/*/functions/hid.* 2>/dev/null | wc -l)
 n=0
 rc=
 for k in 1 2 3 4 5; do
   if dl create "hl$k" hid --pid "02$(printf %02x $k)"; then n=$((n + 1)); else rc=$?; break; fi
 done
-info "HID functions: h1 + c1 + $n more created; next create: rc=${rc:-none} $(cat "$work/err")"
-if [ $((n + 2)) = 4 ] && [ "${rc:-0}" = 7 ] && one_line_err; then pass hid-limit "4 HID functions at once; 5th refused with rc=7"
-else fail hid-limit "total $((n + 2)) HID functions, rc=${rc:-none}"; fi
+info "HID functions: $pre existing + $n more created; next create: rc=${rc:-none} $(cat "$work/err")"
+if [ $((n + pre)) = 4 ] && [ "${rc:-0}" = 7 ] && one_line_err; then pass hid-limit "4 HID functions at once; 5th refused with rc=7"
+else fail hid-limit "total $((n + pre)) HID functions, rc=${rc:-none}"; fi
 for k in 1 2 3 4 5; do dl remove "hl$k"; done
 
+}
+
 # ---- parallel devlab invocations
+sec_parallel() {
 dl reset
 for k in 0 1 2 3 4 5 6 7; do
   ( "$DL" create "par$k" loopback --pid "03$(printf %02x $k)" >/dev/null 2>>"$work/par.err" \
@@ -295,7 +338,10 @@ if [ "$np" = 8 ] && [ "$nu" = 8 ] && [ ! -s "$work/par.err" ]; then pass paralle
 else fail parallel "plugged=$np distinct UDCs=$nu errors: $(head -3 "$work/par.err")"; fi
 dl reset
 
+}
+
 # ---- 32 devices at once
+sec_many() {
 t0=$(date +%s%N)
 ok=1
 for k in $(seq 0 31); do echo "create d$k loopback --pid 10$(printf %02x $k) --serial D-$k"; done >"$work/batch"
@@ -343,7 +389,10 @@ if dl wait $names --timeout 60 && [ "$(jget 'sum(1 for x in d if x["present"])')
   pass 32-replug "all 32 back"; timing "32 devices: replug all (one devlab batch) + all visible $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 else fail 32-replug "$(cat "$work/err")"; fi
 
+}
+
 # ---- reset
+sec_reset() {
 dl reset
 dl list
 if [ "$(jget 'len(d)')" = 0 ] && ! ls -d /sys/kernel/config/usb_gadget/devlab-* >/dev/null 2>&1 \
@@ -351,6 +400,12 @@ if [ "$(jget 'len(d)')" = 0 ] && ! ls -d /sys/kernel/config/usb_gadget/devlab-* 
   pass reset "no devices, gadgets, host devices or daemons left"
 else fail reset "list=$(cat "$work/out") daemons=$(pgrep -af 'devlab-(hidg|uhid)' | tr '\n' ' ')"; fi
 
+}
+
+all="hid uhid loopback sourcesink composite noserial serials script reportid fallback errors hidlimit parallel many reset"
+for s in ${SECTIONS:-$all}; do
+  if declare -F "sec_$s" >/dev/null; then echo "== $s" >>"$log"; sec_$s; else fail "section-$s" "no such section (have: $all)"; fi
+done
 cp "$DEVLAB_STATE"/*.log "$out/" 2>/dev/null
 echo "$passed passed, $failed failed" >>"$res"
 rm -rf "$work"

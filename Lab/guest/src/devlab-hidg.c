@@ -5,11 +5,15 @@
  *
  * echo:   every output report the host sends (read from /dev/hidgN) is
  *         written back unchanged as an input report.
- * script: once the host has configured the device, sends the reports of
- *         FILE (hex per line, "delay_ms N" lines), discarding output reports
- *         meanwhile; then only discards. A write completes when the host
- *         reads the report (hidraw open), so the script runs at the
- *         reader's pace; delays count from the previous write.
+ * script: when the host sends its first output report (any bytes; the
+ *         trigger is dropped), sends the reports of FILE (hex per line,
+ *         "delay_ms N" lines), discarding output reports meanwhile; then
+ *         only discards. Why a trigger: input reports written while no
+ *         hidraw reader is open were taken by the host and lost (seen on
+ *         6.1 with dummy_hcd, no error anywhere), and the device side cannot
+ *         see a reader open; an output report proves one is there. A
+ *         write completes when the host has read the report, so delays
+ *         count from the previous write.
  * none:   only discards output reports (keeps the host's writes flowing).
  *
  * Written in C so the echo path has stable latency (no interpreter).
@@ -97,9 +101,10 @@ int main(int argc, char **argv)
     size_t next = 0;                 /* next script step */
     long long step_due = now_ms();   /* when that step may run */
     unsigned long long echoed = 0;
+    int triggered = 0;
     while (!stop_requested) {
         int wait_ms = -1;
-        if (next < sc.count) {
+        if (next < sc.count && triggered) {
             long long left = step_due - now_ms();
             if (left <= 0) {
                 struct step *st = &sc.steps[next++];
@@ -115,6 +120,7 @@ int main(int argc, char **argv)
                         }
                         goto reopen;
                     }
+                    logmsg("script report %zu (%zu bytes) written", next, st->len);
                     step_due = now_ms();
                 } else {
                     step_due = now_ms() + st->delay_ms;
@@ -125,6 +131,11 @@ int main(int argc, char **argv)
         }
         long n = read_report(fd, buf, wait_ms);
         if (n < 0) goto reopen;
+        if (n > 0 && sc.count && !triggered) {
+            triggered = 1;
+            step_due = now_ms();
+            logmsg("trigger output report (%ld bytes); script starts", n);
+        }
         if (n > 0 && echo) {
             if (write_report(fd, buf, (size_t)n) < 0 && !stop_requested) goto reopen;
             echoed++;

@@ -10,9 +10,11 @@
  *         UHID_INPUT2 with the same report (without Report IDs in the
  *         descriptor, the HID core's leading 0 placeholder is dropped, as
  *         usbhid does on USB; with them, the ID byte is kept).
- * script: once the device is first opened (UHID_OPEN: someone opened the
- *         hidraw node, so input reports are not dropped), sends the
- *         script's reports with its delays.
+ * script: 100 ms after the device is first opened (UHID_OPEN: someone
+ *         opened the hidraw node; see the comment at UHID_OPEN for the
+ *         delay), or at the first output report if that comes first
+ *         (the trigger USB HID gadgets need), sends the script's reports
+ *         with its delays.
  * All modes answer UHID_SET_REPORT (stores the bytes per type and report
  * number) and UHID_GET_REPORT (returns what was stored, else zeros), so
  * feature-report calls never hang for the kernel's 5 s timeout. */
@@ -155,10 +157,15 @@ int main(int argc, char **argv)
         case UHID_STOP: started = 0; break;
         case UHID_OPEN:
             opened++;
-            if (!script_live && sc.count) { script_live = 1; step_due = now_ms(); }
+            /* hidraw_open() asks the driver to open (UHID_OPEN) before it adds
+             * its reader to the list that input reports go to: a report sent
+             * at once can be dropped. Start the script 100 ms later. */
+            if (!script_live && sc.count) { script_live = 1; step_due = now_ms() + 100; }
             break;
         case UHID_CLOSE: if (opened) opened--; break;
         case UHID_OUTPUT:
+            /* An output report also starts a script (same trigger as USB). */
+            if (!script_live && sc.count) { script_live = 1; step_due = now_ms(); }
             if (echo) {
                 uint16_t size = ev.u.output.size;
                 if (size > UHID_DATA_MAX) size = UHID_DATA_MAX;
