@@ -22,10 +22,12 @@ enum Devlab {
         p.standardOutput = out
         p.standardError = err
         try p.run()
+        let watchdog = killAfter(p, seconds: 180)
         // Read before waiting so a chatty child never blocks on a full pipe.
         let o = out.fileHandleForReading.readDataToEndOfFile()
         let e = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
+        watchdog.cancel()
         guard p.terminationStatus == 0 else {
             throw LabFailure("devlab \(args.joined(separator: " ")) exited \(p.terminationStatus): "
                 + (String(decoding: e, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
@@ -46,9 +48,11 @@ enum Devlab {
         try p.run()
         input.fileHandleForWriting.write(Data((lines.joined(separator: "\n") + "\n").utf8))
         try input.fileHandleForWriting.close()
+        let watchdog = killAfter(p, seconds: 300)
         let o = out.fileHandleForReading.readDataToEndOfFile()
         let e = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
+        watchdog.cancel()
         guard p.terminationStatus == 0 else {
             throw LabFailure("devlab batch exited \(p.terminationStatus): \(String(decoding: e, as: UTF8.self)) \(String(decoding: o, as: UTF8.self).suffix(500))")
         }
@@ -83,4 +87,16 @@ enum Devlab {
         var hidraw: [String]?
         var serial: String?
     }
+}
+
+/// Kills `process` if it is still running after `seconds`: no child of the
+/// suite may hang it. Cancel the returned item once the process has ended.
+func killAfter(_ process: Process, seconds: Double) -> DispatchWorkItem {
+    let pid = process.processIdentifier
+    let item = DispatchWorkItem {
+        FileHandle.standardError.write(Data("lab-suite: killing pid \(pid) after \(seconds) s\n".utf8))
+        kill(pid, SIGKILL)
+    }
+    DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: item)
+    return item
 }

@@ -114,9 +114,11 @@ func runCLI(_ args: [String], expectStatus: Int32 = 0) throws -> String {
     p.standardOutput = out
     p.standardError = err
     try p.run()
+    let watchdog = killAfter(p, seconds: 120)
     let o = out.fileHandleForReading.readDataToEndOfFile()
     let e = err.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
+    watchdog.cancel()
     guard p.terminationStatus == expectStatus else {
         throw LabFailure("devif-usb \(args.joined(separator: " ")) exited \(p.terminationStatus), expected \(expectStatus): \(String(decoding: e, as: UTF8.self))")
     }

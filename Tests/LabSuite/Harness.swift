@@ -111,7 +111,8 @@ struct LabRunner {
         for test in tests where filter.map({ test.name.contains($0) }) ?? true {
             let start = ContinuousClock.now
             do {
-                try await test.body()
+                // A bound on the whole test, so one stuck scenario fails alone.
+                try await withDeadline(900, "the test to finish") { try await test.body() }
                 passed += 1
                 log("PASS \(test.name) (\(ms(since: start)) ms)")
             } catch {

@@ -23,7 +23,7 @@ final class Pipeline: Sendable {
         var linksByKey: [String: [String]] = [:]
         var seq: UInt64 = 0
         var pendingSources: Set<String>
-        var waiters: [CheckedContinuation<Void, Never>] = []
+        var waiters: [(UInt64, CheckedContinuation<Void, Never>)] = []
         var enumerationDone = false
         var notices: [String] = []
         var noticeHandlers: [@Sendable (String) -> Void] = []
@@ -162,33 +162,41 @@ final class Pipeline: Sendable {
             defer { s.waiters = [] }
             return s.waiters
         }
-        for w in waiters { w.resume() }
+        for (_, w) in waiters { w.resume() }
     }
 
     func waitUntilEnumerated(timeout: Duration) async -> Bool {
-        let done: @Sendable () async -> Bool = { [self] in
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                let ready = state.withLock { s -> Bool in
-                    if s.enumerationDone { return true }
-                    s.waiters.append(c)
-                    return false
-                }
-                if ready { c.resume() }
-            }
-            return true
-        }
+        // A waiter is an id + continuation, so a timed-out waiter can remove
+        // and resume itself: a task group waits for every child, so no child
+        // may stay parked.
+        let id = UInt64.random(in: 1...UInt64.max)
         return await withTaskGroup(of: Bool.self) { group in
-            group.addTask { await done() }
-            group.addTask { try? await Task.sleep(for: timeout); return false }
-            let first = await group.next() ?? false
-            if !first {
-                // Release the waiter still parked in the state by finishing it later;
-                // it resumes when enumeration completes or the manager stops.
-                group.cancelAll()
+            group.addTask { [self] in
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                        let ready = state.withLock { s -> Bool in
+                            if s.enumerationDone || Task.isCancelled { return true }
+                            s.waiters.append((id, c))
+                            return false
+                        }
+                        if ready { c.resume() }
+                    }
+                } onCancel: {
+                    let parked = state.withLock { s -> CheckedContinuation<Void, Never>? in
+                        guard let k = s.waiters.firstIndex(where: { $0.0 == id }) else { return nil }
+                        return s.waiters.remove(at: k).1
+                    }
+                    parked?.resume()
+                }
                 return state.withLock { $0.enumerationDone }
             }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
             group.cancelAll()
-            return true
+            return first || state.withLock { $0.enumerationDone }
         }
     }
 
