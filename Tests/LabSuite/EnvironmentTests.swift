@@ -47,28 +47,33 @@ func registerNoUSBTests(_ r: inout LabRunner) {
 func registerNoUdevTests(_ r: inout LabRunner) {
     r.add("environment: without udevd, USB and HID arrivals and removals come from kernel uevents") {
         try expectEqual(try runTool("/usr/bin/pkill", ["-x", "systemd-udevd"]), 0, "pkill systemd-udevd")
-        defer { _ = try? runTool("/usr/lib/systemd/systemd-udevd", ["--daemon"]) }
+        defer { restartUdevd() }
         try await withDeadline(10, "udevd to exit") {
             while (try? runTool("/usr/bin/pgrep", ["-x", "systemd-udevd"])) == 0 { try await Task.sleep(for: .milliseconds(50)) }
         }
+        progress("udevd stopped")
         let notices = NoticeLog()
         let f = try await ManagerFixture(onNotice: { notices.add($0) })
+        progress("manager enumerated")
         defer { f.stop() }
         try expect(notices.all.contains { $0.contains("udevd is not running") }, "no notice of the fallback; notices: \(notices.all)")
         try Devlab.run(["create", "nd1", "hid", "--vid", "1209", "--pid", "0d02", "--serial", "LAB-NOUDEV-1"])
         try Devlab.run(["create", "nd2", "uhid", "--vid", "1209", "--pid", "0d03", "--serial", "LAB-NOUDEV-2"])
         try Devlab.plug("nd1")
         try Devlab.plug("nd2")
+        progress("plugged")
         let usbOnly: @Sendable (InterfaceEvent) -> Bool = { isDevice(0x1209, 0x0d02)($0) && $0.interface.classGuid != LabClasses.hidInterface }
         let a = try await f.next(2, "usb-device and hid arrivals of the gadget", where: usbOnly)
         try expectEqual(Set(a.map(\.interface.classGuid)), [usbDeviceClass, hidClass], "classes of the gadget")
         let u = try await f.next(1, "the uhid arrival", where: isDevice(0x1209, 0x0d03))[0]
         try expectEqual(u.interface.symbolicLink, "hid#vid_1209&pid_0d03&bus_06#LAB-NOUDEV-2#\(hidClass)", "uhid link")
+        progress("arrivals seen")
         try Devlab.unplug("nd1")
         let removed = try await f.next(2, "removals of the gadget", where: usbOnly)
         try expect(removed.allSatisfy { $0.event == .removal }, "removal events: \(removed.map(\.event))")
         try Devlab.unplug("nd2")
         _ = try await f.next(1, "the uhid removal", where: isDevice(0x1209, 0x0d03))
+        progress("removals seen")
         let notUSB = notices.all.filter { $0.contains("udevd is not running") }
         try expect(notUSB.count <= 2, "the fallback notice was given \(notUSB.count) times (once per source at most)")
     }
@@ -78,4 +83,21 @@ final class NoticeLog: Sendable {
     private let lines = Mutex<[String]>([])
     func add(_ s: String) { lines.withLock { $0.append(s) } }
     var all: [String] { lines.withLock { $0 } }
+}
+
+/// Starts udevd again after the no-udevd test. Not waited for: the
+/// `--daemon` parent can outlive its fork here; `udevadm control --ping`
+/// (bounded) tells when it answers.
+func restartUdevd() {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/lib/systemd/systemd-udevd")
+    p.arguments = ["--daemon"]
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    guard (try? p.run()) != nil else { progress("could not start udevd again"); return }
+    for _ in 0..<100 {
+        if (try? runTool("/usr/bin/udevadm", ["control", "--ping", "--timeout=1"])) == 0 { return }
+        usleep(100_000)
+    }
+    progress("udevd did not answer within 10 s after restart")
 }

@@ -98,6 +98,21 @@ final class Inbox<Element: Sendable>: Sendable {
     }
 }
 
+/// Appends a timestamped line to $LAB_RESULTS/progress.txt: when a scenario
+/// hangs in the VM, this shows the last step it reached.
+func progress(_ line: String) {
+    guard let dir = ProcessInfo.processInfo.environment["LAB_RESULTS"] else { return }
+    let path = dir + "/progress.txt"
+    let text = String(format: "%.3f ", Date().timeIntervalSince1970) + line + "\n"
+    if let h = FileHandle(forWritingAtPath: path) {
+        h.seekToEndOfFile()
+        h.write(Data(text.utf8))
+        try? h.close()
+    } else {
+        _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+    }
+}
+
 struct LabRunner {
     var tests: [LabTest] = []
     mutating func add(_ name: String, _ body: @escaping @Sendable () async throws -> Void) {
@@ -110,6 +125,7 @@ struct LabRunner {
         var passed = 0, failed = 0
         for test in tests where filter.map({ test.name.contains($0) }) ?? true {
             let start = ContinuousClock.now
+            progress("begin \(test.name)")
             do {
                 // A bound on the whole test, so one stuck scenario fails alone.
                 try await withDeadline(900, "the test to finish") { try await test.body() }
