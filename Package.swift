@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "DevifUSB", dependencies: ["DevifCore", "DevifLinux", "CLibUSB"]),
         .target(name: "DevifHID", dependencies: ["DevifCore", "DevifLinux", "CHIDAPI", "CUdev"]),
         .target(name: "Devif", dependencies: [
-            "DevifCore", "DevifRegistrySQLite", "DevifUSB", "DevifHID",
+            "DevifCore", "DevifLinux", "DevifRegistrySQLite", "DevifUSB", "DevifHID",
         ]),
         .executableTarget(name: "devif-usb", dependencies: [
             "Devif",

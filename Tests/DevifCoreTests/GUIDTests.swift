@@ -38,7 +38,7 @@ import Testing
     }
 
     @Test func orderAgreesWithTextAndBytesRoundTrip() throws {
-        var rng = SymbolicLinkPropertyTests.SeededGenerator(state: 7)
+        var rng = SplitMix64(seed: 7)
         let guids = (0..<200).map { _ in GUID(high: rng.next(), low: rng.next()) }
         #expect(guids.sorted().map(\.description) == guids.map(\.description).sorted())
         for guid in guids {

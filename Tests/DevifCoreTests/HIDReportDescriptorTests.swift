@@ -166,7 +166,7 @@ private func bytes(_ hex: String) -> [UInt8] {
     /// Random and mutated inputs: never a crash, and the result stays
     /// within its documented bounds.
     @Test func randomAndMutatedInputsNeverTrap() {
-        var rng = FuzzRNG(seed: 0x5EED)
+        var rng = SplitMix64(seed: 0x5EED)
         let seeds = [Self.keyboard, Self.mouse, Self.vendor64, Self.keyboardAndConsumer]
         for round in 0..<3000 {
             var input: [UInt8]
@@ -187,15 +187,3 @@ private func bytes(_ hex: String) -> [UInt8] {
     }
 }
 
-/// A tiny deterministic generator so the fuzz test is reproducible.
-private struct FuzzRNG {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

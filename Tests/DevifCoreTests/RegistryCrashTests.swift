@@ -3,17 +3,6 @@ import Testing
 @testable import DevifCore
 import DevifRegistrySQLite
 
-/// A small seeded generator, so a failing crash run can be repeated exactly.
-private struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 private struct CrashTestFailure: Error, CustomStringConvertible {
     var description: String
@@ -128,7 +117,7 @@ private struct Writer {
         let environment = ProcessInfo.processInfo.environment
         let iterations = environment["DEVIF_CRASH_ITERATIONS"].flatMap { Int($0) } ?? 30
         let seed = environment["DEVIF_CRASH_SEED"].flatMap { UInt64($0) } ?? 0x5EED_DE71F
-        var random = SplitMix64(state: seed)
+        var random = SplitMix64(seed: seed)
         let folder = try RegistryTestFolder(); defer { folder.cleanUp() }
         let database = folder.file("registry.sqlite")
         var previousLast: RegistrySequence = 0

@@ -4,17 +4,7 @@ import Testing
 
 /// Seeded property test: many generated identities, many hostile strings.
 @Suite struct SymbolicLinkPropertyTests {
-    /// SplitMix64: small, seeded, identical on every run and platform.
-    struct SeededGenerator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
+    typealias SeededGenerator = SplitMix64
 
     /// What a link is supposed to be a function of, compared byte-wise.
     struct LinkKey: Hashable, Sendable {
@@ -89,7 +79,7 @@ import Testing
     }
 
     static func runChunk(seed: UInt64, count: Int) -> ChunkResult {
-        var rng = SeededGenerator(state: seed)
+        var rng = SeededGenerator(seed: seed)
         let guids = [WellKnownClass.usbDevice.guid, WellKnownClass.hid.guid, GUID(high: 0, low: 0),
                      GUID(high: .max, low: .max)]
         let buses: [BusType] = [.usb, .usb, .usb, .virtual, .bluetooth, .i2c, BusType(rawValue: 0xff),

@@ -15,46 +15,22 @@ enum Devlab {
     /// Runs `devlab ARGS`, returning its stdout; throws with its stderr on failure.
     @discardableResult
     static func run(_ args: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)  // its #! line carries the fast interpreter flags
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let watchdog = killAfter(p, seconds: 180)
-        // Read before waiting so a chatty child never blocks on a full pipe.
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        watchdog.cancel()
-        guard p.terminationStatus == 0 else {
-            throw LabFailure("devlab \(args.joined(separator: " ")) exited \(p.terminationStatus): "
-                + (String(decoding: e, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
+        // Run directly: its #! line carries the fast interpreter flags.
+        let r = try runProcess(tool, args, timeout: 180)
+        guard r.status == 0 else {
+            throw LabFailure("devlab \(args.joined(separator: " ")) exited \(r.status): "
+                + r.stderr.trimmingCharacters(in: .whitespacesAndNewlines))
         }
-        return String(decoding: o, as: UTF8.self)
+        return r.output
     }
 
     /// Runs several devlab commands in one devlab process (one per line), as
     /// close together as the toolkit can: "plugged at once".
     static func batch(_ lines: [String]) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = ["batch", "--stop-on-error"]
-        let input = Pipe(), out = Pipe(), err = Pipe()
-        p.standardInput = input
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        input.fileHandleForWriting.write(Data((lines.joined(separator: "\n") + "\n").utf8))
-        try input.fileHandleForWriting.close()
-        let watchdog = killAfter(p, seconds: 300)
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        watchdog.cancel()
-        guard p.terminationStatus == 0 else {
-            throw LabFailure("devlab batch exited \(p.terminationStatus): \(String(decoding: e, as: UTF8.self)) \(String(decoding: o, as: UTF8.self).suffix(500))")
+        let r = try runProcess(tool, ["batch", "--stop-on-error"],
+                               stdin: Data((lines.joined(separator: "\n") + "\n").utf8), timeout: 300)
+        guard r.status == 0 else {
+            throw LabFailure("devlab batch exited \(r.status): \(r.stderr) \(r.output.suffix(500))")
         }
     }
 
@@ -89,14 +65,3 @@ enum Devlab {
     }
 }
 
-/// Kills `process` if it is still running after `seconds`: no child of the
-/// suite may hang it. Cancel the returned item once the process has ended.
-func killAfter(_ process: Process, seconds: Double) -> DispatchWorkItem {
-    let pid = process.processIdentifier
-    let item = DispatchWorkItem {
-        FileHandle.standardError.write(Data("lab-suite: killing pid \(pid) after \(seconds) s\n".utf8))
-        kill(pid, SIGKILL)
-    }
-    DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: item)
-    return item
-}

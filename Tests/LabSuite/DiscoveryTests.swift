@@ -107,22 +107,11 @@ func cliList(_ extra: [String] = [], registry: String) throws -> [[String: Any]]
 
 @discardableResult
 func runCLI(_ args: [String], expectStatus: Int32 = 0) throws -> String {
-    let p = Process()
-    p.executableURL = Devlab.repo.appendingPathComponent(".build/debug/devif-usb")
-    p.arguments = args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let watchdog = killAfter(p, seconds: 120)
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    watchdog.cancel()
-    guard p.terminationStatus == expectStatus else {
-        throw LabFailure("devif-usb \(args.joined(separator: " ")) exited \(p.terminationStatus), expected \(expectStatus): \(String(decoding: e, as: UTF8.self))")
+    let r = try runProcess(devifUSBPath, args)
+    guard r.status == expectStatus else {
+        throw LabFailure("devif-usb \(args.joined(separator: " ")) exited \(r.status), expected \(expectStatus): \(r.stderr)")
     }
-    return String(decoding: o, as: UTF8.self)
+    return r.output
 }
 
 /// Checks that the USB-device instances `list --json` reports present are
@@ -341,12 +330,7 @@ func registerDiscoveryTests(_ r: inout LabRunner) {
 
 /// Waits for udev to finish processing queued events (an event wait, not a sleep).
 func settleUdev() throws {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/udevadm")
-    p.arguments = ["settle", "--timeout=30"]
-    try p.run()
-    p.waitUntilExit()
-    try expectEqual(p.terminationStatus, 0, "udevadm settle status")
+    try expectEqual(try runTool("/usr/bin/udevadm", ["settle", "--timeout=30"]), 0, "udevadm settle status")
 }
 
 final class Counter: Sendable { let value = Atomic<Int>(0) }
@@ -374,7 +358,7 @@ final class CLIWatcher: @unchecked Sendable {  // the Process is only touched fr
     private let seen = Mutex<[WatchLine]>([])
 
     init(_ args: [String]) throws {
-        process.executableURL = Devlab.repo.appendingPathComponent(".build/debug/devif-usb")
+        process.executableURL = URL(fileURLWithPath: devifUSBPath)
         process.arguments = args
         let out = Pipe()
         process.standardOutput = out

@@ -5,15 +5,6 @@ import DevifCore
 import Foundation
 import Synchronization
 
-func runTool(_ path: String, _ args: [String]) throws -> Int32 {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = args
-    try p.run()
-    p.waitUntilExit()
-    return p.terminationStatus
-}
-
 /// Runs before `devlab init` loads the USB modules: the VM then has no USB
 /// bus at all, like CI's host, but can have uhid devices.
 func registerNoUSBTests(_ r: inout LabRunner) {
@@ -23,17 +14,9 @@ func registerNoUSBTests(_ r: inout LabRunner) {
         try Devlab.run(["create", "nu1", "uhid", "--vid", "1209", "--pid", "0d01", "--serial", "LAB-NOUSB-1"])
         try Devlab.plug("nu1")
         try settleUdev()
-        let p = Process()
-        p.executableURL = Devlab.repo.appendingPathComponent(".build/debug/devif-usb")
-        p.arguments = ["list", "--json", "--registry", "/tmp/devif-lab-nousb.sqlite"]
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        try expectEqual(p.terminationStatus, 0, "exit status")
+        let r = try runProcess(devifUSBPath, ["list", "--json", "--registry", "/tmp/devif-lab-nousb.sqlite"])
+        let (o, e) = (r.stdout, r.stderr)
+        try expectEqual(r.status, 0, "exit status")
         let lines = e.split(separator: "\n")
         try expectEqual(lines.count, 1, "stderr lines (\(lines))")
         try expect(lines.first?.contains("no USB on this machine") ?? false, "stderr: \(e)")

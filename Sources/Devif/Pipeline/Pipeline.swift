@@ -1,4 +1,5 @@
 import DevifCore
+import DevifLinux
 import Foundation
 import Synchronization
 
@@ -36,8 +37,7 @@ final class Pipeline: Sendable {
     private let state: Mutex<State>
     private let queue = WorkQueue<(String, SourceEvent)>()
     private let watchCapacity: Int
-    private let threadStarted = Atomic<Bool>(false)
-    private let threadDone = DispatchSemaphore(value: 0)
+    private let thread = Mutex<JoinableThread?>(nil)
 
     init(classifier: Classifier, registry: InstanceRegistry, sourceNames: [String], watchCapacity: Int) {
         self.classifier = classifier
@@ -46,23 +46,30 @@ final class Pipeline: Sendable {
         state = Mutex(State(pendingSources: Set(sourceNames)))
     }
 
-    func start() {
-        let t = Thread { [self] in
-            Thread.current.name = "devif-pipeline"
-            while let (source, event) = queue.take() { apply(source, event) }
-            threadDone.signal()
+    /// Starts the pipeline thread; false (with a notice) if the process has
+    /// no thread to spare.
+    @discardableResult
+    func start() -> Bool {
+        do {
+            let t = try JoinableThread { [self] in
+                while let (source, event) = queue.next() { apply(source, event) }
+            }
+            thread.withLock { $0 = t }
+            return true
+        } catch {
+            notice("cannot start the pipeline thread: \(error)")
+            return false
         }
-        threadStarted.store(true, ordering: .releasing)
-        t.start()
     }
 
     /// Called on a source's thread: hands the event on and returns.
-    func submit(source: String, _ event: SourceEvent) { queue.put((source, event)) }
+    func submit(source: String, _ event: SourceEvent) { queue.post((source, event)) }
 
     func stop() {
         queue.close()
-        // Wait for the pipeline thread to drain, so no publish runs after finish().
-        if threadStarted.exchange(false, ordering: .acquiringAndReleasing) { threadDone.wait() }
+        // Wait for the pipeline thread to end (queued events are dropped), so no
+        // publish runs after finish().
+        thread.withLock { $0 }?.join()
         fanOut.finish()
         finishEnumeration()
     }

@@ -1,10 +1,11 @@
-// The blocking queue between libusb's hotplug callback (or the uevent
-// monitor) and the assembler thread.
+// The blocking queue between producers on other threads (libusb's hotplug
+// callback, a uevent monitor, the sources' sinks) and the one thread that
+// drains it (the USB assembler, the manager's pipeline).
 import Dispatch
 import Synchronization
 
 /// A FIFO that one thread drains, blocking while it is empty.
-final class WorkQueue<Item: Sendable>: Sendable {
+public final class WorkQueue<Item: Sendable>: Sendable {
     private struct State {
         var items: [Item] = []
         var head = 0
@@ -13,9 +14,11 @@ final class WorkQueue<Item: Sendable>: Sendable {
     private let state = Mutex(State())
     private let ready = DispatchSemaphore(value: 0)
 
+    public init() {}
+
     /// Appends an item; false (and nothing queued) once closed.
     @discardableResult
-    func post(_ item: Item) -> Bool {
+    public func post(_ item: Item) -> Bool {
         let posted = state.withLock { s in
             guard !s.closed else { return false }
             s.items.append(item)
@@ -28,7 +31,7 @@ final class WorkQueue<Item: Sendable>: Sendable {
     /// Appends `make()` only if the queue is open, calling `make` under the
     /// queue's lock: for work that must not happen once it is closed (taking a
     /// device reference that nobody would drop).
-    func postIfOpen(_ make: () -> Item) -> Bool {
+    public func postIfOpen(_ make: () -> Item) -> Bool {
         let posted = state.withLock { s in
             guard !s.closed else { return false }
             s.items.append(make())
@@ -39,7 +42,7 @@ final class WorkQueue<Item: Sendable>: Sendable {
     }
 
     /// The next item, blocking while the queue is empty; nil once closed.
-    func next() -> Item? {
+    public func next() -> Item? {
         while true {
             ready.wait()
             let item: Item?? = state.withLock { s in
@@ -58,7 +61,7 @@ final class WorkQueue<Item: Sendable>: Sendable {
     }
 
     /// Removes and returns the first queued item matching `predicate`.
-    func removeFirst(where predicate: (Item) -> Bool) -> Item? {
+    public func removeFirst(where predicate: (Item) -> Bool) -> Item? {
         state.withLock { s in
             guard let i = s.items[s.head...].firstIndex(where: predicate) else { return nil }
             return s.items.remove(at: i)
@@ -67,7 +70,8 @@ final class WorkQueue<Item: Sendable>: Sendable {
     }
 
     /// Closes the queue, wakes the consumer, and returns what was still queued.
-    func close() -> [Item] {
+    @discardableResult
+    public func close() -> [Item] {
         let rest = state.withLock { s in
             s.closed = true
             let rest = Array(s.items[s.head...])

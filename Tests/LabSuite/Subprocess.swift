@@ -1,0 +1,54 @@
+// The suite's one way to run a child process: output captured, a bounded
+// run time (a hung child is killed, so no scenario can hang the suite).
+import Foundation
+
+struct ProcessResult {
+    var status: Int32
+    var stdout: Data
+    var stderr: String
+    var output: String { String(decoding: stdout, as: UTF8.self) }
+}
+
+/// Runs `path args`, feeding `stdin` if given; kills it after `timeout` seconds.
+func runProcess(_ path: String, _ args: [String], stdin: Data? = nil, timeout: Double = 120) throws -> ProcessResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    let input = stdin.map { _ in Pipe() }
+    if let input { p.standardInput = input }
+    try p.run()
+    if let input, let stdin {
+        input.fileHandleForWriting.write(stdin)
+        try input.fileHandleForWriting.close()
+    }
+    let watchdog = killAfter(p, seconds: timeout)
+    // Read before waiting so a chatty child never blocks on a full pipe.
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    watchdog.cancel()
+    return ProcessResult(status: p.terminationStatus, stdout: o, stderr: String(decoding: e, as: UTF8.self))
+}
+
+/// Runs a tool for its exit status only.
+func runTool(_ path: String, _ args: [String]) throws -> Int32 {
+    try runProcess(path, args).status
+}
+
+/// Kills `process` if it is still running after `seconds`. Cancel the
+/// returned item once the process has ended.
+func killAfter(_ process: Process, seconds: Double) -> DispatchWorkItem {
+    let pid = process.processIdentifier
+    let item = DispatchWorkItem {
+        FileHandle.standardError.write(Data("lab-suite: killing pid \(pid) after \(seconds) s\n".utf8))
+        kill(pid, SIGKILL)
+    }
+    DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: item)
+    return item
+}
+
+/// The devif-usb built next to this suite.
+var devifUSBPath: String { Devlab.repo.appendingPathComponent(".build/debug/devif-usb").path }
