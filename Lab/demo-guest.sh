@@ -9,15 +9,15 @@ export DEVIF_REGISTRY=/tmp/devif-demo/registry.sqlite
 devlab init --udcs 8 >/dev/null
 say() { printf '\n\033[1m# %s\033[0m\n' "$*"; }
 
-say "devif-usb watch --enumerate $*   (runs in the background)"
-"$repo/.build/debug/devif-usb" watch --enumerate "$@" &
+say "devif-usb watch $*   (runs in the background; the root hubs present at start are not shown without --enumerate)"
+"$repo/.build/debug/devif-usb" watch "$@" &
 watcher=$!
 sleep 2
 
 devlab create echo-hid hid --vid 1209 --pid d001 --serial DEMO-HID-1 --product "Echo HID" >/dev/null
 devlab create loop loopback --vid 1209 --pid d002 --serial DEMO-LOOP-1 --product "Loopback" >/dev/null
 devlab create combo composite --vid 1209 --pid d003 --serial DEMO-COMBO-1 --product "HID + bulk" >/dev/null
-devlab create noserial sourcesink --vid 1209 --pid d004 --no-serial --product "No serial" >/dev/null
+devlab create noserial sourcesink --vid 1209 --pid d004 --no-serial >/dev/null
 devlab create virt uhid --vid 1209 --pid d005 --serial DEMO-UHID-1 --product "Virtual HID" >/dev/null
 
 for name in echo-hid loop combo noserial virt; do
@@ -36,6 +36,6 @@ sleep 1.5
 say "stop the watcher (SIGINT)"
 kill -INT "$watcher"
 wait "$watcher" && echo "watcher exited with status 0"
-say "devif-usb list"
-"$repo/.build/debug/devif-usb" list
+say "devif-usb list --class usb-device"
+"$repo/.build/debug/devif-usb" list --class usb-device
 devlab reset >/dev/null

@@ -143,7 +143,18 @@ public final class SQLiteRegistryStore: RegistryStore {
             // Check what the file is before changing anything in it: a foreign
             // database or a newer devif's registry must be left as it is.
             // Reading the header is also where a garbage file fails (SQLITE_NOTADB).
-            _ = try identity(of: db, path: path)
+            // One read transaction, so the pragmas and the schema count come
+            // from one snapshot: outside one, another process creating the
+            // schema can commit between them (seen: application_id 0 read
+            // before its commit, user_version 1 after).
+            try db.execute("BEGIN")
+            do {
+                _ = try identity(of: db, path: path)
+                try db.execute("COMMIT")
+            } catch {
+                try? db.execute("ROLLBACK")
+                throw error
+            }
 
             let mode = try db.scalarText("PRAGMA journal_mode=WAL")
             guard mode?.lowercased() == "wal" else {

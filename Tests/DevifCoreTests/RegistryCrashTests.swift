@@ -184,8 +184,10 @@ private struct Writer {
         }
         let all = printed.joined().sorted()
         #expect(all == Array(1...RegistrySequence(2 * count)), "no duplicate, no gap")
-        let overlap = printed[0].contains { $0 > printed[1].first! } && printed[1].contains { $0 > printed[0].first! }
-        print("registry two-writer test: writers interleaved: \(overlap); first numbers \(printed[0].first!) and \(printed[1].first!)")
+        // A failed writer must fail the test, not crash the test process.
+        let first = try printed.map { try #require($0.first, "a writer reported no commit") }
+        let overlap = printed[0].contains { $0 > first[1] } && printed[1].contains { $0 > first[0] }
+        print("registry two-writer test: writers interleaved: \(overlap); first numbers \(first[0]) and \(first[1])")
 
         let registry = try InstanceRegistry(store: SQLiteRegistryStore(path: database))
         let changes = try registry.changes(since: 0)
