@@ -307,6 +307,35 @@ func registerDiscoveryTests(_ r: inout LabRunner) {
         try expect(removals.allSatisfy { $0.event == .removal }, "an arrival among the removals (a late duplicate)")
     }
 
+    r.add("discovery: list --json has exactly the documented keys; info --json shows descriptors, classes, node, access") {
+        let registry = "/tmp/devif-lab-info.sqlite"
+        try LabClasses.install()
+        try Devlab.run(["create", "i1", "composite", "--vid", "1209", "--pid", "0c06", "--serial", "LAB-I-1",
+                        "--manufacturer", "devif lab", "--product", "Info composite"])
+        let plugged = try Devlab.plug("i1")
+        try settleUdev()
+        let list = try cliList(["--class", "usb-device"], registry: registry).filter { ($0["productId"] as? String) == "0c06" }
+        try expectEqual(list.count, 1, "usb-device instances of 1209:0c06")
+        let keys = ["symbolicLink", "classGuid", "className", "kind", "vendorId", "productId", "serialNumber",
+                    "interfaceNumber", "portChain", "devnode", "manufacturer", "product", "present", "access"]
+        try expectEqual(Set(list[0].keys), Set(keys), "keys of a list --json object")
+        try expect(list[0]["interfaceNumber"] is NSNull, "interfaceNumber of a device instance is not null")
+        try expectEqual(list[0]["portChain"] as? String, plugged.port_chain, "portChain")
+        let link = try (list[0]["symbolicLink"] as? String).orFail("no symbolicLink")
+        let out = try runCLI(["info", link, "--json", "--registry", registry, "--classes-dir", LabClasses.folder])
+        let info = try (JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any]).orFail("info --json is not an object: \(out.prefix(200))")
+        try expectEqual(info["symbolicLink"] as? String, link, "info's link")
+        try expectEqual(info["access"] as? String, "ok", "access")
+        try expectEqual(info["devnode"] as? String, list[0]["devnode"] as? String, "devnode")
+        let configurations = try (info["configurations"] as? [[String: Any]]).orFail("no configurations")
+        let interfaces = configurations.first?["interfaces"] as? [[String: Any]] ?? []
+        try expectEqual(Set(interfaces.compactMap { $0["class"] as? String }), ["03/00/00", "ff/00/00"], "interface classes")
+        let classes = (info["classes"] as? [[String: Any]] ?? []).compactMap { $0["className"] as? String }
+        try expect(classes.contains("usb-device"), "classes of the instance: \(classes)")
+        // The unknown-link contract, in the lab too.
+        _ = try runCLI(["info", link.replacingOccurrences(of: "LAB-I-1", with: "NOPE"), "--registry", registry], expectStatus: 65)
+    }
+
     r.add("discovery: list --json agrees with sysfs after every plug and unplug") {
         let registry = "/tmp/devif-lab-list.sqlite"
         try LabClasses.install()
