@@ -54,6 +54,8 @@ let package = Package(
         .testTarget(name: "DevifCoreTests", dependencies: [
             "DevifCore", "DevifRegistrySQLite", "registry-crash-writer",
         ]),
+        // The manager's pipeline driven by a fake source: fast, deterministic.
+        .testTarget(name: "DevifManagerTests", dependencies: ["Devif", "DevifCore"]),
         // Unit tests of the sources' pure helpers (descriptor parsing, strings, errors).
         .testTarget(name: "DevifSourcesTests", dependencies: ["DevifUSB", "DevifLinux", "DevifHID"]),
         // A child process the registry's crash test kills with SIGKILL mid-commit.
