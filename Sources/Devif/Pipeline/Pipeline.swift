@@ -55,6 +55,8 @@ final class Pipeline: Sendable {
                 while let (source, event) = queue.next() { apply(source, event) }
             }
             thread.withLock { $0 = t }
+            // With no sources there is nothing to wait for.
+            if state.withLock({ $0.pendingSources.isEmpty }) { finishEnumeration() }
             return true
         } catch {
             notice("cannot start the pipeline thread: \(error)")
@@ -250,13 +252,11 @@ final class Pipeline: Sendable {
                 ? s.present.values.filter { filter.matches($0.interface) }.sorted { $0.seq < $1.seq }
                     .map { InterfaceEvent(seq: $0.seq, event: .arrival, time: $0.time, interface: $0.interface) }
                 : []
-            // The snapshot is handed to the callback thread first, through the
-            // same ordered channel, so it is delivered before any change.
-            let pending = Mutex<[InterfaceEvent]?>(snapshot)
-            let subscription = fanOut.subscribe(capacity: watchCapacity, name: "watch") { delivery in
-                if let first = pending.withLock({ p in defer { p = nil }; return p }) {
-                    for e in first { handler(.event(e)) }
-                }
+            // The snapshot is handed over on the callback thread before any
+            // change: subscribing under the lock orders it ahead of them.
+            let subscription = fanOut.subscribe(capacity: watchCapacity, name: "watch", onStart: {
+                for e in snapshot { handler(.event(e)) }
+            }) { delivery in
                 switch delivery {
                 case .event(let e): if filter.matches(e.interface) { handler(.event(e)) }
                 case .overflow(let missed): handler(.overflow(missed: missed))

@@ -141,7 +141,9 @@ public final class FanOut<Event: Sendable>: Sendable {
     /// Subscribes with a callback invoked on a thread owned by this subscription,
     /// so a slow callback delays only its own deliveries.
     ///
-    /// `handler` is called serially, in order. `onEnd`, if given, is called on the
+    /// `handler` is called serially, in order. `onStart`, if given, is called on
+    /// that thread before the first delivery (to hand over a snapshot taken
+    /// under the caller's lock, ahead of every later event). `onEnd`, if given, is called on the
     /// same thread after the last delivery, when the fan-out finished or the
     /// subscription was cancelled; then the thread exits. Releasing the returned
     /// token cancels the subscription.
@@ -153,6 +155,7 @@ public final class FanOut<Event: Sendable>: Sendable {
     public func subscribe(
         capacity: Int = FanOut.defaultCapacity,
         name: String = "subscriber",
+        onStart: (@Sendable () -> Void)? = nil,
         onEnd: (@Sendable () -> Void)? = nil,
         handler: @escaping @Sendable (Delivery) -> Void
     ) -> CallbackSubscription {
@@ -163,6 +166,7 @@ public final class FanOut<Event: Sendable>: Sendable {
         let thread = Thread {
             // Named from inside: swift-corelibs-foundation ignores a name set before start.
             Thread.current.name = threadName
+            onStart?()
             while let delivery = consumer.nextBlocking() { handler(delivery) }
             onEnd?()
         }
