@@ -1,0 +1,444 @@
+import DevifCore
+import DevifLinux
+import Glibc
+import Synchronization
+
+/// An open hidraw node: output, feature and input reports, an input report
+/// stream for any number of readers, and prompt failure on removal or close.
+///
+/// One reader thread per open device polls the node (and an eventfd that
+/// ``close()`` signals) and hands every input report to two consumers, so
+/// neither steals from the other:
+/// - the stream, a ``FanOut`` that every ``inputReports(capacity:)``
+///   subscriber receives in full (overflow is reported, never silent);
+/// - the queue behind ``read(timeout:)``: the last ``readQueueLimit`` reports
+///   since open (the kernel's own hidraw buffer is 64 too); older ones are
+///   dropped and counted in ``droppedReadReports``.
+///
+/// Removal (ENODEV/EIO on read, POLLHUP/POLLERR) makes pending and later calls
+/// fail with ``HIDError/deviceRemoved`` and ends the stream with
+/// ``InputEvent/ended(_:)``. ``close()`` is idempotent, callable from any
+/// thread, and aborts a blocked ``read(timeout:)`` at once with
+/// ``HIDError/closed`` (unlike hidapi's `hid_close`). Closing also happens
+/// when the object is released.
+public final class HIDDevice: Sendable {
+    /// The inline capacity of a streamed report: the largest input report the
+    /// stream carries (a larger one arrives as ``InputEvent/tooLong(count:)``;
+    /// ``read(timeout:)`` returns it whole).
+    public static let streamReportCapacity = 4096
+    /// A streamed input report, as read from hidraw (starting with the report
+    /// ID when the device uses numbered reports).
+    public typealias Report = InlineBytes<4096>
+
+    /// What the input report stream delivers.
+    public enum InputEvent: Sendable {
+        /// One input report.
+        case report(Report)
+        /// A report longer than ``streamReportCapacity`` arrived; it is not in
+        /// the stream (``read(timeout:)`` has it whole).
+        case tooLong(count: Int)
+        /// The last event: the device was removed (``HIDError/deviceRemoved``),
+        /// the handle was closed (``HIDError/closed``) or reading failed.
+        case ended(HIDError)
+    }
+
+    /// How many unread reports ``read(timeout:)`` keeps.
+    public static let readQueueLimit = 64
+
+    /// The hidraw node this handle was opened on.
+    public var path: String { core.path }
+
+    private let core: HIDDeviceCore
+
+    /// Opens a hidraw node (`/dev/hidrawN`) read-write, non-blocking,
+    /// close-on-exec, and starts its reader thread.
+    public init(path: String) throws(HIDError) {
+        let fd: Int32
+        do {
+            fd = try Syscalls.open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC)
+        } catch {
+            throw HIDError.opening(error)
+        }
+        let core: HIDDeviceCore
+        do {
+            core = try HIDDeviceCore(fd: fd, path: path)
+        } catch {
+            Syscalls.close(fd)
+            throw HIDError.io(error)
+        }
+        do {
+            try core.start()
+        } catch {
+            core.close()
+            throw HIDError.io(error)
+        }
+        self.core = core
+    }
+
+    deinit { core.close() }
+
+    /// Closes the handle: a blocked ``read(timeout:)`` fails with
+    /// ``HIDError/closed`` at once, the stream ends with `.ended(.closed)`, and
+    /// the reader thread is joined. Safe twice and from any thread; the
+    /// descriptor itself is closed when the last call using it returns.
+    public func close() { core.close() }
+
+    /// Why the handle stopped working (removed or closed), nil while usable.
+    public var endReason: HIDError? { core.endReason }
+
+    /// Reports dropped from the ``read(timeout:)`` queue because it held
+    /// ``readQueueLimit`` unread ones.
+    public var droppedReadReports: UInt64 { core.droppedReadReports }
+
+    // MARK: Input
+
+    /// The next input report (with its report ID byte when the device numbers
+    /// its reports), waiting at most `timeout` (nil: no limit).
+    /// - Throws: ``HIDError/timeout``, ``HIDError/closed`` (also when closed
+    ///   while waiting), ``HIDError/deviceRemoved``.
+    public func read(timeout: Duration?) throws(HIDError) -> [UInt8] {
+        try core.read(timeout: timeout)
+    }
+
+    /// Subscribes to every input report from now on, until the device is
+    /// removed or closed (the last event is ``InputEvent/ended(_:)``). Each
+    /// subscriber has its own queue of `capacity` reports; when it falls
+    /// behind it receives `.overflow(missed:)` where reports were dropped.
+    /// After the end, a new subscription is empty and finished: check
+    /// ``endReason``.
+    public func inputReports(capacity: Int = 256) -> FanOut<InputEvent>.Subscription {
+        core.fanOut.subscribe(capacity: capacity)
+    }
+
+    /// Like ``inputReports(capacity:)`` with a callback on a thread owned by
+    /// the subscription (see ``FanOut/subscribe(capacity:name:onStart:onEnd:handler:)``).
+    public func inputReports(capacity: Int = 256, name: String = "hid-input",
+                             onEnd: (@Sendable () -> Void)? = nil,
+                             handler: @escaping @Sendable (FanOut<InputEvent>.Delivery) -> Void)
+        -> FanOut<InputEvent>.CallbackSubscription {
+        core.fanOut.subscribe(capacity: capacity, name: name, onEnd: onEnd, handler: handler)
+    }
+
+    // MARK: Output and feature reports
+
+    /// Sends an output report. The first byte is the report ID, 0 when the
+    /// device does not number its reports (as hidapi; the kernel strips it).
+    public func write(outputReport report: [UInt8]) throws(HIDError) {
+        try Self.checkLength(report.count, "output report")
+        let written = try core.usingDescriptor("write") { fd throws(HIDError) in
+            let path = core.path
+            let result: Result<Int, LinuxError> = report.withUnsafeBytes { bytes in
+                do throws(LinuxError) { return .success(try Syscalls.write(fd, bytes, subject: path)) } catch { return .failure(error) }
+            }
+            do throws(LinuxError) { return try result.get() } catch { throw HIDError.operating(error) }
+        }
+        if written != report.count {
+            throw HIDError.io(LinuxError(code: EIO, call: "write (short: \(written) of \(report.count) bytes)",
+                                         subject: core.path))
+        }
+    }
+
+    /// Reads feature report `id` (HIDIOCGFEATURE). `length` is the buffer
+    /// size including the report ID byte; the result starts with the ID and
+    /// has as many bytes as the device returned.
+    public func getFeatureReport(id: UInt8, length: Int) throws(HIDError) -> [UInt8] {
+        try reportIoctl(id: id, length: length, request: HIDRawIoctl.getFeature(length), name: "HIDIOCGFEATURE")
+    }
+
+    /// Sends a feature report (HIDIOCSFEATURE); the first byte is the report
+    /// ID (0 when unnumbered). Returns the byte count the kernel accepted.
+    @discardableResult
+    public func sendFeatureReport(_ report: [UInt8]) throws(HIDError) -> Int {
+        try Self.checkLength(report.count, "feature report")
+        var buffer = report
+        return try core.usingDescriptor("HIDIOCSFEATURE") { fd throws(HIDError) in
+            try ioctl(fd, HIDRawIoctl.setFeature(buffer.count), &buffer, "HIDIOCSFEATURE")
+        }
+    }
+
+    /// Reads input report `id` on request (HIDIOCGINPUT: a GET_REPORT, not the
+    /// interrupt stream). Some drivers refuse it: then ``HIDError/unsupported``.
+    public func getInputReport(id: UInt8, length: Int) throws(HIDError) -> [UInt8] {
+        try reportIoctl(id: id, length: length, request: HIDRawIoctl.getInput(length), name: "HIDIOCGINPUT")
+    }
+
+    /// The device's report descriptor (HIDIOCGRDESCSIZE + HIDIOCGRDESC).
+    public func reportDescriptor() throws(HIDError) -> [UInt8] {
+        try core.usingDescriptor("HIDIOCGRDESC") { fd throws(HIDError) in
+            var size: Int32 = 0
+            _ = try ioctl(fd, HIDRawIoctl.getDescriptorSize, &size, "HIDIOCGRDESCSIZE")
+            // Untrusted: the kernel caps it, but do not rely on that.
+            let length = Int(max(0, min(size, Int32(HIDRawIoctl.maximumDescriptorLength))))
+            var raw = [UInt8](repeating: 0, count: 4 + HIDRawIoctl.maximumDescriptorLength)
+            withUnsafeBytes(of: UInt32(length)) { sizeBytes in
+                raw.withUnsafeMutableBytes { target in target.copyBytes(from: sizeBytes) }
+            }
+            _ = try ioctl(fd, HIDRawIoctl.getDescriptor, &raw, "HIDIOCGRDESC")
+            return Array(raw[4..<(4 + length)])
+        }
+    }
+
+    // MARK: Helpers
+
+    private func reportIoctl(id: UInt8, length: Int, request: UInt, name: String) throws(HIDError) -> [UInt8] {
+        try Self.checkLength(length, name)
+        var buffer = [UInt8](repeating: 0, count: length)
+        buffer[0] = id
+        let count = try core.usingDescriptor(name) { fd throws(HIDError) in
+            try ioctl(fd, request, &buffer, name)
+        }
+        return Array(buffer.prefix(min(max(count, 0), length)))
+    }
+
+    private func ioctl<T>(_ fd: Int32, _ request: UInt, _ value: inout T, _ name: String) throws(HIDError) -> Int {
+        do {
+            return try withUnsafeMutableBytes(of: &value) { raw throws(LinuxError) in
+                try HIDRawIoctl.call(fd, request, raw.baseAddress!, name: name, path: core.path)
+            }
+        } catch {
+            throw HIDError.operating(error)
+        }
+    }
+
+    private func ioctl(_ fd: Int32, _ request: UInt, _ buffer: inout [UInt8], _ name: String) throws(HIDError) -> Int {
+        let path = core.path
+        let result: Result<Int, LinuxError> = buffer.withUnsafeMutableBytes { raw in
+            do throws(LinuxError) { return .success(try HIDRawIoctl.call(fd, request, raw.baseAddress!, name: name, path: path)) }
+            catch { return .failure(error) }
+        }
+        do throws(LinuxError) { return try result.get() } catch { throw HIDError.operating(error) }
+    }
+
+    /// A report buffer holds the ID byte and at most HID_MAX_BUFFER_SIZE bytes.
+    private static func checkLength(_ count: Int, _ what: String) throws(HIDError) {
+        if count < 1 { throw HIDError.invalid("\(what): needs at least the report ID byte") }
+        if count > HIDRawIoctl.maximumReportLength {
+            throw HIDError.tooLong("\(what) of \(count) bytes exceeds the kernel's \(HIDRawIoctl.maximumReportLength)")
+        }
+    }
+}
+
+/// The state shared by a ``HIDDevice`` and its reader thread (kept apart so
+/// the thread does not keep the public object alive: releasing it closes).
+final class HIDDeviceCore: Sendable {
+    enum Phase: Sendable { case open, removed(HIDError), closed }
+
+    struct State: Sendable {
+        var phase = Phase.open
+        /// Calls using the descriptor, the reader thread included; the
+        /// descriptor is closed when this falls to 0 after close (so a
+        /// concurrent write never hits a reused descriptor number).
+        var users = 0
+        var descriptorClosed = false
+        var queue: [[UInt8]] = []
+        var queueHead = 0
+        var dropped: UInt64 = 0
+    }
+
+    let fd: Int32
+    let path: String
+    let fanOut = FanOut<HIDDevice.InputEvent>()
+    /// Signalled (and never drained) on close and on removal: wakes the
+    /// reader thread and every waiting `read`.
+    private let ended: EventFD
+    /// Signalled while the read queue is not empty.
+    private let readable: EventFD
+    private let state = Mutex(State())
+    private let thread = Mutex<JoinableThread?>(nil)
+
+    init(fd: Int32, path: String) throws(LinuxError) {
+        self.fd = fd
+        self.path = path
+        ended = try EventFD()
+        readable = try EventFD()
+    }
+
+    func start() throws(LinuxError) {
+        state.withLock { $0.users += 1 }  // the reader thread
+        do {
+            let reader = try JoinableThread { [self] in runReader() }
+            thread.withLock { $0 = reader }
+        } catch {
+            endUse()
+            throw error
+        }
+    }
+
+    var endReason: HIDError? {
+        state.withLock { state in
+            switch state.phase {
+            case .open: return nil
+            case .removed(let error): return error
+            case .closed: return HIDError.closed
+            }
+        }
+    }
+
+    var droppedReadReports: UInt64 { state.withLock { $0.dropped } }
+
+    func close() {
+        let first = state.withLock { state -> Bool in
+            if case .closed = state.phase { return false }
+            state.phase = .closed
+            return true
+        }
+        guard first else { return }
+        ended.signal()
+        thread.withLock { $0 }?.join()
+        endUse(count: 0)  // closes the descriptor now if nobody uses it
+    }
+
+    /// Runs `body` with the descriptor, failing if the handle is closed or
+    /// the device removed.
+    func usingDescriptor<R>(_ what: String, _ body: (Int32) throws(HIDError) -> R) throws(HIDError) -> R {
+        let refusal = state.withLock { state -> HIDError? in
+            switch state.phase {
+            case .open: state.users += 1; return nil
+            case .removed(let error): return error
+            case .closed: return HIDError.closed(what)
+            }
+        }
+        if let refusal { throw refusal }
+        defer { endUse() }
+        do {
+            return try body(fd)
+        } catch where error == .deviceRemoved {
+            markRemoved(error)
+            throw error
+        }
+    }
+
+    private func endUse(count: Int = 1) {
+        let closeNow = state.withLock { state -> Bool in
+            state.users -= count
+            guard case .closed = state.phase, state.users == 0, !state.descriptorClosed else { return false }
+            state.descriptorClosed = true
+            return true
+        }
+        if closeNow { Syscalls.close(fd) }
+    }
+
+    private func markRemoved(_ error: HIDError) {
+        state.withLock { state in
+            if case .open = state.phase { state.phase = .removed(error) }
+        }
+        ended.signal()
+    }
+
+    // MARK: read
+
+    func read(timeout: Duration?) throws(HIDError) -> [UInt8] {
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        while true {
+            let outcome = state.withLock { state -> Result<[UInt8], HIDError>? in
+                switch state.phase {
+                case .closed: return .failure(HIDError.closed("read"))
+                case .removed(let error): return .failure(error)
+                case .open: break
+                }
+                if state.queueHead < state.queue.count {
+                    let report = state.queue[state.queueHead]
+                    state.queueHead += 1
+                    if state.queueHead == state.queue.count {
+                        state.queue.removeAll(keepingCapacity: true)
+                        state.queueHead = 0
+                        readable.drain()
+                    }
+                    return .success(report)
+                }
+                readable.drain()
+                return nil
+            }
+            if let outcome { return try outcome.get() }
+            var waitMilliseconds: Int32 = -1
+            if let deadline {
+                let left = deadline - ContinuousClock.now
+                if left <= .zero { throw HIDError.timedOut("read") }
+                let (seconds, attoseconds) = left.components
+                // Round up so a short remainder does not spin at 0 ms.
+                waitMilliseconds = Int32(clamping: seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
+            }
+            var fds = [pollfd(fd: readable.fileDescriptor, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: ended.fileDescriptor, events: Int16(POLLIN), revents: 0)]
+            do {
+                _ = try Syscalls.poll(&fds, timeoutMilliseconds: waitMilliseconds)
+            } catch {
+                throw HIDError.io(error)
+            }
+        }
+    }
+
+    // MARK: reader thread
+
+    private func runReader() {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: HIDRawIoctl.maximumReportLength,
+                                                          alignment: 16)
+        defer { buffer.deallocate() }
+        var end: HIDError
+        reading: while true {
+            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: ended.fileDescriptor, events: Int16(POLLIN), revents: 0)]
+            do {
+                _ = try Syscalls.poll(&fds, timeoutMilliseconds: -1)
+            } catch {
+                end = HIDError.io(error)
+                break reading
+            }
+            if fds[1].revents != 0 {
+                end = endReason ?? HIDError.closed
+                break reading
+            }
+            let revents = Int32(fds[0].revents)
+            if revents & Int32(POLLIN) != 0 {
+                // Drain what is queued first: hidraw keeps reports readable
+                // after removal until its buffer is empty.
+                while true {
+                    let count: Int
+                    do {
+                        count = try Syscalls.read(fd, into: buffer, subject: path)
+                    } catch {
+                        if error.code == EAGAIN { break }
+                        if error.code == ENODEV || error.code == EIO {
+                            end = HIDError.removed("read(\(path))", errno: error.code)
+                        } else {
+                            end = HIDError.io(error)
+                        }
+                        break reading
+                    }
+                    deliver(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+                }
+            }
+            if revents & Int32(POLLHUP | POLLERR | POLLNVAL) != 0 {
+                end = HIDError.removed("poll(\(path))")
+                break reading
+            }
+        }
+        if end == .deviceRemoved || end == .io {
+            markRemoved(end)
+        }
+        fanOut.publish(.ended(end))
+        fanOut.finish()
+        endUse()
+    }
+
+    private func deliver(_ bytes: UnsafeRawBufferPointer) {
+        if let report = try? HIDDevice.Report(copying: bytes) {
+            fanOut.publish(.report(report))
+        } else {
+            fanOut.publish(.tooLong(count: bytes.count))
+        }
+        let copy = Array(bytes)
+        state.withLock { state in
+            if state.queue.count - state.queueHead >= HIDDevice.readQueueLimit {
+                state.queueHead += 1
+                state.dropped += 1
+            }
+            if state.queueHead > HIDDevice.readQueueLimit {
+                state.queue.removeFirst(state.queueHead)
+                state.queueHead = 0
+            }
+            state.queue.append(copy)
+            readable.signal()
+        }
+    }
+}
