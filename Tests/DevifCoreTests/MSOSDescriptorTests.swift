@@ -230,7 +230,9 @@ private let winUSBProperties = properties10([section10(type: 1, name: utf16("Dev
     @Test func setMalformed() {
         for n in 0 ..< tinyUSBSet.count {
             let set = MSOS20DescriptorSet.parse(tinyUSBSet.prefix(n))
-            #expect(set.issues.contains { $0.kind.isFatal }, "prefix \(n)")
+            // A short read is reported as such, not as a lying length.
+            #expect(set.issues.contains { if case .truncated = $0.kind { true } else { false } }, "prefix \(n)")
+            #expect(set.issues.allSatisfy { if case .badLength = $0.kind { false } else { true } }, "prefix \(n)")
             #expect(set.declaredInterfaceGUIDs.isEmpty, "prefix \(n)")
         }
         func mutated(_ offset: Int, _ value: Int) -> MSOS20DescriptorSet {
@@ -263,6 +265,39 @@ private let winUSBProperties = properties10([section10(type: 1, name: utf16("Dev
         #expect(data.functions[0].features.registryProperties.isEmpty)
         // Not a set header.
         #expect(mutated(2, 1).issues.first?.kind == .badHeader(field: "set header wDescriptorType", value: 1, expected: 0))
+    }
+
+    /// The composite-device shape of the MS OS 2.0 specification's example:
+    /// one configuration subset holding two function subsets, each with a
+    /// WINUSB compatible ID and a DeviceInterfaceGUIDs property; plus a second
+    /// configuration subset, and a function subset nested inside another
+    /// (not allowed: skipped with an issue).
+    @Test func compositeFunctionsAndConfigurations() throws {
+        func function(_ interface: UInt8, _ guid: String) -> [UInt8] {
+            let features = le16(0x14) + le16(0x03) + id8("WINUSB") + id8("")
+                + property20(type: 7, name: utf16("DeviceInterfaceGUIDs"), data: utf16(guid, nuls: 2))
+            return le16(8) + le16(0x02) + [interface, 0] + le16(8 + features.count) + features
+        }
+        func configuration(_ index: UInt8, _ body: [UInt8]) -> [UInt8] {
+            le16(8) + le16(0x01) + [index, 0] + le16(8 + body.count) + body
+        }
+        let guid0 = "{00000000-0000-0000-0000-0000000000a0}", guid1 = "{00000000-0000-0000-0000-0000000000a1}"
+        let guid2 = "{00000000-0000-0000-0000-0000000000b0}"
+        let set = try MSOS20DescriptorSet(validating: set20(configuration(0, function(0, guid0) + function(1, guid1))
+                                                          + configuration(1, function(0, guid2))))
+        #expect(set.functions.map(\.firstInterface) == [0, 1, 0])
+        #expect(set.functions.map(\.configurationValue) == [0, 0, 1])
+        #expect(set.functions.map { $0.features.compatibleIDs.map(\.compatibleID) } == [["WINUSB"], ["WINUSB"], ["WINUSB"]])
+        #expect(set.declaredInterfaceGUIDs.map(\.guid.low) == [0xA0, 0xA1, 0xB0])
+        #expect(set.declaredInterfaceGUIDs.map(\.interfaceNumber) == [0, 1, 0])
+
+        // A function subset whose length covers a second function subset header.
+        let inner = function(1, guid1)
+        let outer = le16(8) + le16(0x02) + [0, 0] + le16(8 + inner.count) + inner
+        let nested = MSOS20DescriptorSet.parse(set20(outer))
+        #expect(nested.issues.map(\.kind) == [.misplacedDescriptor(type: 0x02)])
+        #expect(nested.functions.map(\.firstInterface) == [0])
+        #expect(nested.declaredInterfaceGUIDs.map(\.interfaceNumber) == [0])
     }
 
     // MARK: MS OS 1.0

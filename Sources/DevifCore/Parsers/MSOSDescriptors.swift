@@ -252,8 +252,21 @@ private struct MSOS20Parser {
     var device = MSOS20DescriptorSet.Features()
     var functions: [MSOS20DescriptorSet.Function] = []
     var guids: [FirmwareGUID] = []
+    /// Where the bytes end when they are fewer than wTotalLength: a length
+    /// reaching past it means a short read, not a lying length.
+    var truncatedEnd: Int?
 
     init(bytes: [UInt8]) { self.bytes = bytes }
+
+    /// Reports `value` (a length at `offset`) that does not fit before
+    /// `limit`: truncation if the limit is the end of short input, else a bad length.
+    mutating func lengthIssue(_ at: Int, from offset: Int, field: String, value: Int, minimum: Int, limit: Int) {
+        if value >= minimum, limit == truncatedEnd {
+            issue(at, .truncated(needed: value, available: limit - offset))
+        } else {
+            issue(at, .badLength(field: field, value: value, minimum: minimum, maximum: limit - offset))
+        }
+    }
 
     mutating func issue(_ offset: Int, _ kind: MSOSDescriptorIssue.Kind) {
         issues.append(MSOSDescriptorIssue(descriptor: .msOS20Set, offset: offset, kind: kind))
@@ -280,6 +293,7 @@ private struct MSOS20Parser {
             issue(8, .badLength(field: "wTotalLength", value: total, minimum: header, maximum: 0xFFFF))
         } else {
             let end = min(total, bytes.count)
+            if bytes.count < total { truncatedEnd = bytes.count }
             walk(from: header, setEnd: end)
             if issues.last?.kind.isFatal != true, bytes.count < total {
                 issue(bytes.count, .truncated(needed: total, available: bytes.count))
@@ -312,7 +326,7 @@ private struct MSOS20Parser {
             let scopeEnd = functionIndex != nil ? functionEnd : configurationEnd
             let minimum = Self.minimumLength(type)
             guard length >= minimum, length <= scopeEnd - offset else {
-                issue(offset, .badLength(field: "wLength", value: length, minimum: minimum, maximum: scopeEnd - offset))
+                lengthIssue(offset, from: offset, field: "wLength", value: length, minimum: minimum, limit: scopeEnd)
                 return
             }
             switch MSOS20DescriptorSet.DescriptorType(rawValue: type) {
@@ -324,8 +338,8 @@ private struct MSOS20Parser {
                     continue
                 }
                 guard subsetLength >= length, subsetLength <= setEnd - offset else {
-                    issue(offset + 6, .badLength(field: "configuration subset wTotalLength", value: subsetLength,
-                                                 minimum: length, maximum: setEnd - offset))
+                    lengthIssue(offset + 6, from: offset, field: "configuration subset wTotalLength",
+                                value: subsetLength, minimum: length, limit: setEnd)
                     return
                 }
                 configurationValue = bytes[offset + 4]
@@ -338,8 +352,8 @@ private struct MSOS20Parser {
                     continue
                 }
                 guard subsetLength >= length, subsetLength <= configurationEnd - offset else {
-                    issue(offset + 6, .badLength(field: "function subset wSubsetLength", value: subsetLength,
-                                                 minimum: length, maximum: configurationEnd - offset))
+                    lengthIssue(offset + 6, from: offset, field: "function subset wSubsetLength",
+                                value: subsetLength, minimum: length, limit: configurationEnd)
                     return
                 }
                 functions.append(.init(configurationValue: configurationValue, firstInterface: bytes[offset + 4],
