@@ -184,6 +184,21 @@ private let winUSBProperties = properties10([section10(type: 1, name: utf16("Dev
         #expect(set.declaredInterfaceGUIDs == [FirmwareGUID(guid: tinyUSBGUID, interfaceNumber: 2, source: .msOS20)])
     }
 
+    @Test func setCheckedAgainstItsBOSInfo() throws {
+        let info = try #require(BOSDescriptor.parse(tinyUSBBOS).msOS20DescriptorSet())
+        #expect(MSOS20DescriptorSet.parse(tinyUSBSet, for: info).issues.isEmpty)
+        let other = BOSDescriptor.MSOS20SetInfo(windowsVersion: 0x0A00_0000, descriptorSetTotalLength: 0xB0,
+                                                vendorCode: 2, altEnumCode: 0)
+        let mismatched = MSOS20DescriptorSet.parse(tinyUSBSet, for: other)
+        #expect(mismatched.issues.map(\.kind) == [
+            .unexpectedValue(field: "dwWindowsVersion", value: 0x0603_0000, expected: 0x0A00_0000),
+            .unexpectedValue(field: "wTotalLength", value: 0xB2, expected: 0xB0),
+        ])
+        #expect(mismatched.declaredInterfaceGUIDs.count == 1)
+        // Unreadable header: only the header's own issue.
+        #expect(MSOS20DescriptorSet.parse(tinyUSBSet.prefix(4), for: other).issues.count == 1)
+    }
+
     @Test func deviceLevelPropertiesAndLenientStrings() throws {
         // Device-level REG_SZ without its NUL, name in another case; a model ID
         // (defined, unused) and an unknown type are skipped by their length.

@@ -1,16 +1,16 @@
-/// Defensive parsers for Microsoft OS descriptors: the BOS descriptor with the
-/// MS OS 2.0 platform capability (``BOSDescriptor``), the MS OS 2.0 descriptor
-/// set (``MSOS20DescriptorSet``) and the MS OS 1.0 string, Extended Compat ID
-/// and Extended Properties descriptors (``MSOS10``).
-///
-/// Everything here comes from the device and is untrusted. One error model for
-/// all of them, as ``HIDReportDescriptor`` does: `parse` never fails and
-/// returns what was well-formed plus ``MSOSDescriptorIssue``s in input order
-/// (a fatal issue is the last one: parsing stopped there); `init(validating:)`
-/// throws the first issue instead. Nothing is allocated from a claimed size:
-/// every length, count and offset is checked against the bytes actually given
-/// and against the enclosing descriptor's total, and every loop advances by at
-/// least the minimum header size, so work is linear in the input.
+// Defensive parsers for Microsoft OS descriptors: the BOS descriptor with the
+// MS OS 2.0 platform capability (``BOSDescriptor``), the MS OS 2.0 descriptor
+// set (``MSOS20DescriptorSet``) and the MS OS 1.0 string, Extended Compat ID
+// and Extended Properties descriptors (``MSOS10``).
+//
+// Everything here comes from the device and is untrusted. One error model for
+// all of them, as ``HIDReportDescriptor`` does: `parse` never fails and
+// returns what was well-formed plus ``MSOSDescriptorIssue``s in input order
+// (a fatal issue is the last one: parsing stopped there); `init(validating:)`
+// throws the first issue instead. Nothing is allocated from a claimed size:
+// every length, count and offset is checked against the bytes actually given
+// and against the enclosing descriptor's total, and every loop advances by at
+// least the minimum header size, so work is linear in the input.
 
 /// Something wrong with a Microsoft OS descriptor, and where.
 public struct MSOSDescriptorIssue: Error, Hashable, Sendable, CustomStringConvertible {
@@ -236,6 +236,30 @@ public struct MSOS20DescriptorSet: Hashable, Sendable {
     public static func parse(_ bytes: some Collection<UInt8>) -> MSOS20DescriptorSet {
         var parser = MSOS20Parser(bytes: Array(bytes))
         return parser.run()
+    }
+
+    /// Parses a set fetched for `info` (from the BOS descriptor) and also
+    /// reports a set header that disagrees with it: Windows rejects a set
+    /// whose wTotalLength differs from wMSOSDescriptorSetTotalLength, and a
+    /// different dwWindowsVersion means the device answered with another set.
+    public static func parse(_ bytes: some Collection<UInt8>, for info: BOSDescriptor.MSOS20SetInfo)
+        -> MSOS20DescriptorSet {
+        var result = parse(bytes)
+        // Only when the header itself was readable.
+        guard result.issues.first.map({ $0.offset >= setHeaderLength || !$0.kind.isFatal }) ?? true else { return result }
+        var mismatches = [MSOSDescriptorIssue]()
+        if result.windowsVersion != info.windowsVersion {
+            mismatches.append(.init(descriptor: .msOS20Set, offset: 4,
+                                    kind: .unexpectedValue(field: "dwWindowsVersion", value: result.windowsVersion,
+                                                           expected: info.windowsVersion)))
+        }
+        if result.totalLength != Int(info.descriptorSetTotalLength) {
+            mismatches.append(.init(descriptor: .msOS20Set, offset: 8,
+                                    kind: .unexpectedValue(field: "wTotalLength", value: UInt32(result.totalLength),
+                                                           expected: UInt32(info.descriptorSetTotalLength))))
+        }
+        result.issues.insert(contentsOf: mismatches, at: 0)
+        return result
     }
 
     /// Parses and throws the first issue, if any.
