@@ -156,7 +156,21 @@ public final class SQLiteRegistryStore: RegistryStore {
                 throw error
             }
 
-            let mode = try db.scalarText("PRAGMA journal_mode=WAL")
+            // Switching to WAL needs an exclusive lock, and SQLite may answer
+            // SQLITE_BUSY at once, without its busy handler, while another
+            // process is creating the same new file (seen under load): retry
+            // until the busy timeout. A file already in WAL mode needs no lock.
+            let walDeadline = ContinuousClock.now + busyTimeout
+            var mode: String?
+            while true {
+                let result = Result { () throws(SQLiteError) -> String? in try db.scalarText("PRAGMA journal_mode=WAL") }
+                if case .failure(let error) = result, error.primaryCode == SQLITE_BUSY, ContinuousClock.now < walDeadline {
+                    usleep(1000)
+                    continue
+                }
+                mode = try result.get()
+                break
+            }
             guard mode?.lowercased() == "wal" else {
                 throw RegistryError(.storage, path: path,
                                     message: "cannot switch the database to WAL mode (it stays in \(mode ?? "unknown") mode)",
