@@ -49,51 +49,56 @@ func withDeadline<T: Sendable>(_ seconds: Double, _ what: String,
     }
 }
 
-/// An unbounded, thread-safe inbox that C callbacks post into and one test
-/// task awaits on (always with a deadline).
+/// An unbounded, thread-safe inbox that C callbacks and event streams post
+/// into and one test task takes from (always with a deadline). Taking with a
+/// predicate takes the oldest matching element and leaves the others queued:
+/// events of two devices may interleave in either order, and waiting for one
+/// must not throw the other's away.
 final class Inbox<Element: Sendable>: Sendable {
+    private struct Waiter {
+        let predicate: @Sendable (Element) -> Bool
+        let continuation: CheckedContinuation<Element?, Never>
+    }
     private struct State {
         var buffer: [Element] = []
-        var waiter: CheckedContinuation<Element?, Never>?
+        var waiter: Waiter?
     }
     private let state = Mutex(State())
 
     init() {}
 
     func post(_ element: Element) {
-        let waiter = state.withLock { s -> CheckedContinuation<Element?, Never>? in
-            if let w = s.waiter { s.waiter = nil; return w }
+        let waiter = state.withLock { s -> Waiter? in
+            if let w = s.waiter, w.predicate(element) { s.waiter = nil; return w }
             s.buffer.append(element)
             return nil
         }
-        waiter?.resume(returning: element)
+        waiter?.continuation.resume(returning: element)
     }
 
-    private func take() async -> Element? {
+    private func take(where predicate: @escaping @Sendable (Element) -> Bool) async -> Element? {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Element?, Never>) in
                 let ready = state.withLock { s -> Element?? in
-                    if !s.buffer.isEmpty { return .some(s.buffer.removeFirst()) }
+                    if let k = s.buffer.firstIndex(where: predicate) { return .some(s.buffer.remove(at: k)) }
                     if Task.isCancelled { return .some(nil) }
-                    s.waiter = c
+                    s.waiter = Waiter(predicate: predicate, continuation: c)
                     return .none
                 }
                 if let ready { c.resume(returning: ready) }
             }
         } onCancel: {
             let w = state.withLock { s in defer { s.waiter = nil }; return s.waiter }
-            w?.resume(returning: nil)
+            w?.continuation.resume(returning: nil)
         }
     }
 
-    /// The next element that satisfies `predicate`, within `seconds`.
+    /// The oldest element that satisfies `predicate`, within `seconds`.
     func next(within seconds: Double, _ what: String,
               where predicate: @escaping @Sendable (Element) -> Bool = { _ in true }) async throws -> Element {
         try await withDeadline(seconds, what) { [self] in
-            while true {
-                guard let element = await take() else { throw CancellationError() }
-                if predicate(element) { return element }
-            }
+            guard let element = await take(where: predicate) else { throw CancellationError() }
+            return element
         }
     }
 }
