@@ -294,7 +294,9 @@ final class HIDDeviceCore: Sendable {
         let refusal = state.withLock { state -> HIDError? in
             switch state.phase {
             case .open: state.users += 1; return nil
-            case .removed(let error): return error
+            case .removed(let error):
+                // Name this call; keep the kind (an unexpected read error ends the handle too).
+                return error == .deviceRemoved ? HIDError.removed("\(what)(\(path))", errno: error.errno) : error
             case .closed: return HIDError.closed(what)
             }
         }
@@ -333,7 +335,8 @@ final class HIDDeviceCore: Sendable {
             let outcome = state.withLock { state -> Result<[UInt8], HIDError>? in
                 switch state.phase {
                 case .closed: return .failure(HIDError.closed("read"))
-                case .removed(let error): return .failure(error)
+                case .removed(let error):
+                    return .failure(error == .deviceRemoved ? HIDError.removed("read(\(path))", errno: error.errno) : error)
                 case .open: break
                 }
                 if state.queueHead < state.queue.count {
