@@ -77,23 +77,24 @@ func fail(_ message: String, _ code: ExitCode) -> ExitCode {
     return code
 }
 
-/// Starts a manager, waits (bounded) for the sources' first enumeration, and
-/// prints the sources' notices.
-func startedManager(_ common: CommonOptions, catalog: ClassCatalog? = nil) async throws -> DeviceManager {
-    var options = common.managerOptions()
-    if let catalog { options.catalog = catalog }
+/// Sets up a manager, resolves `--class` against its catalog (a bad class
+/// exits 64 before any source starts), starts the sources, waits (bounded)
+/// for their first enumeration, and prints their notices.
+func startedManager(_ common: CommonOptions, classArgument: ClassArgument? = nil) async throws
+    -> (DeviceManager, InterfaceFilter) {
     let manager: DeviceManager
     do {
-        manager = try DeviceManager(options: options)
+        manager = try DeviceManager(options: common.managerOptions())
     } catch {
         throw fail("\(error)", Exit.unavailable)
     }
+    let filter = InterfaceFilter(classGuid: try resolveClass(classArgument, in: manager.catalog))
     manager.onNotice { common.notice($0) }
     manager.start()
     if !(await manager.waitUntilEnumerated(timeout: .seconds(15))) {
         common.notice("the device sources did not finish enumerating within 15 s; the list may be incomplete")
     }
-    return manager
+    return (manager, filter)
 }
 
 /// Resolves --class to a GUID through the catalog; unknown names are a usage error.

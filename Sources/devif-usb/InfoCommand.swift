@@ -18,7 +18,7 @@ struct InfoCommand: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
-        let manager = try await startedManager(common)
+        let (manager, _) = try await startedManager(common)
         defer { manager.stop() }
         guard let info = manager.interface(link: link) else {
             if case .failure(let e) = Result(catching: { () throws(SymbolicLinkParseError) in try SymbolicLink(parsing: link) }) {
@@ -84,12 +84,9 @@ struct InfoCommand: AsyncParsableCommand {
     }
 }
 
+/// "ok" or "denied: <reason>"; nil when access was not checked.
 private func accessDetail(_ s: DeviceSnapshot) -> String? {
-    switch s.access {
-    case .ok: "ok"
-    case .denied(let reason): "denied: \(reason)"
-    case .unknown: nil
-    }
+    s.access == .unknown ? nil : s.access.description
 }
 
 private func configurationJSON(_ c: USBConfiguration) -> JSONValue {

@@ -21,9 +21,8 @@ struct ListCommand: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
-        let manager = try await startedManager(common)
+        let (manager, filter) = try await startedManager(common, classArgument: classArgument)
         defer { manager.stop() }
-        let filter = InterfaceFilter(classGuid: try resolveClass(classArgument, in: manager.catalog))
         let items = all ? manager.allInterfaces(filter) : manager.interfaces(filter)
         if json {
             print(JSONValue.array(items.map(\.json)).serialized())

@@ -43,8 +43,7 @@ struct WatchCommand: AsyncParsableCommand {
 
     func run() async throws {
         let stop = StopSignals()
-        let manager = try await startedManager(common)
-        let filter = InterfaceFilter(classGuid: try resolveClass(classArgument, in: manager.catalog))
+        let (manager, filter) = try await startedManager(common, classArgument: classArgument)
         let watch = manager.watch(filter)
         let printer = EventPrinter(json: json, color: common.useColor)
         var printed = 0

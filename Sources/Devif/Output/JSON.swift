@@ -78,12 +78,6 @@ extension JSONValue {
     public init(_ i: Int?) { self = i.map { .int(Int64($0)) } ?? .null }
 }
 
-/// Four lowercase hex digits, as the JSON's vendorId/productId.
-public func hex4(_ v: UInt16) -> String {
-    let h = String(v, radix: 16)
-    return String(repeating: "0", count: 4 - h.count) + h
-}
-
 extension DeviceInterface {
     /// The instance object of `list --json` and `watch --json`: exactly these
     /// keys, in this order, null where unknown.

@@ -261,12 +261,12 @@ public enum AccessState: Hashable, Sendable, Codable, CustomStringConvertible {
     }
 }
 
-/// Two lowercase hex digits.
-func hex2(_ value: UInt8) -> String {
+/// Two lowercase hex digits (ids in links, JSON and messages).
+public func hex2(_ value: UInt8) -> String {
     String(decoding: [lowerHexDigits[Int(value >> 4)], lowerHexDigits[Int(value & 0xF)]], as: UTF8.self)
 }
 
-/// Four lowercase hex digits.
-func hex4(_ value: UInt16) -> String {
+/// Four lowercase hex digits (ids in links, JSON and messages).
+public func hex4(_ value: UInt16) -> String {
     hex2(UInt8(value >> 8)) + hex2(UInt8(value & 0xFF))
 }

@@ -211,11 +211,6 @@ struct USBAssembler: Sendable {
     }
 }
 
-func hex4(_ v: UInt16) -> String {
-    let s = String(v, radix: 16)
-    return String(repeating: "0", count: 4 - s.count) + s
-}
-
 extension Duration {
     var milliseconds: Int64 {
         let (s, atto) = components
