@@ -15,6 +15,13 @@ struct WatchCommand: AsyncParsableCommand {
             Each event has a sequence number that increases by one per event the \
             watcher's manager publishes; a slow reader that falls behind is told how \
             many events it missed.
+
+            With --links DIR, also keeps DIR as a folder of symbolic links, \
+            DIR/<class>/<symbolic link> -> the device node, one folder per class, with \
+            the library's names: made atomically, removed on departure, stale ones of \
+            its own removed at start, all removed at exit. It never touches an entry \
+            it did not make (a manifest, DIR/.devif-links, records its own), and no \
+            device string can place anything outside DIR. One watcher per DIR.
             """)
 
     @Option(name: .customLong("class"), help: ArgumentHelp("Only instances of this class (GUID or name).", valueName: "class"))
@@ -32,6 +39,9 @@ struct WatchCommand: AsyncParsableCommand {
     @Option(name: .customLong("timeout"), help: ArgumentHelp("Exit (status 0) after this many seconds.", valueName: "seconds"))
     var timeout: Double?
 
+    @Option(name: .customLong("links"), help: ArgumentHelp("Keep this folder of symbolic links in step (DIR/<class>/<link> -> node).", valueName: "dir"))
+    var links: String?
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
@@ -44,6 +54,21 @@ struct WatchCommand: AsyncParsableCommand {
     func run() async throws {
         let stop = StopSignals()
         let (manager, filter) = try await startedManager(common, classArgument: classArgument)
+        var linkFolder: LinkFolder?
+        if let links {
+            do {
+                linkFolder = try LinkFolder(root: links, manager: manager, filter: filter) { [common] change in
+                    if case .refused(let path, let reason) = change {
+                        common.notice("link folder: \(printable(path, limit: 300)): \(reason)")
+                    }
+                }
+            } catch {
+                manager.stop()
+                throw fail("--links \(links): \(error)", Exit.unavailable)
+            }
+            linkFolder?.start()
+        }
+        defer { linkFolder?.stop(removingLinks: true) }
         let watch = manager.watch(filter)
         let printer = EventPrinter(json: json, color: common.useColor)
         var printed = 0
