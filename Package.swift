@@ -12,7 +12,12 @@
 //   Devif                the manager that wires sources to the core
 //   devif-usb            the command-line tool
 //   devif-lab-suite      the lab test suite, run inside the lab VM
+//   Examples/            example I/O tools: hid-echo, bulk-loopback, bulk-stream, hid-monitor
 import PackageDescription
+
+let exampleDependencies: [Target.Dependency] = [
+    "Devif", "DevifSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+]
 
 let package = Package(
     name: "devif",
@@ -50,6 +55,15 @@ let package = Package(
             "Devif",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+
+        // Example I/O tools (Examples/README.md); DevifSupport is what they share.
+        .target(name: "DevifSupport", dependencies: [
+            "Devif", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "Examples/Support"),
+        .executableTarget(name: "hid-echo", dependencies: exampleDependencies, path: "Examples/hid-echo"),
+        .executableTarget(name: "bulk-loopback", dependencies: exampleDependencies, path: "Examples/bulk-loopback"),
+        .executableTarget(name: "bulk-stream", dependencies: exampleDependencies, path: "Examples/bulk-stream"),
+        .executableTarget(name: "hid-monitor", dependencies: exampleDependencies, path: "Examples/hid-monitor"),
 
         .testTarget(name: "DevifCoreTests", dependencies: [
             "DevifCore", "DevifRegistrySQLite", "registry-crash-writer",

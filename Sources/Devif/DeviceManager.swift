@@ -46,8 +46,11 @@ public final class DeviceManager: Sendable {
     /// The registry of every instance ever seen.
     public let registry: InstanceRegistry
 
-    private let pipeline: Pipeline
+    let pipeline: Pipeline
     private let sources: [any DeviceSource]
+    /// Every open handle (``openUSB(_:)``, ``openHID(_:)``); a handle's
+    /// instance is closed when its last use ends after close.
+    let handles = HandleTable<OpenInstance>(onRelease: { $0.close() })
     private let started = Atomic<Bool>(false)
 
     /// Sets up the catalog, the registry and the sources; starts nothing.
@@ -86,6 +89,7 @@ public final class DeviceManager: Sendable {
         pipeline = Pipeline(classifier: Classifier(catalog: catalog), registry: registry,
                             sourceNames: sources.map(\.name), watchCapacity: options.watchCapacity)
         for n in notices { pipeline.notice(n) }
+        pipeline.onDeviceLeft { [weak self] key in self?.devicesLeft(key) }
     }
 
     /// The built-in catalog plus class files from `folders` (or the default folders).

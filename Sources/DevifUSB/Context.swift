@@ -17,6 +17,28 @@ public final class USBContext: @unchecked Sendable {  // `raw` is immutable; lib
 
     private let running = Flag()
     private let state = Mutex<(thread: JoinableThread?, exited: Bool)>((nil, false))
+    /// The event thread's `pthread_self()`, 0 before it runs: a synchronous
+    /// transfer started on that thread could never complete.
+    private let eventThread = ThreadID()
+
+    /// The process's context for handles (``USBDevice``), created with its
+    /// event thread on first use and kept for the life of the process.
+    public static func shared() throws(USBError) -> USBContext {
+        try sharedContext.withLock { context throws(USBError) in
+            if let context { return context }
+            let created = try USBContext()
+            do { try created.startEventThread() } catch {
+                throw USBError(libusbCode: -99, operation: "starting the libusb event thread (\(error))")
+            }
+            context = created
+            return created
+        }
+    }
+    private static let sharedContext = Mutex<USBContext?>(nil)
+
+    /// Whether the caller runs on this context's event thread (where
+    /// completion handlers run).
+    public var isEventThread: Bool { eventThread.isCurrent }
 
     /// Creates the context; its event thread starts with ``startEventThread()``.
     /// - Parameter noDeviceDiscovery: set `LIBUSB_OPTION_NO_DEVICE_DISCOVERY`
@@ -35,7 +57,8 @@ public final class USBContext: @unchecked Sendable {  // `raw` is immutable; lib
             guard s.thread == nil, !s.exited else { return }
             running.value.store(true, ordering: .releasing)
             let ctx = LibUSBPointer(raw)
-            s.thread = try JoinableThread { [running] in
+            s.thread = try JoinableThread { [running, eventThread] in
+                eventThread.recordCurrent()
                 while running.value.load(ordering: .acquiring) {
                     // A 1 s slice bounds how long a lost interrupt could delay stop.
                     do { try LibUSB.handleEvents(ctx.raw, milliseconds: 1000) } catch {
@@ -68,6 +91,16 @@ public final class USBContext: @unchecked Sendable {  // `raw` is immutable; lib
     }
 
     deinit { shutdown() }
+}
+
+/// A thread id a thread's closure can hold without holding its owner.
+final class ThreadID: Sendable {
+    let value = Atomic<UInt>(0)
+    func recordCurrent() { value.store(UInt(pthread_self()), ordering: .relaxed) }
+    var isCurrent: Bool {
+        let id = value.load(ordering: .relaxed)
+        return id != 0 && id == UInt(pthread_self())
+    }
 }
 
 /// An atomic flag a thread's closure can hold without holding its owner.

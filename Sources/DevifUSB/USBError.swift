@@ -10,6 +10,9 @@ public struct USBError: Error, Sendable, Equatable, CustomStringConvertible {
     private enum Code: Sendable, Equatable {
         case io, invalidParameter, access, noDevice, notFound, busy, timeout, overflow, pipe,
              interrupted, noMemory, notSupported, other
+        /// Not libusb codes: a transfer cancelled on request (Task
+        /// cancellation, a stream stopped), and a call on a closed handle.
+        case cancelled, closed
 
         init(_ raw: Int32) {
             switch raw {
@@ -44,6 +47,8 @@ public struct USBError: Error, Sendable, Equatable, CustomStringConvertible {
             case .noMemory: "out of memory"
             case .notSupported: "not supported by this kernel or libusb build"
             case .other: "libusb failed for an unknown reason (set LIBUSB_DEBUG=4 to see why)"
+            case .cancelled: "the transfer was cancelled"
+            case .closed: "the handle is closed (open the device again)"
             }
         }
     }
@@ -61,9 +66,45 @@ public struct USBError: Error, Sendable, Equatable, CustomStringConvertible {
         self.operation = operation
     }
 
+    private init(_ code: Code, libusbCode: Int32, operation: String) {
+        self.code = code
+        self.libusbCode = libusbCode
+        self.operation = operation
+    }
+
+    /// The error a finished transfer's status means; nil for COMPLETED.
+    init?(transferStatus status: libusb_transfer_status, operation: String) {
+        switch status {
+        case LIBUSB_TRANSFER_COMPLETED: return nil
+        case LIBUSB_TRANSFER_TIMED_OUT: self.init(libusbCode: LIBUSB_ERROR_TIMEOUT.rawValue, operation: operation)
+        case LIBUSB_TRANSFER_CANCELLED: self.init(.cancelled, libusbCode: LIBUSB_ERROR_INTERRUPTED.rawValue, operation: operation)
+        case LIBUSB_TRANSFER_STALL: self.init(libusbCode: LIBUSB_ERROR_PIPE.rawValue, operation: operation)
+        case LIBUSB_TRANSFER_NO_DEVICE: self.init(libusbCode: LIBUSB_ERROR_NO_DEVICE.rawValue, operation: operation)
+        case LIBUSB_TRANSFER_OVERFLOW: self.init(libusbCode: LIBUSB_ERROR_OVERFLOW.rawValue, operation: operation)
+        default: self.init(libusbCode: LIBUSB_ERROR_IO.rawValue, operation: operation)
+        }
+    }
+
+    /// The same error, naming `operation` (e.g. the handle and endpoint).
+    func naming(_ operation: String) -> USBError { USBError(code, libusbCode: libusbCode, operation: operation) }
+
+    static func cancelled(_ operation: String) -> USBError {
+        USBError(.cancelled, libusbCode: LIBUSB_ERROR_INTERRUPTED.rawValue, operation: operation)
+    }
+    static func closed(_ operation: String) -> USBError {
+        USBError(.closed, libusbCode: LIBUSB_ERROR_OTHER.rawValue, operation: operation)
+    }
+    static func removed(_ operation: String) -> USBError {
+        USBError(.noDevice, libusbCode: LIBUSB_ERROR_NO_DEVICE.rawValue, operation: operation)
+    }
+
     public var description: String {
-        let name = String(cString: libusb_error_name(libusbCode))
-        return "\(operation): \(code.message) [\(name) \(libusbCode)]"
+        switch code {
+        case .cancelled, .closed: return "\(operation): \(code.message)"
+        default:
+            let name = String(cString: libusb_error_name(libusbCode))
+            return "\(operation): \(code.message) [\(name) \(libusbCode)]"
+        }
     }
 
     public static func == (lhs: USBError, rhs: USBError) -> Bool { lhs.code == rhs.code }
@@ -79,4 +120,12 @@ public struct USBError: Error, Sendable, Equatable, CustomStringConvertible {
     public static let interrupted = USBError(libusbCode: LIBUSB_ERROR_INTERRUPTED.rawValue, operation: "")
     public static let notSupported = USBError(libusbCode: LIBUSB_ERROR_NOT_SUPPORTED.rawValue, operation: "")
     public static let other = USBError(libusbCode: LIBUSB_ERROR_OTHER.rawValue, operation: "")
+    /// The device went away (unplugged, reset, or the manager saw it leave):
+    /// pending transfers end with this, later calls fail fast with it.
+    /// Same as ``noDevice``; open the device again once it is back.
+    public static let deviceRemoved = USBError.removed("")
+    /// The transfer was cancelled (its Task was cancelled, or its stream stopped).
+    public static let cancelled = USBError.cancelled("")
+    /// The handle was closed.
+    public static let closed = USBError.closed("")
 }

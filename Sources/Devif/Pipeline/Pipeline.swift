@@ -38,6 +38,7 @@ final class Pipeline: Sendable {
     private let queue = WorkQueue<(String, SourceEvent)>()
     private let watchCapacity: Int
     private let thread = Mutex<JoinableThread?>(nil)
+    private let deviceLeft = Mutex<(@Sendable (String) -> Void)?>(nil)
 
     init(classifier: Classifier, registry: InstanceRegistry, sourceNames: [String], watchCapacity: Int) {
         self.classifier = classifier
@@ -142,7 +143,21 @@ final class Pipeline: Sendable {
             }
             return links
         }
+        // Open handles' I/O ends before the registry write.
+        if !links.isEmpty { deviceLeft.withLock { $0 }?(key) }
         commit(links.map { .removal(link: $0) })
+    }
+
+    /// Calls `handler` (on the pipeline thread) with the key of every device
+    /// that leaves, as ``deviceKey(link:)`` gives it.
+    func onDeviceLeft(_ handler: @escaping @Sendable (String) -> Void) {
+        deviceLeft.withLock { $0 = handler }
+    }
+
+    /// The key of the present device an instance belongs to (source and
+    /// device node, e.g. `usb:/dev/bus/usb/001/004`); nil if not present.
+    func deviceKey(link: String) -> String? {
+        state.withLock { s in s.linksByKey.first { $0.value.contains(link) }?.key }
     }
 
     /// Instances the registry thinks present from an earlier run, but which

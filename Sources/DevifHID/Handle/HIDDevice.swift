@@ -90,6 +90,11 @@ public final class HIDDevice: Sendable {
     /// Why the handle stopped working (removed or closed), nil while usable.
     public var endReason: HIDError? { core.endReason }
 
+    /// Marks the device removed (the manager saw it leave): a blocked
+    /// ``read(timeout:)`` and every later call fail with
+    /// ``HIDError/deviceRemoved``, and the stream ends. Idempotent.
+    public func markRemoved() { core.markRemoved(HIDError.removed("\(path) (the device left)")) }
+
     /// Reports dropped from the ``read(timeout:)`` queue because it held
     /// ``readQueueLimit`` unread ones.
     public var droppedReadReports: UInt64 { core.droppedReadReports }
@@ -324,7 +329,7 @@ final class HIDDeviceCore: Sendable {
         if closeNow { Syscalls.close(fd) }
     }
 
-    private func markRemoved(_ error: HIDError) {
+    func markRemoved(_ error: HIDError) {
         state.withLock { state in
             if case .open = state.phase { state.phase = .removed(error) }
         }

@@ -1,6 +1,7 @@
 // The one file that calls libusb. Each wrapper maps a negative return code to
 // a USBError once, so callers above see typed throws and Swift types only.
 import CLibUSB
+import DevifCore
 import Glibc
 
 /// A libusb pointer (context, device, handle) carried between threads. libusb
@@ -121,6 +122,101 @@ enum LibUSB {
     }
 
     static func close(_ handle: OpaquePointer) { libusb_close(handle) }
+
+    // MARK: Claiming and endpoints (handles)
+
+    /// Lets libusb detach a bound kernel driver on claim and re-attach it on
+    /// release. `LIBUSB_ERROR_NOT_SUPPORTED` means there is nothing to detach
+    /// on this platform: not an error.
+    static func setAutoDetachKernelDriver(_ handle: OpaquePointer, _ enable: Bool) throws(USBError) {
+        let rc = libusb_set_auto_detach_kernel_driver(handle, enable ? 1 : 0)
+        if rc == LIBUSB_ERROR_NOT_SUPPORTED.rawValue { return }
+        try check(rc, "libusb_set_auto_detach_kernel_driver")
+    }
+
+    static func claimInterface(_ handle: OpaquePointer, _ number: Int32) throws(USBError) {
+        try check(libusb_claim_interface(handle, number), "libusb_claim_interface(\(number))")
+    }
+
+    static func releaseInterface(_ handle: OpaquePointer, _ number: Int32) throws(USBError) {
+        try check(libusb_release_interface(handle, number), "libusb_release_interface(\(number))")
+    }
+
+    static func setAlternateSetting(_ handle: OpaquePointer, interface: Int32, setting: Int32) throws(USBError) {
+        try check(libusb_set_interface_alt_setting(handle, interface, setting),
+                  "libusb_set_interface_alt_setting(\(interface), \(setting))")
+    }
+
+    static func clearHalt(_ handle: OpaquePointer, endpoint: UInt8) throws(USBError) {
+        try check(libusb_clear_halt(handle, endpoint), "libusb_clear_halt(0x\(hex2(endpoint)))")
+    }
+
+    /// The device behind a handle (no reference taken).
+    static func device(of handle: OpaquePointer) -> OpaquePointer? { libusb_get_device(handle) }
+
+    /// The endpoints of the active configuration (every alternate setting),
+    /// as (address, bmAttributes, wMaxPacketSize, interface number).
+    static func activeConfigEndpoints(_ dev: OpaquePointer) throws(USBError)
+        -> [(address: UInt8, attributes: UInt8, maxPacketSize: UInt16, interface: Int)] {
+        var cfg: UnsafeMutablePointer<libusb_config_descriptor>?
+        try check(libusb_get_active_config_descriptor(dev, &cfg), "libusb_get_active_config_descriptor")
+        guard let cfg else { return [] }
+        defer { libusb_free_config_descriptor(cfg) }
+        var out: [(UInt8, UInt8, UInt16, Int)] = []
+        let c = cfg.pointee
+        for i in 0..<Int(c.bNumInterfaces) {
+            let iface = c.interface[i]
+            for a in 0..<Int(max(0, iface.num_altsetting)) {
+                let alt = iface.altsetting[a]
+                for e in 0..<Int(alt.bNumEndpoints) {
+                    let ep = alt.endpoint[e]
+                    out.append((ep.bEndpointAddress, ep.bmAttributes, ep.wMaxPacketSize, Int(alt.bInterfaceNumber)))
+                }
+            }
+        }
+        return out
+    }
+
+    // MARK: Asynchronous transfers
+
+    typealias TransferCallback = @convention(c) (UnsafeMutablePointer<libusb_transfer>?) -> Void
+
+    static func allocTransfer() -> UnsafeMutablePointer<libusb_transfer>? { libusb_alloc_transfer(0) }
+
+    static func freeTransfer(_ t: UnsafeMutablePointer<libusb_transfer>) { libusb_free_transfer(t) }
+
+    /// Fills a bulk, interrupt or control transfer (for control, `buffer`
+    /// starts with the 8-byte setup packet).
+    static func fillTransfer(_ t: UnsafeMutablePointer<libusb_transfer>, handle: OpaquePointer, type: UInt8,
+                             endpoint: UInt8, buffer: UnsafeMutablePointer<UInt8>, length: Int32,
+                             timeoutMilliseconds: UInt32, zeroLengthPacket: Bool,
+                             callback: TransferCallback, userData: UnsafeMutableRawPointer) {
+        t.pointee.dev_handle = handle
+        t.pointee.flags = zeroLengthPacket ? UInt8(LIBUSB_TRANSFER_ADD_ZERO_PACKET.rawValue) : 0
+        t.pointee.endpoint = endpoint
+        t.pointee.type = type
+        t.pointee.timeout = timeoutMilliseconds
+        t.pointee.length = length
+        t.pointee.actual_length = 0
+        t.pointee.buffer = buffer
+        t.pointee.callback = callback
+        t.pointee.user_data = userData
+        t.pointee.num_iso_packets = 0
+    }
+
+    static func submitTransfer(_ t: UnsafeMutablePointer<libusb_transfer>) throws(USBError) {
+        try check(libusb_submit_transfer(t), "libusb_submit_transfer")
+    }
+
+    /// Asks libusb to cancel; the completion still comes (status CANCELLED,
+    /// or whatever it finished with first). NOT_FOUND: already done.
+    static func cancelTransfer(_ t: UnsafeMutablePointer<libusb_transfer>) {
+        _ = libusb_cancel_transfer(t)
+    }
+
+    static var transferTypeBulk: UInt8 { UInt8(LIBUSB_TRANSFER_TYPE_BULK.rawValue) }
+    static var transferTypeInterrupt: UInt8 { UInt8(LIBUSB_TRANSFER_TYPE_INTERRUPT.rawValue) }
+    static var transferTypeControl: UInt8 { UInt8(LIBUSB_TRANSFER_TYPE_CONTROL.rawValue) }
 
     /// A control transfer into `buffer`; returns the bytes received.
     static func controlIn(_ handle: OpaquePointer, requestType: UInt8, request: UInt8, value: UInt16,

@@ -1,0 +1,60 @@
+import DevifCore
+import DevifHID
+
+/// An open HID instance: output, input and feature reports, the report
+/// descriptor, and an input report stream that any number of readers
+/// receive in full. Get one with ``DeviceManager/openHID(_:)``.
+///
+/// As for ``USBHandle``: a stale copy fails with ``HandleError/closed``;
+/// removal ends a blocked read with ``HandleError/deviceRemoved`` and
+/// ``removalNotices()`` says `.pending` then `.complete`. ``close()`` ends a
+/// blocked ``read(timeout:)`` at once.
+public struct HIDHandle: Sendable, CustomStringConvertible {
+    public var symbolicLink: String { ref.instance.link }
+    public var handle: Handle { ref.handle }
+
+    let ref: HandleRef
+    let device: HIDDevice
+
+    public var description: String { "HID handle \(handle) to \(symbolicLink)" }
+
+    @discardableResult
+    public func close() -> Bool { ref.close() }
+
+    public func removalNotices() -> AsyncStream<RemovalNotice> { ref.instance.tracker.notices() }
+
+    /// Sends an output report; the first byte is the report ID (0 when the
+    /// device does not number its reports).
+    public func write(outputReport report: [UInt8]) throws(HandleError) {
+        try ref.perform { () throws(HIDError) in try device.write(outputReport: report) }
+    }
+
+    /// The next input report (with its ID byte when numbered), waiting at
+    /// most `timeout` (nil: no limit).
+    public func read(timeout: Duration?) throws(HandleError) -> [UInt8] {
+        try ref.perform { () throws(HIDError) in try device.read(timeout: timeout) }
+    }
+
+    /// Every input report from now on, for this subscriber (see
+    /// ``HIDDevice/inputReports(capacity:)``): overflow is reported, never silent.
+    public func inputReports(capacity: Int = 256) -> FanOut<HIDDevice.InputEvent>.Subscription {
+        device.inputReports(capacity: capacity)
+    }
+
+    public func getFeatureReport(id: UInt8, length: Int) throws(HandleError) -> [UInt8] {
+        try ref.perform { () throws(HIDError) in try device.getFeatureReport(id: id, length: length) }
+    }
+
+    @discardableResult
+    public func sendFeatureReport(_ report: [UInt8]) throws(HandleError) -> Int {
+        try ref.perform { () throws(HIDError) in try device.sendFeatureReport(report) }
+    }
+
+    public func getInputReport(id: UInt8, length: Int) throws(HandleError) -> [UInt8] {
+        try ref.perform { () throws(HIDError) in try device.getInputReport(id: id, length: length) }
+    }
+
+    public func reportDescriptor() throws(HandleError) -> [UInt8] {
+        try ref.perform { () throws(HIDError) in try device.reportDescriptor() }
+    }
+}

@@ -1,0 +1,557 @@
+import CLibUSB
+import DevifCore
+import DevifLinux
+import Dispatch
+import Glibc
+import Synchronization
+
+/// An open USB device (its usbfs node): claim interfaces, bulk, interrupt and
+/// control transfers, synchronous or async, streams with several transfers
+/// in flight, and prompt failure on removal or close.
+///
+/// The node is opened by path and handed to libusb (`libusb_wrap_sys_device`),
+/// so it works whether or not libusb itself discovers devices; transfers
+/// complete on the shared context's event thread (``USBContext/shared()``).
+///
+/// - Every transfer is tracked. ``close()`` cancels those in flight, waits
+///   for libusb to give them back, releases the claimed interfaces (libusb
+///   re-attaches the kernel drivers it detached), then closes the node. It is
+///   idempotent and safe from any thread; from a completion handler it does
+///   not wait (the last completion finishes the job).
+/// - Removal (a transfer ends with NO_DEVICE, or ``markRemoved()`` from the
+///   manager, which saw the device leave) cancels everything in flight; those
+///   transfers and every later call fail with ``USBError/deviceRemoved``.
+/// - Task cancellation cancels the transfer the task awaits; it then throws
+///   ``USBError/cancelled``.
+public final class USBDevice: Sendable {
+    /// The usbfs node, e.g. `/dev/bus/usb/001/004`.
+    public let path: String
+    /// Endpoints of the active configuration, by address.
+    public var endpoints: [Endpoint] { core.endpoints.withLock { Array($0.values) }.sorted { $0.address < $1.address } }
+
+    let core: USBDeviceCore
+
+    /// One endpoint of the active configuration.
+    public struct Endpoint: Sendable, Hashable {
+        public enum Kind: Sendable, Hashable { case control, isochronous, bulk, interrupt }
+        /// `bEndpointAddress`: bit 7 set for IN.
+        public let address: UInt8
+        public let kind: Kind
+        /// `wMaxPacketSize` (bits 0-10: bytes per packet).
+        public let maxPacketSize: Int
+        /// The interface (number) the endpoint belongs to.
+        public let interface: Int
+        public var isIn: Bool { address & 0x80 != 0 }
+    }
+
+    /// Opens a usbfs node read-write.
+    /// - Throws: ``USBError/access`` without permission (a udev rule fixes
+    ///   that), ``USBError/deviceRemoved`` if the node is gone.
+    public init(path: String, context: USBContext? = nil) throws(USBError) {
+        let context = if let context { context } else { try USBContext.shared() }
+        let fd: Int32
+        do {
+            fd = try Syscalls.open(path, O_RDWR | O_CLOEXEC)
+        } catch {
+            switch error.code {
+            case EACCES, EPERM: throw USBError(libusbCode: LIBUSB_ERROR_ACCESS.rawValue, operation: "open(\(path))")
+            case ENOENT, ENODEV, ENXIO: throw USBError.removed("open(\(path))")
+            default: throw USBError(libusbCode: LIBUSB_ERROR_IO.rawValue, operation: "open(\(path)): \(error)")
+            }
+        }
+        let handle: OpaquePointer
+        do {
+            handle = try LibUSB.wrapSysDevice(context.raw, fd: fd)
+        } catch {
+            Syscalls.close(fd)
+            throw error.naming("libusb_wrap_sys_device(\(path))")
+        }
+        self.path = path
+        core = USBDeviceCore(path: path, fd: fd, handle: handle, context: context)
+        core.loadEndpoints()
+        try? LibUSB.setAutoDetachKernelDriver(handle, true)
+    }
+
+    deinit { core.close(wait: false) }
+
+    /// Closes the handle: transfers in flight end (``USBError/closed``),
+    /// claimed interfaces are released, the node is closed. Safe twice, from
+    /// any thread, with I/O pending.
+    public func close() { core.close(wait: true) }
+
+    /// Marks the device removed: transfers in flight end with
+    /// ``USBError/deviceRemoved`` and later calls fail fast with it. The
+    /// manager calls this when the device leaves; a transfer that sees the
+    /// device gone does it too.
+    public func markRemoved() { core.markRemoved() }
+
+    /// Why the handle stopped working (removed or closed); nil while usable.
+    public var endReason: USBError? { core.endReason }
+
+    // MARK: Interfaces
+
+    /// Claims interface `number` (a bound kernel driver is detached, and
+    /// re-attached on release or close). Claiming twice is harmless.
+    public func claim(interface number: Int) throws(USBError) {
+        try core.claim(number)
+    }
+
+    /// Releases a claimed interface (re-attaching its kernel driver, if any).
+    public func release(interface number: Int) throws(USBError) {
+        try core.release(number)
+    }
+
+    /// Selects an alternate setting of a claimed interface.
+    public func setAlternateSetting(_ setting: Int, interface number: Int) throws(USBError) {
+        try core.usingHandle("set alternate setting \(setting) of interface \(number)") { h throws(USBError) in
+            try LibUSB.setAlternateSetting(h, interface: Int32(number), setting: Int32(setting))
+        }
+        core.loadEndpoints()
+    }
+
+    /// Clears a halt (stall) on an endpoint and resets its data toggle.
+    public func clearHalt(endpoint: UInt8) throws(USBError) {
+        try core.usingHandle("clear halt on endpoint 0x\(hex2(endpoint))") { h throws(USBError) in
+            try LibUSB.clearHalt(h, endpoint: endpoint)
+        }
+    }
+
+    // MARK: Bulk and interrupt transfers
+
+    /// Sends `data` on an OUT endpoint (bulk or interrupt, as the endpoint
+    /// is); returns the bytes sent. `zeroLengthPacket`: end with a ZLP when
+    /// the length is a multiple of the packet size (so the device sees the
+    /// end of the transfer). `timeout` nil: no limit.
+    @discardableResult
+    public func write(endpoint: UInt8, _ data: [UInt8], timeout: Duration? = .seconds(5),
+                      zeroLengthPacket: Bool = false) throws(USBError) -> Int {
+        let ep = try core.endpoint(endpoint, wantIn: false)
+        return try core.transferSync(ep, length: data.count, timeout: timeout, zlp: zeroLengthPacket) { buffer in
+            data.withUnsafeBytes { buffer.copyMemory(from: $0) }
+        }.count
+    }
+
+    /// Receives at most `length` bytes from an IN endpoint.
+    public func read(endpoint: UInt8, length: Int, timeout: Duration? = .seconds(5)) throws(USBError) -> [UInt8] {
+        let ep = try core.endpoint(endpoint, wantIn: true)
+        let (n, box) = try core.transferSync(ep, length: length, timeout: timeout, zlp: false, fill: nil)
+        return Array(UnsafeRawBufferPointer(rebasing: box.buffer[0..<n]))
+    }
+
+    /// The async form of ``write(endpoint:_:timeout:zeroLengthPacket:)``;
+    /// cancelling the task cancels the transfer (``USBError/cancelled``).
+    @discardableResult
+    public func write(endpoint: UInt8, _ data: [UInt8], timeout: Duration? = .seconds(5),
+                      zeroLengthPacket: Bool = false) async throws(USBError) -> Int {
+        let ep = try core.endpoint(endpoint, wantIn: false)
+        return try await core.transferAsync(ep, length: data.count, timeout: timeout, zlp: zeroLengthPacket, fill: { buffer in
+            data.withUnsafeBytes { buffer.copyMemory(from: $0) }
+        }, take: { _, n in n })
+    }
+
+    /// The async form of ``read(endpoint:length:timeout:)``.
+    public func read(endpoint: UInt8, length: Int, timeout: Duration? = .seconds(5)) async throws(USBError) -> [UInt8] {
+        let ep = try core.endpoint(endpoint, wantIn: true)
+        return try await core.transferAsync(ep, length: length, timeout: timeout, zlp: false, fill: nil) { buffer, n in
+            Array(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+        }
+    }
+
+    /// Starts reading an IN endpoint continuously with `transfers` transfers
+    /// of `transferSize` bytes in flight (see ``USBInStream``).
+    public func inStream(endpoint: UInt8, transferSize: Int = 16384, transfers: Int = 8,
+                         timeout: Duration? = nil) throws(USBError) -> USBInStream {
+        let ep = try core.endpoint(endpoint, wantIn: true)
+        return try USBInStream(core: core, endpoint: ep, transferSize: transferSize, transfers: transfers, timeout: timeout)
+    }
+
+    // MARK: Control transfers
+
+    /// A control transfer with an OUT data stage (or none); returns the bytes sent.
+    @discardableResult
+    public func controlOut(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16,
+                           data: [UInt8] = [], timeout: Duration? = .seconds(5)) throws(USBError) -> Int {
+        try checkControl(requestType, wantIn: false, count: data.count)
+        return try core.controlSync(setup: (requestType & 0x7F, request, value, index, UInt16(data.count)),
+                                    timeout: timeout, data: data).count
+    }
+
+    /// A control transfer with an IN data stage of at most `length` bytes.
+    public func controlIn(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16,
+                          length: Int, timeout: Duration? = .seconds(5)) throws(USBError) -> [UInt8] {
+        try checkControl(requestType, wantIn: true, count: length)
+        return try core.controlSync(setup: (requestType | 0x80, request, value, index, UInt16(length)),
+                                    timeout: timeout, data: nil)
+    }
+
+    /// The async form of ``controlIn(requestType:request:value:index:length:timeout:)``.
+    public func controlIn(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16,
+                          length: Int, timeout: Duration? = .seconds(5)) async throws(USBError) -> [UInt8] {
+        try checkControl(requestType, wantIn: true, count: length)
+        return try await core.controlAsync(setup: (requestType | 0x80, request, value, index, UInt16(length)),
+                                           timeout: timeout, data: nil)
+    }
+
+    /// The async form of ``controlOut(requestType:request:value:index:data:timeout:)``.
+    @discardableResult
+    public func controlOut(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16,
+                           data: [UInt8] = [], timeout: Duration? = .seconds(5)) async throws(USBError) -> Int {
+        try checkControl(requestType, wantIn: false, count: data.count)
+        return try await core.controlAsync(setup: (requestType & 0x7F, request, value, index, UInt16(data.count)),
+                                           timeout: timeout, data: data).count
+    }
+
+    private func checkControl(_ requestType: UInt8, wantIn: Bool, count: Int) throws(USBError) {
+        guard count >= 0, count <= Int(UInt16.max) else {
+            throw USBError(libusbCode: LIBUSB_ERROR_INVALID_PARAM.rawValue,
+                           operation: "control transfer of \(count) bytes (0...65535)")
+        }
+    }
+}
+
+/// The state shared by a ``USBDevice``, its transfers and streams.
+final class USBDeviceCore: @unchecked Sendable {  // immutable after init except the locked state
+    enum Phase: Equatable { case open, removed, closing, closed }
+
+    struct State {
+        var phase = Phase.open
+        /// Transfers libusb owns now.
+        var pending: [ObjectIdentifier: TransferBox] = [:]
+        /// Calls using the libusb handle outside transfers (claim, clear halt).
+        var users = 0
+        var claimed: Set<Int> = []
+        var closeWaiters: [TransferWaiter] = []
+    }
+
+    let path: String
+    let fd: Int32
+    let handle: OpaquePointer
+    let context: USBContext
+    let state = Mutex(State())
+    let endpoints = Mutex<[UInt8: USBDevice.Endpoint]>([:])
+
+    init(path: String, fd: Int32, handle: OpaquePointer, context: USBContext) {
+        self.path = path
+        self.fd = fd
+        self.handle = handle
+        self.context = context
+    }
+
+    var endReason: USBError? {
+        switch state.withLock({ $0.phase }) {
+        case .open: nil
+        case .removed: USBError.removed(path)
+        case .closing, .closed: USBError.closed(path)
+        }
+    }
+
+    /// Reads the active configuration's endpoints (all alternate settings'
+    /// first, then the current one is whatever the device uses: usbfs checks).
+    func loadEndpoints() {
+        guard let dev = LibUSB.device(of: handle) else { return }
+        var found: [UInt8: USBDevice.Endpoint] = [:]
+        let descriptors = try? LibUSB.activeConfigEndpoints(dev)
+        for e in descriptors ?? [] where found[e.address] == nil {
+            let kind: USBDevice.Endpoint.Kind = switch e.attributes & 0x3 {
+            case 0: .control
+            case 1: .isochronous
+            case 2: .bulk
+            default: .interrupt
+            }
+            found[e.address] = USBDevice.Endpoint(address: e.address, kind: kind,
+                                                  maxPacketSize: Int(e.maxPacketSize & 0x7FF), interface: e.interface)
+        }
+        endpoints.withLock { $0 = found }
+    }
+
+    func endpoint(_ address: UInt8, wantIn: Bool) throws(USBError) -> USBDevice.Endpoint {
+        guard let ep = endpoints.withLock({ $0[address] }) else {
+            throw USBError(libusbCode: LIBUSB_ERROR_NOT_FOUND.rawValue,
+                           operation: "endpoint 0x\(hex2(address)) on \(path) (not in the active configuration; see `devif-usb info`)")
+        }
+        guard ep.isIn == wantIn else {
+            throw USBError(libusbCode: LIBUSB_ERROR_INVALID_PARAM.rawValue,
+                           operation: "endpoint 0x\(hex2(address)) is an \(ep.isIn ? "IN" : "OUT") endpoint; cannot \(wantIn ? "read from" : "write to") it")
+        }
+        guard ep.kind == .bulk || ep.kind == .interrupt else {
+            throw USBError(libusbCode: LIBUSB_ERROR_NOT_SUPPORTED.rawValue,
+                           operation: "endpoint 0x\(hex2(address)) is \(ep.kind); only bulk and interrupt endpoints are supported")
+        }
+        // usbfs wants the endpoint's interface claimed; do it on first use.
+        try claim(ep.interface)
+        return ep
+    }
+
+    // MARK: Phases
+
+    private func refusal(_ phase: Phase, _ what: String) -> USBError? {
+        switch phase {
+        case .open: nil
+        case .removed: USBError.removed("\(what) on \(path)")
+        case .closing, .closed: USBError.closed("\(what) on \(path)")
+        }
+    }
+
+    func usingHandle<R>(_ what: String, _ body: (OpaquePointer) throws(USBError) -> R) throws(USBError) -> R {
+        let refused = state.withLock { s -> USBError? in
+            if let r = refusal(s.phase, what) { return r }
+            s.users += 1
+            return nil
+        }
+        if let refused { throw refused }
+        defer { endUse() }
+        do {
+            return try body(handle)
+        } catch where error == .noDevice {
+            markRemoved()
+            throw USBError.removed("\(what) on \(path)")
+        } catch {
+            throw error.naming("\(error.operation) on \(path)")
+        }
+    }
+
+    private func endUse() {
+        let teardown = state.withLock { s -> Bool in
+            s.users -= 1
+            return shouldTearDown(&s)
+        }
+        if teardown { tearDown() }
+    }
+
+    func claim(_ number: Int) throws(USBError) {
+        guard state.withLock({ !$0.claimed.contains(number) }) else { return }
+        try usingHandle("claim interface \(number)") { h throws(USBError) in
+            try LibUSB.claimInterface(h, Int32(number))
+        }
+        state.withLock { _ = $0.claimed.insert(number) }
+    }
+
+    func release(_ number: Int) throws(USBError) {
+        guard state.withLock({ $0.claimed.remove(number) != nil }) else { return }
+        try usingHandle("release interface \(number)") { h throws(USBError) in
+            try LibUSB.releaseInterface(h, Int32(number))
+        }
+    }
+
+    func markRemoved() {
+        let inFlight = state.withLock { s -> [TransferBox] in
+            guard s.phase == .open else { return [] }
+            s.phase = .removed
+            return Array(s.pending.values)
+        }
+        for box in inFlight { box.cancel() }
+    }
+
+    func close(wait: Bool) {
+        let (inFlight, teardown, waiter) = state.withLock { s -> ([TransferBox], Bool, TransferWaiter?) in
+            guard s.phase == .open || s.phase == .removed else {
+                // Closing already: wait for the first close to finish.
+                guard wait, s.phase == .closing, !context.isEventThread else { return ([], false, nil) }
+                let w = TransferWaiter()
+                s.closeWaiters.append(w)
+                return ([], false, w)
+            }
+            s.phase = .closing
+            let teardown = shouldTearDown(&s)
+            var w: TransferWaiter?
+            if !teardown, wait, !context.isEventThread {
+                w = TransferWaiter()
+                s.closeWaiters.append(w!)
+            }
+            return (Array(s.pending.values), teardown, w)
+        }
+        for box in inFlight { box.cancel() }
+        if teardown {
+            if context.isEventThread { DispatchQueue.global().async { self.tearDown() } } else { tearDown() }
+        }
+        _ = waiter?.wait()
+    }
+
+    /// Decides, under the lock, whether this caller tears down (once).
+    private func shouldTearDown(_ s: inout State) -> Bool {
+        guard s.phase == .closing, s.pending.isEmpty, s.users == 0 else { return false }
+        s.phase = .closed
+        return true
+    }
+
+    private func tearDown() {
+        let (claimed, waiters) = state.withLock { s in
+            defer { s.claimed = []; s.closeWaiters = [] }
+            return (s.claimed, s.closeWaiters)
+        }
+        for number in claimed.sorted() { try? LibUSB.releaseInterface(handle, Int32(number)) }
+        LibUSB.close(handle)
+        Syscalls.close(fd)
+        for w in waiters { w.finish(TransferResult(status: LIBUSB_TRANSFER_COMPLETED, length: 0)) }
+    }
+
+    // MARK: Transfers
+
+    /// Registers and submits `box`; `completion` runs on the event thread
+    /// after the box is unregistered. The device's end (removal, close) maps
+    /// a cancelled or failed status to the matching error.
+    func submit(_ box: TransferBox, type: UInt8, endpoint: UInt8, length: Int, timeout: Duration?, zlp: Bool,
+                completion: @escaping @Sendable (TransferBox, Result<Int, USBError>) -> Void) throws(USBError) {
+        let id = ObjectIdentifier(box)
+        let failure = state.withLock { s -> USBError? in
+            if let r = refusal(s.phase, box.operation) { return r }
+            do throws(USBError) {
+                try box.submit(handle: handle, type: type, endpoint: endpoint, length: length, timeout: timeout,
+                               zeroLengthPacket: zlp) { [self] box, result in
+                    finished(id, box, result, completion)
+                }
+            } catch {
+                return error
+            }
+            s.pending[id] = box
+            return nil
+        }
+        if let failure {
+            if failure == .noDevice { markRemoved(); throw USBError.removed(box.operation) }
+            throw failure
+        }
+    }
+
+    private func finished(_ id: ObjectIdentifier, _ box: TransferBox, _ result: TransferResult,
+                          _ completion: @Sendable (TransferBox, Result<Int, USBError>) -> Void) {
+        if result.status == LIBUSB_TRANSFER_NO_DEVICE { markRemoved() }
+        let (phase, teardown) = state.withLock { s -> (Phase, Bool) in
+            s.pending[id] = nil
+            let phase = s.phase
+            return (phase, shouldTearDown(&s))
+        }
+        let outcome: Result<Int, USBError>
+        if result.completed {
+            outcome = .success(result.length)
+        } else if phase == .removed || result.status == LIBUSB_TRANSFER_NO_DEVICE {
+            outcome = .failure(.removed(box.operation))
+        } else if phase == .closing || phase == .closed {
+            outcome = .failure(.closed(box.operation))
+        } else {
+            outcome = .failure(USBError(transferStatus: result.status, operation: box.operation) ?? .io)
+        }
+        completion(box, outcome)
+        // libusb still uses the device handle after a callback returns, so
+        // the handle is never closed from inside one.
+        if teardown { DispatchQueue.global().async { self.tearDown() } }
+    }
+
+    func describe(_ ep: USBDevice.Endpoint) -> String {
+        "\(ep.kind) \(ep.isIn ? "IN" : "OUT") 0x\(hex2(ep.address)) on \(path)"
+    }
+
+    private func transferType(_ ep: USBDevice.Endpoint) -> UInt8 {
+        ep.kind == .interrupt ? LibUSB.transferTypeInterrupt : LibUSB.transferTypeBulk
+    }
+
+    /// Submits and waits; returns the byte count and the box (its buffer holds IN data).
+    func transferSync(_ ep: USBDevice.Endpoint, length: Int, timeout: Duration?, zlp: Bool,
+                      fill: ((UnsafeMutableRawBufferPointer) -> Void)?) throws(USBError) -> (count: Int, box: TransferBox) {
+        guard !context.isEventThread else {
+            throw USBError(libusbCode: LIBUSB_ERROR_BUSY.rawValue,
+                           operation: "a synchronous transfer from a completion handler (use the async form)")
+        }
+        let box = try TransferBox(capacity: length)
+        box.operation = describe(ep)
+        fill?(UnsafeMutableRawBufferPointer(rebasing: box.buffer[0..<length]))
+        let waiter = TransferWaiter()
+        let outcome = Mutex<Result<Int, USBError>?>(nil)
+        try submit(box, type: transferType(ep), endpoint: ep.address, length: length, timeout: timeout, zlp: zlp) { _, r in
+            outcome.withLock { $0 = r }
+            waiter.finish(TransferResult(status: LIBUSB_TRANSFER_COMPLETED, length: 0))
+        }
+        _ = waiter.wait()
+        return (try outcome.withLock { $0! }.get(), box)
+    }
+
+    func transferAsync<R: Sendable>(_ ep: USBDevice.Endpoint, length: Int, timeout: Duration?, zlp: Bool,
+                                    fill: ((UnsafeMutableRawBufferPointer) -> Void)?,
+                                    take: @escaping @Sendable (UnsafeMutableRawBufferPointer, Int) -> R) async throws(USBError) -> R {
+        let box = try TransferBox(capacity: length)
+        box.operation = describe(ep)
+        fill?(UnsafeMutableRawBufferPointer(rebasing: box.buffer[0..<length]))
+        return try await awaitTransfer(box) { [self] box, done throws(USBError) in
+            try submit(box, type: transferType(ep), endpoint: ep.address, length: length, timeout: timeout, zlp: zlp) { box, r in
+                done(r.map { take(box.buffer, $0) })
+            }
+        }
+    }
+
+    /// Submits through `start` and awaits the completion; task cancellation
+    /// cancels the transfer (the completion still comes, and is awaited).
+    private func awaitTransfer<R: Sendable>(
+        _ box: TransferBox,
+        _ start: (TransferBox, @escaping @Sendable (Result<R, USBError>) -> Void) throws(USBError) -> Void
+    ) async throws(USBError) -> R {
+        let result: Result<R, USBError> = await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Result<R, USBError>, Never>) in
+                do throws(USBError) {
+                    try start(box) { c.resume(returning: $0) }
+                    // Cancelled before the handler could see a pending transfer.
+                    if Task.isCancelled { box.cancel() }
+                } catch {
+                    c.resume(returning: .failure(error))
+                }
+            }
+        } onCancel: {
+            box.cancel()
+        }
+        switch result {
+        case .success(let value): return value
+        case .failure(let error):
+            // A cancellation we asked for is reported as such, not as an I/O error.
+            if Task.isCancelled, error == .cancelled || error == .interrupted { throw USBError.cancelled(box.operation) }
+            throw error
+        }
+    }
+
+    // MARK: Control
+
+    typealias Setup = (requestType: UInt8, request: UInt8, value: UInt16, index: UInt16, length: UInt16)
+
+    private func controlBox(_ setup: Setup, data: [UInt8]?, timeout: Duration?) throws(USBError) -> TransferBox {
+        let box = try TransferBox(capacity: 8 + Int(setup.length))
+        box.operation = "control request 0x\(hex2(setup.request)) (type 0x\(hex2(setup.requestType)), value 0x\(hex4(setup.value)), index 0x\(hex4(setup.index))) on \(path)"
+        let b = box.buffer
+        b[0] = setup.requestType
+        b[1] = setup.request
+        b[2] = UInt8(setup.value & 0xFF); b[3] = UInt8(setup.value >> 8)
+        b[4] = UInt8(setup.index & 0xFF); b[5] = UInt8(setup.index >> 8)
+        b[6] = UInt8(setup.length & 0xFF); b[7] = UInt8(setup.length >> 8)
+        if let data { data.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: b[8..<(8 + data.count)]).copyMemory(from: $0) } }
+        return box
+    }
+
+    private static func controlData(_ box: TransferBox, _ n: Int, isIn: Bool) -> [UInt8] {
+        isIn ? Array(UnsafeRawBufferPointer(rebasing: box.buffer[8..<(8 + n)])) : Array(repeating: 0, count: n)
+    }
+
+    func controlSync(setup: Setup, timeout: Duration?, data: [UInt8]?) throws(USBError) -> [UInt8] {
+        guard !context.isEventThread else {
+            throw USBError(libusbCode: LIBUSB_ERROR_BUSY.rawValue,
+                           operation: "a synchronous control transfer from a completion handler (use the async form)")
+        }
+        let box = try controlBox(setup, data: data, timeout: timeout)
+        let waiter = TransferWaiter()
+        let outcome = Mutex<Result<Int, USBError>?>(nil)
+        try submit(box, type: LibUSB.transferTypeControl, endpoint: 0, length: 8 + Int(setup.length),
+                   timeout: timeout, zlp: false) { _, r in
+            outcome.withLock { $0 = r }
+            waiter.finish(TransferResult(status: LIBUSB_TRANSFER_COMPLETED, length: 0))
+        }
+        _ = waiter.wait()
+        let n = try outcome.withLock { $0! }.get()
+        return Self.controlData(box, n, isIn: setup.requestType & 0x80 != 0)
+    }
+
+    func controlAsync(setup: Setup, timeout: Duration?, data: [UInt8]?) async throws(USBError) -> [UInt8] {
+        let box = try controlBox(setup, data: data, timeout: timeout)
+        let isIn = setup.requestType & 0x80 != 0
+        return try await awaitTransfer(box) { [self] box, done throws(USBError) in
+            try submit(box, type: LibUSB.transferTypeControl, endpoint: 0, length: 8 + Int(setup.length),
+                       timeout: timeout, zlp: false) { box, r in
+                done(r.map { Self.controlData(box, $0, isIn: isIn) })
+            }
+        }
+    }
+}

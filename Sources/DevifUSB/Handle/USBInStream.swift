@@ -1,0 +1,217 @@
+import CLibUSB
+import Dispatch
+import Synchronization
+
+/// Continuous reading of one IN endpoint with several transfers in flight,
+/// so the device is never left without a buffer to fill (the way to reach
+/// full bulk speed).
+///
+/// Chunks are taken in the order the device sent them, with ``next(timeout:)``
+/// (blocking) or ``next()`` (async). A transfer is given back to libusb only
+/// when its chunk has been taken: a slow reader slows the device down (it
+/// NAKs) instead of losing data. ``stop()`` cancels what is in flight; so do
+/// removal and closing the device, which end the stream with
+/// ``USBError/deviceRemoved`` or ``USBError/closed``.
+public final class USBInStream: Sendable {
+    /// The endpoint read.
+    public let endpoint: UInt8
+    /// Bytes of every chunk taken so far.
+    public var bytesReceived: UInt64 { state.withLock { $0.bytes } }
+
+    private struct State {
+        var ready: [(box: TransferBox, count: Int)] = []
+        var readyHead = 0
+        /// Boxes not in flight and not ready (being copied, or idle after an error).
+        var end: USBError?
+        var stopped = false
+        var waiters: [UInt64: Waiter] = [:]
+        var nextWaiter: UInt64 = 0
+        var bytes: UInt64 = 0
+    }
+
+    private enum Waiter {
+        case blocking(DispatchSemaphore)
+        case async(CheckedContinuation<Void, Never>)
+        func wake() {
+            switch self {
+            case .blocking(let s): s.signal()
+            case .async(let c): c.resume()
+            }
+        }
+    }
+
+    private let core: USBDeviceCore
+    private let ep: USBDevice.Endpoint
+    private let transferSize: Int
+    private let timeout: Duration?
+    private let state = Mutex(State())
+    private let boxes: [TransferBox]
+
+    init(core: USBDeviceCore, endpoint: USBDevice.Endpoint, transferSize: Int, transfers: Int,
+         timeout: Duration?) throws(USBError) {
+        guard transferSize > 0, transferSize <= 1 << 24, (1...256).contains(transfers) else {
+            throw USBError(libusbCode: LIBUSB_ERROR_INVALID_PARAM.rawValue,
+                           operation: "stream of \(transfers) x \(transferSize) bytes (1...256 transfers of 1 byte...16 MiB)")
+        }
+        self.core = core
+        self.ep = endpoint
+        self.endpoint = endpoint.address
+        self.transferSize = transferSize
+        self.timeout = timeout
+        var boxes: [TransferBox] = []
+        for _ in 0..<transfers {
+            let box = try TransferBox(capacity: transferSize)
+            box.operation = "stream from " + core.describe(endpoint)
+            boxes.append(box)
+        }
+        self.boxes = boxes
+        for box in boxes {
+            do throws(USBError) { try submit(box) } catch {
+                stop()
+                throw error
+            }
+        }
+    }
+
+    private func submit(_ box: TransferBox) throws(USBError) {
+        let type = ep.kind == .interrupt ? LibUSB.transferTypeInterrupt : LibUSB.transferTypeBulk
+        try core.submit(box, type: type, endpoint: ep.address, length: transferSize, timeout: timeout, zlp: false) {
+            [self] box, result in completed(box, result)
+        }
+    }
+
+    private func completed(_ box: TransferBox, _ result: Result<Int, USBError>) {
+        let woken = state.withLock { s -> [Waiter] in
+            switch result {
+            case .success(let n): s.ready.append((box, n))
+            case .failure(let error):
+                // The first error ends the stream (a cancel after stop is not an error).
+                if s.end == nil, !s.stopped { s.end = error }
+            }
+            if s.end != nil || s.stopped {
+                defer { s.waiters = [:] }
+                return Array(s.waiters.values)
+            }
+            guard let first = s.waiters.keys.min() else { return [] }
+            return [s.waiters.removeValue(forKey: first)!]
+        }
+        for w in woken { w.wake() }
+    }
+
+    /// Stops reading: transfers in flight are cancelled, waiting readers get
+    /// nil. Idempotent.
+    public func stop() {
+        let woken = state.withLock { s -> [Waiter] in
+            s.stopped = true
+            defer { s.waiters = [:] }
+            return Array(s.waiters.values)
+        }
+        for box in boxes { box.cancel() }
+        for w in woken { w.wake() }
+    }
+
+    private enum Take { case chunk(TransferBox, Int), ended(USBError?), wait }
+
+    private func take() -> Take {
+        state.withLock { s -> Take in
+            if s.stopped { return .ended(nil) }
+            if s.readyHead < s.ready.count {
+                let item = s.ready[s.readyHead]
+                s.readyHead += 1
+                if s.readyHead > 64, s.readyHead * 2 > s.ready.count {
+                    s.ready.removeFirst(s.readyHead)
+                    s.readyHead = 0
+                }
+                s.bytes += UInt64(item.count)
+                return .chunk(item.box, item.count)
+            }
+            if let end = s.end { return .ended(end) }
+            return .wait
+        }
+    }
+
+    /// Copies the chunk out and gives the transfer back to libusb.
+    private func consume(_ box: TransferBox, _ count: Int) throws(USBError) -> [UInt8] {
+        let data = Array(UnsafeRawBufferPointer(rebasing: box.buffer[0..<count]))
+        let stopped = state.withLock { $0.stopped || $0.end != nil }
+        if !stopped {
+            do throws(USBError) { try submit(box) } catch {
+                let woken = state.withLock { s -> [Waiter] in
+                    if s.end == nil { s.end = error }
+                    defer { s.waiters = [:] }
+                    return Array(s.waiters.values)
+                }
+                for w in woken { w.wake() }
+            }
+        }
+        return data
+    }
+
+    /// The next chunk (at most the transfer size; a short one ends a device
+    /// transfer), waiting at most `timeout` (nil: no limit); nil after
+    /// ``stop()``.
+    /// - Throws: ``USBError/timeout`` when nothing came in time, the error
+    ///   that ended the stream (``USBError/deviceRemoved``, ``USBError/closed``,
+    ///   a stall).
+    public func next(timeout: Duration?) throws(USBError) -> [UInt8]? {
+        let deadline = timeout.map { DispatchTime.now() + .nanoseconds(Int(clamping: $0.components.seconds * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000)) }
+        while true {
+            switch take() {
+            case .chunk(let box, let n): return try consume(box, n)
+            case .ended(let error):
+                if let error { throw error }
+                return nil
+            case .wait:
+                let semaphore = DispatchSemaphore(value: 0)
+                let id = state.withLock { s -> UInt64? in
+                    // Re-check under the lock: a completion may have come meanwhile.
+                    if s.readyHead < s.ready.count || s.end != nil || s.stopped { return nil }
+                    s.nextWaiter += 1
+                    s.waiters[s.nextWaiter] = .blocking(semaphore)
+                    return s.nextWaiter
+                }
+                guard let id else { continue }
+                if semaphore.wait(timeout: deadline ?? .distantFuture) == .timedOut {
+                    let removed = state.withLock { $0.waiters.removeValue(forKey: id) != nil }
+                    if removed { throw USBError.timeoutError("stream from " + core.describe(ep)) }
+                    // Woken while timing out: take what came.
+                }
+            }
+        }
+    }
+
+    /// The async form of ``next(timeout:)`` without a timeout; task
+    /// cancellation ends the wait with ``USBError/cancelled`` (the stream
+    /// keeps running).
+    public func next() async throws(USBError) -> [UInt8]? {
+        while true {
+            switch take() {
+            case .chunk(let box, let n): return try consume(box, n)
+            case .ended(let error):
+                if let error { throw error }
+                return nil
+            case .wait:
+                let id = state.withLock { s -> UInt64 in s.nextWaiter += 1; return s.nextWaiter }
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                        let parked = state.withLock { s -> Bool in
+                            if s.readyHead < s.ready.count || s.end != nil || s.stopped || Task.isCancelled { return false }
+                            s.waiters[id] = .async(c)
+                            return true
+                        }
+                        if !parked { c.resume() }
+                    }
+                } onCancel: {
+                    state.withLock { $0.waiters.removeValue(forKey: id) }?.wake()
+                }
+                if Task.isCancelled { throw USBError.cancelled("waiting for the stream from " + core.describe(ep)) }
+            }
+        }
+    }
+}
+
+extension USBError {
+    static func timeoutError(_ operation: String) -> USBError {
+        USBError(libusbCode: LIBUSB_ERROR_TIMEOUT.rawValue, operation: operation)
+    }
+}

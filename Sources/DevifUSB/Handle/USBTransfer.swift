@@ -1,0 +1,143 @@
+import CLibUSB
+import Dispatch
+import Synchronization
+
+/// One libusb transfer and its buffer, reused across submissions.
+///
+/// The state is explicit (as in nusb) so that completion, cancellation and
+/// release never race:
+/// - `idle`: not submitted; the owner may fill and submit it, or free it.
+/// - `pending`: libusb owns it; only the completion callback moves it on.
+///   A cancel request while pending asks libusb to cancel (the completion
+///   still comes, once).
+/// - `abandoned`: its owner went away while it was pending; the completion
+///   frees it instead of delivering.
+///
+/// While pending, the box holds a +1 reference on itself (passed to libusb as
+/// `user_data`), so it outlives any owner until its completion.
+final class TransferBox: @unchecked Sendable {  // fields are written only in `idle` by the owner, or under `lock`
+    enum Phase { case idle, pending, abandoned }
+
+    /// What to do with the result; runs on the event thread, outside the lock.
+    typealias Completion = @Sendable (TransferBox, TransferResult) -> Void
+
+    let transfer: UnsafeMutablePointer<libusb_transfer>
+    /// For control transfers the first 8 bytes are the setup packet.
+    private(set) var buffer: UnsafeMutableRawBufferPointer
+    private let lock = Mutex<(phase: Phase, cancelRequested: Bool)>((.idle, false))
+    private var completion: Completion?
+    /// Names the transfer in errors, e.g. `bulk IN 0x81 on /dev/bus/usb/001/002`.
+    var operation = ""
+
+    init(capacity: Int) throws(USBError) {
+        guard let t = LibUSB.allocTransfer() else {
+            throw USBError(libusbCode: LIBUSB_ERROR_NO_MEM.rawValue, operation: "libusb_alloc_transfer")
+        }
+        transfer = t
+        buffer = .allocate(byteCount: max(capacity, 1), alignment: 16)
+    }
+
+    deinit {
+        LibUSB.freeTransfer(transfer)
+        buffer.deallocate()
+    }
+
+    /// Grows the buffer (idle only).
+    func reserve(_ capacity: Int) {
+        guard capacity > buffer.count else { return }
+        buffer.deallocate()
+        buffer = .allocate(byteCount: capacity, alignment: 16)
+    }
+
+    /// Fills and submits (idle only). On failure the box stays idle.
+    func submit(handle: OpaquePointer, type: UInt8, endpoint: UInt8, length: Int, timeout: Duration?,
+                zeroLengthPacket: Bool, completion: @escaping Completion) throws(USBError) {
+        self.completion = completion
+        LibUSB.fillTransfer(transfer, handle: handle, type: type, endpoint: endpoint,
+                            buffer: buffer.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                            length: Int32(length), timeoutMilliseconds: Self.milliseconds(timeout),
+                            zeroLengthPacket: zeroLengthPacket, callback: transferCompleted,
+                            userData: Unmanaged.passRetained(self).toOpaque())
+        lock.withLock { $0 = (.pending, false) }
+        do {
+            try LibUSB.submitTransfer(transfer)
+        } catch {
+            lock.withLock { $0.phase = .idle }
+            Unmanaged.passUnretained(self).release()
+            self.completion = nil
+            throw error.naming(operation)
+        }
+    }
+
+    /// Asks libusb to cancel if pending; the completion reports the outcome.
+    func cancel() {
+        let pending = lock.withLock { s -> Bool in
+            guard s.phase == .pending, !s.cancelRequested else { return false }
+            s.cancelRequested = true
+            return true
+        }
+        if pending { LibUSB.cancelTransfer(transfer) }
+    }
+
+    /// The owner is gone: cancel, and let the completion drop the box.
+    /// Returns false if it was idle (the caller may simply release it).
+    @discardableResult
+    func abandon() -> Bool {
+        let pending = lock.withLock { s -> Bool in
+            guard s.phase == .pending else { return false }
+            s.phase = .abandoned
+            return true
+        }
+        if pending { LibUSB.cancelTransfer(transfer) }
+        return pending
+    }
+
+    /// Called by libusb on the event thread, once per submission.
+    fileprivate func completed() {
+        let t = transfer.pointee
+        let deliver = lock.withLock { s -> Bool in
+            defer { s.phase = .idle }
+            return s.phase == .pending
+        }
+        let action = completion
+        completion = nil
+        guard deliver, let action else { return }
+        let length = Int(max(0, min(t.actual_length, t.length)))
+        action(self, TransferResult(status: t.status, length: length))
+    }
+
+    static func milliseconds(_ timeout: Duration?) -> UInt32 {
+        guard let timeout, timeout > .zero else { return 0 }  // libusb: 0 = no timeout
+        let (s, atto) = timeout.components
+        let ms = s * 1000 + atto / 1_000_000_000_000_000
+        return UInt32(clamping: max(ms, 1))
+    }
+}
+
+/// How one submission ended.
+struct TransferResult: Sendable {
+    let status: libusb_transfer_status
+    /// Bytes transferred (for control transfers: data bytes after the setup).
+    let length: Int
+    var completed: Bool { status == LIBUSB_TRANSFER_COMPLETED }
+}
+
+/// libusb's completion callback: balances the +1 taken at submit.
+private let transferCompleted: LibUSB.TransferCallback = { transfer in
+    guard let userData = transfer?.pointee.user_data else { return }
+    Unmanaged<TransferBox>.fromOpaque(userData).takeRetainedValue().completed()
+}
+
+/// A one-shot wait for a synchronous transfer (the event thread signals it).
+final class TransferWaiter: Sendable {
+    private let semaphore = DispatchSemaphore(value: 0)
+    private let result = Mutex<TransferResult?>(nil)
+    func finish(_ r: TransferResult) {
+        result.withLock { $0 = r }
+        semaphore.signal()
+    }
+    func wait() -> TransferResult {
+        semaphore.wait()
+        return result.withLock { $0! }
+    }
+}
