@@ -25,7 +25,8 @@ import time
 
 GADGETS = "/sys/kernel/config/usb_gadget"
 PREFIX = "devlab-"
-TYPES = ("hid", "loopback", "sourcesink", "composite", "uhid")
+TYPES = ("hid", "loopback", "sourcesink", "composite", "uhid", "ffs")
+FFS_INST_MAX = 39                 # f_fs.c MAX_INST_NAME_LEN 40, with the NUL
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 MAX_UDCS = 32
 USB_MAX_STRING_LEN = 126          # drivers/usb/gadget/configfs.c usb_string_copy
@@ -552,7 +553,8 @@ def mkdir_func(g, kind, inst):
         os.mkdir(path)
     except OSError as e:
         if e.errno == errno.ENOENT:
-            mod = {"hid": "usb_f_hid", "Loopback": "usb_f_ss_lb", "SourceSink": "usb_f_ss_lb"}.get(kind, kind)
+            mod = {"hid": "usb_f_hid", "Loopback": "usb_f_ss_lb", "SourceSink": "usb_f_ss_lb",
+                   "ffs": "usb_f_fs"}.get(kind, kind)
             raise DevlabError(f"gadget function '{kind}' unknown to configfs: kernel module {mod} missing",
                               EXIT_MODULE) from None
         if kind == "hid" and e.errno == errno.ENODEV:
@@ -605,11 +607,48 @@ def build_gadget(rec, fattrs):
                                       EXIT_USAGE)
                 write_attr(f"{f}/{k}", v + "\n", f"{kind} {k}")
             funcs.append(f)
+        if rec["type"] == "ffs":
+            funcs.append(mkdir_func(g, "ffs", rec["name"]))
         for f in funcs:   # link order = interface order (HID is interface 0)
             os.symlink(f, g + "/configs/c.1/" + os.path.basename(f))
+        if rec.get("os_desc"):
+            # MS OS 1.0: composite answers string 0xEE ("MSFT100" + vendor
+            # code) and the vendor requests for the linked configuration.
+            write_attr(g + "/os_desc/use", "1\n")
+            write_attr(g + "/os_desc/b_vendor_code", "0x%02x\n" % rec["os_vendor_code"])
+            write_attr(g + "/os_desc/qw_sign", "MSFT100\n")
+            os.symlink(g + "/configs/c.1", g + "/os_desc/c.1")
     except BaseException:
         delete_gadget(g)
         raise
+
+
+def ffs_mounts(inst):
+    """Mount points of the FunctionFS instance `inst` (source name = instance)."""
+    out = []
+    with open("/proc/mounts") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[2] == "functionfs" and parts[0] == inst:
+                out.append(parts[1])
+    return out
+
+
+def mount_ffs(st, rec):
+    """Mounts the device's FunctionFS (once) under STATE/ffs/NAME; returns the mount point."""
+    mnt = os.path.join(st.dir, "ffs", rec["name"])
+    if mnt in ffs_mounts(rec["name"]):
+        return mnt
+    os.makedirs(mnt, exist_ok=True)
+    r = run(["mount", "-t", "functionfs", rec["name"], mnt])
+    if r.returncode:
+        raise DevlabError(f"cannot mount functionfs '{rec['name']}' on {mnt}: {r.stderr.strip()}")
+    return mnt
+
+
+def umount_ffs(inst):
+    for mnt in ffs_mounts(inst):
+        run(["umount", mnt])
 
 
 def delete_gadget(g):
@@ -637,6 +676,8 @@ def delete_gadget(g):
         for s in glob.glob(c + "/strings/*"):
             rm(os.rmdir, s)
         rm(os.rmdir, c)
+    for f in glob.glob(g + "/functions/ffs.*"):
+        umount_ffs(os.path.basename(f)[4:])
     for f in glob.glob(g + "/functions/*"):
         rm(os.rmdir, f)
     for s in glob.glob(g + "/strings/*"):
@@ -686,7 +727,7 @@ def cmd_init(args, st):
                 raise DevlabError(f"{GADGETS} missing after loading libcomposite", EXIT_MODULE)
         # usbhid/hid-generic up front: left to udev's autoload, the first HID
         # device's hidraw waited on a module load over 9p (seen: >20 s).
-        for mod in ("usb_f_hid", "usb_f_ss_lb", "uhid", "usbhid", "hid_generic"):
+        for mod in ("usb_f_hid", "usb_f_ss_lb", "usb_f_fs", "uhid", "usbhid", "hid_generic"):
             try:
                 modprobe(mod)
             except DevlabError as e:
@@ -742,6 +783,19 @@ def cmd_create(args, st):
                     "hid_protocol": args.hid_protocol, "hid_subclass": args.hid_subclass})
     if typ in ("loopback", "sourcesink"):
         rec["bulk_function"] = typ
+    if typ == "ffs":
+        if len(name) > FFS_INST_MAX:
+            raise DevlabError(f"ffs device names are at most {FFS_INST_MAX} characters (FunctionFS instance name)",
+                              EXIT_USAGE)
+        if args.msos_guid is not None and not re.match(r"^[\x20-\x7e]{1,200}$", args.msos_guid):
+            raise DevlabError("--msos-guid: 1-200 printable ASCII characters", EXIT_USAGE)
+        code = int(parse_hex16(args.os_vendor_code, "--os-vendor-code"), 16)
+        if not 1 <= code <= 0xff:
+            raise DevlabError("--os-vendor-code: 01..ff", EXIT_USAGE)
+        rec.update({"msos_guid": args.msos_guid, "msos_property": args.msos_property,
+                    "os_desc": args.msos_guid is not None and not args.no_os_desc, "os_vendor_code": code})
+    elif args.msos_guid is not None:
+        raise DevlabError("--msos-guid applies to ffs devices", EXIT_USAGE)
     if typ == "composite":
         rec["bulk_function"] = args.bulk
     fattrs = []
@@ -799,6 +853,13 @@ def uhid_args(rec):
             "--rdesc", rec["report_desc"], "--mode", rec["hid_mode"], "--report-len", str(rec["report_len"])]
 
 
+def ffs_args(rec, mnt):
+    a = ["--dir", mnt]
+    if rec.get("msos_guid") is not None:
+        a += ["--guid", rec["msos_guid"], "--property", rec["msos_property"]]
+    return a
+
+
 def cmd_plug(args, st):
     sock = uevent_socket() if args.wait else None
     with st:
@@ -829,10 +890,21 @@ def cmd_plug(args, st):
                     raise DevlabError(f"no free UDC: all {len(udc_names())} are in use "
                                       f"(devlab init --udcs N, up to {MAX_UDCS})", EXIT_NO_UDC)
                 udc = free[0]
+            if rec["type"] == "ffs":
+                # FunctionFS: the device program hands its descriptors over
+                # before the gadget can bind.
+                if not find_bin(args, "devlab-ffs"):
+                    raise DevlabError("devlab-ffs binary not found (build it with Lab/guest/build.sh; "
+                                      "ffs devices have no Python fallback)", EXIT_MODULE)
+                rec["daemon"] = spawn_daemon(st, rec["name"], "ffs", args, "devlab-ffs",
+                                             ffs_args(rec, mount_ffs(st, rec)))
             t0 = time.monotonic()
             try:
                 write_attr(g + "/UDC", udc + "\n", "UDC")
             except DevlabError as e:
+                if rec["type"] == "ffs":
+                    stop_daemon(rec.get("daemon"))
+                    rec["daemon"] = None
                 code = EXIT_NO_UDC if "busy" in str(e).lower() or "no such device" in str(e).lower() else EXIT_ERROR
                 raise DevlabError(f"binding '{args.name}' to {udc}: {e}", code) from None
             rec["udc"] = udc
@@ -1269,6 +1341,12 @@ def build_parser():
                    help="Loopback/SourceSink configfs attribute, e.g. bulk_buflen=4096, qlen=32, pattern=1")
     s.add_argument("--bus", default="virtual", help="uhid bus: virtual (default), usb, bluetooth, i2c, ... or a number")
     s.add_argument("--phys", help="uhid phys string (default devlab/NAME)")
+    s.add_argument("--msos-guid", help="ffs: declare this DeviceInterfaceGUID in MS OS 1.0 descriptors (configfs os_desc)")
+    s.add_argument("--msos-property", choices=("sz", "multi"), default="sz",
+                   help="ffs: DeviceInterfaceGUID as REG_SZ (sz) or DeviceInterfaceGUIDs as REG_MULTI_SZ (multi)")
+    s.add_argument("--os-vendor-code", default="cd", help="ffs: the MS OS 1.0 vendor code (bMS_VendorCode), hex")
+    s.add_argument("--no-os-desc", action="store_true",
+                   help="ffs: keep the function's MS OS descriptors but leave configfs os_desc off (no string 0xEE)")
 
     s = sub.add_parser("plug", parents=[common], help="connect a device")
     s.add_argument("name")

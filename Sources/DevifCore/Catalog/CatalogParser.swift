@@ -21,6 +21,10 @@
 ///   (the device declares this class's GUID) or `firmware-guid={guid}`. Hex
 ///   may start with `0x`.
 ///
+/// - A section `[ms-os-1.0]` lists, in `probe = …` lines, the devices devif
+///   may ask for the MS OS 1.0 string descriptor 0xEE: `vid=`, `pid=`,
+///   `bcd-device=` (hex, 1-4 digits, all that are given must hold) or `any`.
+///
 /// A line that is wrong gives a ``CatalogDiagnostic`` and is skipped (a bad
 /// match line is dropped whole, never half-applied); the rest of the file loads.
 public enum CatalogParser {
@@ -28,6 +32,8 @@ public enum CatalogParser {
     public struct Parsed: Sendable {
         public var definitions: [ClassDefinition]
         public var diagnostics: [CatalogDiagnostic]
+        /// `probe = …` lines of `[ms-os-1.0]` sections, in order.
+        public var msOS10Probes: [MSOS10ProbeRule] = []
     }
 
     /// Parses file contents given as text.
@@ -49,7 +55,7 @@ public enum CatalogParser {
             state.read(line: trimmed(line), number: lineNumber)
         }
         state.finishSection()
-        return Parsed(definitions: state.definitions, diagnostics: state.diagnostics)
+        return Parsed(definitions: state.definitions, diagnostics: state.diagnostics, msOS10Probes: state.msOS10Probes)
     }
 
     private struct Section {
@@ -65,6 +71,9 @@ public enum CatalogParser {
         var definitions: [ClassDefinition] = []
         var diagnostics: [CatalogDiagnostic] = []
         var section: Section?
+        /// Inside an `[ms-os-1.0]` section.
+        var inProbeSection = false
+        var msOS10Probes: [MSOS10ProbeRule] = []
         /// After a bad header: its lines are skipped without one diagnostic each.
         var skippingSection = false
 
@@ -88,6 +97,17 @@ public enum CatalogParser {
             }
             let key = String(trimmed(line[..<equals]))
             let value = trimmed(line[line.index(after: equals)...])
+            if inProbeSection {
+                guard key == "probe" else {
+                    diagnose(number, "unknown key \(quotedForMessage(key)) in [ms-os-1.0]; expected probe = vid=… pid=… bcd-device=… or probe = any")
+                    return
+                }
+                switch CatalogParser.parseProbe(value) {
+                case .success(let rule): msOS10Probes.append(rule)
+                case .failure(let problem): diagnose(number, problem.message + "; this probe line is ignored")
+                }
+                return
+            }
             guard section != nil else {
                 diagnose(number, "'\(key)' is outside a class section; start one with '[class {guid}]'")
                 return
@@ -120,6 +140,12 @@ public enum CatalogParser {
         }
 
         mutating func readHeader(_ line: Substring, number: Int) {
+            inProbeSection = false
+            if line == "[ms-os-1.0]" {
+                skippingSection = false
+                inProbeSection = true
+                return
+            }
             let words = line.hasSuffix("]") ? line.dropFirst().dropLast().split(whereSeparator: { $0 == " " || $0 == "\t" }) : []
             guard words.count == 2, words[0] == "class", let guid = try? GUID(parsing: words[1]) else {
                 diagnose(number, "expected a section header '[class {xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}]', found "
@@ -151,6 +177,37 @@ public enum CatalogParser {
     }
 
     struct Problem: Error { let message: String }
+
+    /// Parses the value of a `probe =` line of `[ms-os-1.0]`.
+    static func parseProbe(_ value: Substring) -> Result<MSOS10ProbeRule, Problem> {
+        let tokens = value.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        if tokens == ["any"] { return .success(.any) }
+        guard !tokens.isEmpty else {
+            return .failure(Problem(message: "a probe line needs vid=, pid= or bcd-device= (or 'any' for every device)"))
+        }
+        var rule = MSOS10ProbeRule()
+        for token in tokens {
+            guard let equals = token.firstIndex(of: "=") else {
+                return .failure(Problem(message: "expected vid=, pid= or bcd-device=, found \(quotedForMessage(String(token)))"))
+            }
+            let key = token[..<equals]
+            var digits = token[token.index(after: equals)...]
+            if digits.hasPrefix("0x") || digits.hasPrefix("0X") { digits = digits.dropFirst(2) }
+            guard let number = parseHex(digits, maxDigits: 4).map({ UInt16($0) }) else {
+                return .failure(Problem(message: "expected \(key)=1-4 hex digits, found \(quotedForMessage(String(token)))"))
+            }
+            let seen: Bool
+            switch key {
+            case "vid": seen = rule.vendorID != nil; rule.vendorID = number
+            case "pid": seen = rule.productID != nil; rule.productID = number
+            case "bcd-device": seen = rule.bcdDevice != nil; rule.bcdDevice = number
+            default:
+                return .failure(Problem(message: "unknown criterion \(quotedForMessage(String(key))) in a probe line; expected vid, pid or bcd-device"))
+            }
+            if seen { return .failure(Problem(message: "criterion '\(key)' appears twice; each may appear once per probe line")) }
+        }
+        return .success(rule)
+    }
 
     /// Parses the value of a `match =` line.
     static func parseMatch(_ value: Substring) -> Result<MatchRule, Problem> {

@@ -48,9 +48,18 @@ public struct CatalogDiagnostic: Hashable, Sendable, Codable, CustomStringConver
 public struct ClassCatalog: Hashable, Sendable, Codable {
     /// In load order; a replaced class is listed where its replacement was read.
     public private(set) var definitions: [ClassDefinition]
+    /// The devices that may be asked for the MS OS 1.0 string descriptor
+    /// 0xEE (`[ms-os-1.0]` sections of every file read, in order). Empty:
+    /// no device is asked.
+    public var msOS10Probes: [MSOS10ProbeRule] = []
 
     /// An empty catalog (not even the built-ins).
     public init() { definitions = [] }
+
+    /// Whether a device with these ids may be asked for string 0xEE.
+    public func allowsMSOS10Probe(vendorID: UInt16, productID: UInt16, bcdDevice: UInt16?) -> Bool {
+        msOS10Probes.allowMSOS10Probe(vendorID: vendorID, productID: productID, bcdDevice: bcdDevice)
+    }
 
     /// A catalog of `definitions`; a later one with the same GUID replaces an earlier one.
     public init(_ definitions: [ClassDefinition]) {
@@ -184,6 +193,8 @@ public struct ClassCatalog: Hashable, Sendable, Codable {
         let parsed = CatalogParser.parse(Array(data), file: path)
         result.diagnostics += parsed.diagnostics
         result.catalog.merge(parsed.definitions, from: path, diagnostics: &result.diagnostics)
+        // Probe permissions add up across files: each names devices it vouches for.
+        result.catalog.msOS10Probes += parsed.msOS10Probes
     }
 
     /// Adds `definitions` read from `file` (see ``CatalogParser``), noting in

@@ -43,6 +43,7 @@ public final class InstanceRegistry: Sendable {
         self.store = store
         self.clock = clock
         self.cache = Mutex(Cache(records: contents.records, lastSequence: contents.lastSequence))
+        MSOS10ProbeMemory.registryOpened(self)
     }
 
     // MARK: Changes

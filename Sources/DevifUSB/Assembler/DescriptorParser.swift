@@ -23,7 +23,7 @@ enum DescriptorParser {
         guard bytes.count >= 18 else { throw .shortDeviceDescriptor(bytes.count) }
         guard bytes[0] >= 18, bytes[1] == 1 else { throw .notADeviceDescriptor }
         var device = RawDevice(
-            vendorID: le16(bytes, 8), productID: le16(bytes, 10), bcdDevice: le16(bytes, 12),
+            bcdUSB: le16(bytes, 2), vendorID: le16(bytes, 8), productID: le16(bytes, 10), bcdDevice: le16(bytes, 12),
             deviceClass: ClassTriple(bytes[4], bytes[5], bytes[6]),
             manufacturerIndex: bytes[14], productIndex: bytes[15], serialIndex: bytes[16],
             declaredConfigurations: bytes[17], configurations: [], bus: bus, ports: ports, address: address)

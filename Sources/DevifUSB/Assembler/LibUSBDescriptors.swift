@@ -21,7 +21,7 @@ extension RawDevice {
                 problems.append("configuration \(index): \(error)")
             }
         }
-        self.init(vendorID: d.idVendor, productID: d.idProduct, bcdDevice: d.bcdDevice,
+        self.init(bcdUSB: d.bcdUSB, vendorID: d.idVendor, productID: d.idProduct, bcdDevice: d.bcdDevice,
                   deviceClass: ClassTriple(d.bDeviceClass, d.bDeviceSubClass, d.bDeviceProtocol),
                   manufacturerIndex: d.iManufacturer, productIndex: d.iProduct, serialIndex: d.iSerialNumber,
                   declaredConfigurations: d.bNumConfigurations, configurations: configurations,

@@ -3,6 +3,8 @@ import DevifCore
 /// What the descriptors say about a device, before strings and access are
 /// known: the assembler's input, from libusb or from sysfs `descriptors`.
 struct RawDevice: Sendable {
+    /// bcdUSB: 0x0201 and later have a BOS descriptor (MS OS 2.0 lives there).
+    var bcdUSB: UInt16 = 0
     var vendorID: UInt16
     var productID: UInt16
     var bcdDevice: UInt16

@@ -12,6 +12,9 @@ import Glibc
 /// only when the node may be opened, from the device with a timeout.
 struct USBAssembler: Sendable {
     var options: USBSource.Options
+    /// MS OS descriptor policy (which devices may be asked for string 0xEE),
+    /// read when the source starts.
+    var msOSProbes: [MSOS10ProbeRule] = MSOSDescriptorSettings.probeRules()
 
     /// How to get a libusb handle for reading strings the kernel did not cache.
     enum Opener {
@@ -82,7 +85,13 @@ struct USBAssembler: Sendable {
 
         var access = accessState(devnode, raw)
         let missing = raw.stringIndexes.subtracting(strings.keys).sorted()
-        if case .ok = access, options.confirmAccessByOpening || !missing.isEmpty {
+        let msos = msOSFetcher(for: raw)
+        var firmwareGUIDs: [FirmwareGUID] = []
+        if msos != nil, case .denied = access {
+            problems.append("MS OS descriptors not read: this process may not open \(devnode) (see its access); "
+                + "firmware-declared classes are missing until it may")
+        }
+        if case .ok = access, options.confirmAccessByOpening || !missing.isEmpty || msos != nil {
             switch open(opener, devnode) {
             case .success(let opened):
                 if !missing.isEmpty {
@@ -90,6 +99,13 @@ struct USBAssembler: Sendable {
                         handle: opened.handle, timeoutMilliseconds: UInt32(options.stringTimeout.milliseconds))
                     for index in missing { if let s = reader.string(index) { strings[index] = s } }
                     if let error = reader.gaveUp { problems.append("strings: \(error)") }
+                }
+                if let msos {
+                    var pipe = LibUSBControlPipe(handle: opened.handle)
+                    let outcome = msos.fetch(&pipe, device: MSOSDeviceFacts(
+                        vendorID: raw.vendorID, productID: raw.productID, bcdDevice: raw.bcdDevice, bcdUSB: raw.bcdUSB))
+                    firmwareGUIDs = outcome.guids
+                    problems += outcome.notes.map { "MS OS: " + $0 }
                 }
                 opened.close()
             case .failure(let error) where error == .access:
@@ -117,8 +133,25 @@ struct USBAssembler: Sendable {
             productID: raw.productID, bcdDevice: raw.bcdDevice, deviceClass: raw.deviceClass,
             manufacturer: string(raw.manufacturerIndex), product: string(raw.productIndex),
             serialNumber: string(raw.serialIndex), configurations: configurations,
-            activeConfigurationValue: active, devnode: devnode, sysfsPath: sysfsPath, access: access)
+            activeConfigurationValue: active, firmwareGUIDs: firmwareGUIDs, devnode: devnode, sysfsPath: sysfsPath,
+            access: access)
         return Result(snapshot: snapshot, problems: problems)
+    }
+
+    /// The MS OS fetch for this device, or nil when there is nothing to ask:
+    /// no BOS (bcdUSB below 0x0201) and no MS OS 1.0 probe allowed, or its
+    /// remembered answer is "absent".
+    private func msOSFetcher(for raw: RawDevice) -> MSOSFetcher? {
+        let memory = MSOSDescriptorSettings.memory()
+        var settings = MSOSFetcher.Settings(msOS10Probes: msOSProbes, memory: memory)
+        settings.requestTimeoutMilliseconds = Int(min(options.stringTimeout.milliseconds, 300))
+        if raw.bcdUSB >= 0x0201 { return MSOSFetcher(settings: settings) }
+        guard msOSProbes.allowMSOS10Probe(vendorID: raw.vendorID, productID: raw.productID, bcdDevice: raw.bcdDevice)
+        else { return nil }
+        if (try? memory.answer(vendorID: raw.vendorID, productID: raw.productID, bcdDevice: raw.bcdDevice)) == .absent {
+            return nil  // asked before: no OS string, so nothing to open the device for
+        }
+        return MSOSFetcher(settings: settings)
     }
 
     /// `/dev/bus/usb/BBB/DDD`, as devtmpfs names it.
