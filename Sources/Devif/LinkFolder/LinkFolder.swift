@@ -72,7 +72,10 @@ public final class LinkFolder: Sendable {
         let fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {
             let e = errno
-            throw LinkFolderError(e == ELOOP
+            // O_DIRECTORY | O_NOFOLLOW on a symbolic link fails with ENOTDIR or ELOOP.
+            var st = stat()
+            let isSymlink = lstat(root, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK
+            throw LinkFolderError(isSymlink
                 ? "the link folder \(root) is a symbolic link; give the real folder's path"
                 : "cannot open the link folder \(root): \(String(cString: strerror(e)))")
         }

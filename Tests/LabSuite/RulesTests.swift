@@ -1,0 +1,269 @@
+// udev rules deployment and the link folder (issue 6), against the VM's real
+// udevd: generated rules installed under /run/udev/rules.d (the lab's /etc is
+// on the host's read-only root), devices plugged, /dev/devif checked against
+// the library's own names, permissions, unplug/replug, hostile serials, and
+// `watch --links` giving the same names.
+import Devif
+import DevifCore
+import Foundation
+
+/// The devif-usb the rules run: $DEVIF_USB when set (a scratch build), else the suite's usual one.
+private var rulesTool: String { ProcessInfo.processInfo.environment["DEVIF_USB"] ?? devifUSBPath }
+
+private let devRoot = "/dev/devif"
+private let linkFolderRoot = "/tmp/devif-lab-links"
+/// Every lab device here is 1209:0c0x, so its links contain this.
+private let ourIDs = "vid_1209&pid_0c0"
+
+/// The symbolic links two levels below `root` (class/link) whose names contain
+/// `ourIDs`, with the real path each resolves to; anything else at that depth
+/// or deeper (a folder inside a class folder, a file) is returned in `odd`.
+private func linkTree(_ root: String, all: Bool = false) -> (links: [String: String], odd: [String]) {
+    var links: [String: String] = [:], odd: [String] = []
+    let fm = FileManager.default
+    for folder in (try? fm.contentsOfDirectory(atPath: root)) ?? [] where !folder.hasPrefix(".") {
+        let dir = root + "/" + folder
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue,
+              (try? fm.destinationOfSymbolicLink(atPath: dir)) == nil else { odd.append(folder); continue }
+        for name in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where all || name.contains(ourIDs) {
+            let path = dir + "/" + name
+            guard (try? fm.destinationOfSymbolicLink(atPath: path)) != nil else { odd.append(folder + "/" + name); continue }
+            links[folder + "/" + name] = realPath(path) ?? "(dangling)"
+        }
+    }
+    return (links, odd)
+}
+
+private func realPath(_ path: String) -> String? {
+    guard let r = realpath(path, nil) else { return nil }
+    defer { free(r) }
+    return String(cString: r)
+}
+
+/// Polls `condition` every 20 ms for at most `seconds` (file system state has
+/// no event to await here short of inotify on every class folder).
+private func waitUntil(_ seconds: Double, _ what: String, _ condition: () -> Bool) throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while !condition() {
+        guard Date() < deadline else { throw LabFailure("timed out after \(seconds) s waiting for \(what)") }
+        usleep(20_000)
+    }
+}
+
+/// What udevadm says about a node: its properties (TAGS, CURRENT_TAGS, ...).
+private func udevProperties(_ node: String) throws -> [String: String] {
+    let r = try runProcess("/usr/bin/udevadm", ["info", "--query=property", "--name=" + node])
+    var out: [String: String] = [:]
+    for line in r.output.split(separator: "\n") {
+        if let eq = line.firstIndex(of: "=") { out[String(line[..<eq])] = String(line[line.index(after: eq)...]) }
+    }
+    return out
+}
+
+private struct Device {
+    var name: String
+    var create: [String]
+    var instances: Int
+}
+
+private let plainDevices = [
+    Device(name: "rl-a", create: ["loopback", "--vid", "1209", "--pid", "0c01", "--serial", "RULES-A"], instances: 2),
+    Device(name: "rl-b", create: ["hid", "--vid", "1209", "--pid", "0c02", "--serial", "RULES-B"], instances: 3),
+    Device(name: "rl-c", create: ["uhid", "--vid", "1209", "--pid", "0c03", "--serial", "RULES-C"], instances: 1),
+]
+private let longSerial = String(repeating: "L", count: 60) + "/" + String(repeating: "9", count: 65)  // 126 bytes, the gadget limit
+private let hostileDevices = [
+    Device(name: "rl-h1", create: ["loopback", "--vid", "1209", "--pid", "0c04", "--serial", "../../x"], instances: 2),
+    Device(name: "rl-h2", create: ["loopback", "--vid", "1209", "--pid", "0c05", "--serial", "a/b"], instances: 2),
+    Device(name: "rl-h3", create: ["loopback", "--vid", "1209", "--pid", "0c06", "--serial", longSerial], instances: 2),
+    Device(name: "rl-h4", create: ["uhid", "--vid", "1209", "--pid", "0c07", "--serial", "../../y"], instances: 1),
+]
+
+/// The library's view: relative path (class folder/link) -> node, for the
+/// instances of `devices`, from a manager watching while they are plugged.
+private func plugAndCollect(_ f: ManagerFixture, _ devices: [Device]) async throws -> [String: String] {
+    var expected: [String: String] = [:]
+    for d in devices {
+        try Devlab.plug(d.name)
+        let pid = UInt16(d.create[d.create.firstIndex(of: "--pid")! + 1], radix: 16)!
+        let arrivals = try await f.next(d.instances, "arrivals of \(d.name)", where: {
+            $0.event == .arrival && $0.interface.vendorId == 0x1209 && $0.interface.productId == pid
+        })
+        for e in arrivals {
+            let folder = LinkLayout.folderName(for: e.interface.classGuid, in: f.manager.catalog)
+            expected[folder + "/" + e.interface.symbolicLink] = try e.interface.devnode.orFail("no devnode for \(e.interface.symbolicLink)")
+        }
+    }
+    return expected
+}
+
+private func describe(_ m: [String: String]) -> String {
+    m.keys.sorted().map { "\($0) -> \(m[$0]!)" }.joined(separator: "\n    ")
+}
+
+func registerRulesTests(_ r: inout LabRunner) {
+    r.add("rules: installed rules give /dev/devif links with the library's names, permissions as the rules say, unplug removes, replug restores; check as nobody") {
+        try LabClasses.install()
+        let install = try runProcess(rulesTool, ["rules", "install", "--dest", "/run/udev/rules.d", "--catalog", LabClasses.folder,
+                                                 "--program", rulesTool, "--uaccess", "lab-vendor-bulk", "--group", "hid=plugdev"],
+                                     timeout: 300)
+        try expectEqual(install.status, 0, "rules install status (stderr: \(install.stderr))")
+        let rules = try String(contentsOfFile: "/run/udev/rules.d/70-devif.rules", encoding: .utf8)
+        try expect(!rules.contains("0666") && rules.contains("TAG+=\"uaccess\"") && rules.contains("GROUP=\"plugdev\", MODE=\"0660\""),
+                   "the installed rules lack the grants or contain 0666")
+        progress("rules: installed")
+
+        let f = try await ManagerFixture()
+        defer { f.stop() }
+        for d in plainDevices { try Devlab.run(["create", d.name] + d.create) }
+        defer { for d in plainDevices { _ = try? Devlab.run(["remove", d.name]) } }
+        let expected = try await plugAndCollect(f, plainDevices)
+        try settleUdev()
+        let first = linkTree(devRoot)
+        try expect(first.odd.isEmpty, "unexpected entries in \(devRoot): \(first.odd)")
+        try expect(Set(first.links.keys) == Set(expected.keys),
+                   "udev's links differ from the library's names.\n  udev:\n    \(describe(first.links))\n  library:\n    \(describe(expected))")
+        for (path, node) in expected {
+            try expectEqual(first.links[path], realPath(node), "\(devRoot)/\(path) target")
+        }
+        progress("rules: \(expected.count) links match")
+
+        // Permissions as the rules say: lab-vendor-bulk (rl-a's USB node) tagged
+        // uaccess; every hidraw node group plugdev, 0660; rl-b's USB node not
+        // tagged; nothing world-writable.
+        let aNode = try expected.first { $0.key.hasPrefix("lab-vendor-bulk/") }.orFail("no lab-vendor-bulk link").value
+        let bUSB = try expected.first { $0.key.hasPrefix("lab-hid-interface/") }.orFail("no lab-hid-interface link").value
+        let hidraws = Set(expected.filter { $0.key.hasPrefix("hid/") }.values)
+        try expectEqual(hidraws.count, 2, "hidraw nodes (rl-b, rl-c)")
+        try expect((try udevProperties(aNode))["CURRENT_TAGS"]?.contains(":uaccess:") == true, "\(aNode) is not tagged uaccess")
+        try expect((try udevProperties(bUSB))["CURRENT_TAGS"]?.contains(":uaccess:") != true, "\(bUSB) is tagged uaccess but its class is not granted")
+        for node in hidraws {
+            var st = stat()
+            try expectEqual(stat(node, &st), 0, "stat \(node)")
+            try expectEqual(st.st_gid, getgrnam("plugdev")!.pointee.gr_gid, "\(node) group")
+            try expectEqual(st.st_mode & 0o777, 0o660, "\(node) mode")
+        }
+        for node in Set(expected.values) {
+            var st = stat()
+            _ = stat(node, &st)
+            try expect(st.st_mode & 0o002 == 0, "\(node) is world-writable")
+        }
+
+        // rules check as an unprivileged user: denials with the rule that fixes them.
+        let bHidraw = try expected.first { $0.key.hasPrefix("hid/hid#vid_1209&pid_0c02") }.orFail("no hid link of rl-b").value
+        let nobody = try runProcess("/usr/bin/setpriv", ["--reuid", "65534", "--regid", "65534", "--clear-groups",
+                                                         rulesTool, "rules", "check", "--quiet"], timeout: 120)
+        try expectEqual(nobody.status, 77, "rules check as nobody: exit status (output: \(nobody.output.prefix(2000)))")
+        try expect(nobody.output.contains("\(bHidraw): cannot be opened") && nobody.output.contains("KERNELS==\"0003:1209:0C02.*\""),
+                   "rules check as nobody does not name \(bHidraw) with its fix: \(nobody.output.prefix(3000))")
+        try expect(nobody.output.contains("\(aNode): cannot be opened") && nobody.output.contains("ATTR{idProduct}==\"0c01\""),
+                   "rules check as nobody does not name \(aNode) with its fix: \(nobody.output.prefix(3000))")
+        let plugdev = try runProcess("/usr/bin/setpriv", ["--reuid", "65534", "--regid", "65534", "--groups", "\(getgrnam("plugdev")!.pointee.gr_gid)",
+                                                          rulesTool, "rules", "check", "--quiet"], timeout: 120)
+        try expect(!plugdev.output.contains("\(bHidraw): cannot be opened"),
+                   "a plugdev member is still denied \(bHidraw): \(plugdev.output.prefix(2000))")
+        progress("rules: permissions and check done")
+
+        // Unplug removes the links; replug restores the same names.
+        for d in plainDevices { try Devlab.unplug(d.name) }
+        try settleUdev()
+        let gone = linkTree(devRoot)
+        try expect(gone.links.isEmpty, "links left after unplug: \(describe(gone.links))")
+        for d in plainDevices { try Devlab.plug(d.name) }
+        try settleUdev()
+        let again = linkTree(devRoot)
+        try expect(Set(again.links.keys) == Set(expected.keys),
+                   "after replug the names differ.\n  now:\n    \(describe(again.links))\n  before:\n    \(describe(expected))")
+        for path in again.links.keys { try expect(again.links[path] != "(dangling)", "\(path) dangles after replug") }
+    }
+
+    r.add("rules: hostile serials (../../x, a/b, 126 bytes, uhid ../../y) cannot escape /dev/devif or the link folder") {
+        try LabClasses.install()
+        let f = try await ManagerFixture()
+        defer { f.stop() }
+        for d in hostileDevices { try Devlab.run(["create", d.name] + d.create) }
+        defer { for d in hostileDevices { _ = try? Devlab.run(["remove", d.name]) } }
+        try? FileManager.default.removeItem(atPath: linkFolderRoot)
+        let watcher = try CLIWatcher(["watch", "--json", "--links", linkFolderRoot, "--classes-dir", LabClasses.folder,
+                                      "--registry", "/tmp/devif-lab-rules-h.sqlite"])
+        defer { watcher.kill() }
+        let expected = try await plugAndCollect(f, hostileDevices)
+        try settleUdev()
+        for (path, _) in expected {
+            let name = String(path.split(separator: "/", maxSplits: 1)[1])
+            try expect(LinkLayout.isSafeComponent(name) && !name.contains("/"), "unsafe link name \(name)")
+        }
+        try expect(expected.keys.contains { $0.contains("#..%2F..%2Fx#") } && expected.keys.contains { $0.contains("#a%2Fb#") }
+                   && expected.keys.contains { $0.contains("~") && $0.contains("pid_0c06") },
+                   "the escaped or shortened names are not among \(expected.keys.sorted())")
+        let udev = linkTree(devRoot)
+        try expect(udev.odd.isEmpty, "unexpected entries in \(devRoot): \(udev.odd)")
+        try expect(Set(udev.links.keys) == Set(expected.keys),
+                   "udev's links differ.\n  udev:\n    \(describe(udev.links))\n  library:\n    \(describe(expected))")
+        try waitUntil(20, "the link folder to hold the hostile devices' links") {
+            Set(linkTree(linkFolderRoot).links.keys) == Set(expected.keys)
+        }
+        let folder = linkTree(linkFolderRoot)
+        try expect(folder.odd.isEmpty, "unexpected entries in \(linkFolderRoot): \(folder.odd)")
+        for stray in ["/dev/x", "/dev/y", "/x", "/y", "/tmp/x", "/tmp/y", "/dev/devif/a", "/tmp/devif-lab-links/a", "/dev/b"] {
+            try expect(!FileManager.default.fileExists(atPath: stray), "\(stray) exists")
+        }
+        _ = try watcher.interrupt()
+    }
+
+    r.add("rules: watch --links gives the same names as /dev/devif, never touches what it did not make, cleans stale links, removes on unplug and exit") {
+        try LabClasses.install()
+        let f = try await ManagerFixture()
+        defer { f.stop() }
+        for d in plainDevices { try Devlab.run(["create", d.name] + d.create) }
+        defer { for d in plainDevices { _ = try? Devlab.run(["remove", d.name]) } }
+        let expected = try await plugAndCollect(f, plainDevices)
+        try settleUdev()
+        let udev = linkTree(devRoot)
+
+        // Before the watcher starts: a file of someone else's exactly where one
+        // of our links goes, a foreign symlink, and a stale link of ours listed
+        // in the manifest (as if a previous watcher had crashed).
+        let fm = FileManager.default
+        try? fm.removeItem(atPath: linkFolderRoot)
+        try fm.createDirectory(atPath: linkFolderRoot + "/usb-device", withIntermediateDirectories: true)
+        let blocked = try expected.keys.sorted().first { $0.hasPrefix("usb-device/") }.orFail("no usb-device link")
+        try "not yours\n".write(toFile: linkFolderRoot + "/" + blocked, atomically: false, encoding: .utf8)
+        try fm.createSymbolicLink(atPath: linkFolderRoot + "/usb-device/foreign", withDestinationPath: "/dev/null")
+        let stale = "usb-device/usb#vid_dead&pid_beef#STALE#{a5dcbf10-6530-11d2-901f-00c04fb951ed}"
+        try fm.createSymbolicLink(atPath: linkFolderRoot + "/" + stale, withDestinationPath: "/dev/hidraw99")
+        try "# devif link folder\n\(stale)\t/dev/hidraw99\n".write(toFile: linkFolderRoot + "/" + LinkFolder.manifestName,
+                                                                   atomically: true, encoding: .utf8)
+
+        let watcher = try CLIWatcher(["watch", "--json", "--links", linkFolderRoot, "--classes-dir", LabClasses.folder,
+                                      "--registry", "/tmp/devif-lab-rules-w.sqlite"])
+        defer { watcher.kill() }
+        var wanted = expected
+        wanted[blocked] = nil
+        try waitUntil(20, "the link folder to hold the present devices' links") {
+            Set(linkTree(linkFolderRoot).links.keys) == Set(wanted.keys)
+        }
+        let held = linkTree(linkFolderRoot)
+        for (path, node) in wanted { try expectEqual(held.links[path], realPath(node), "\(linkFolderRoot)/\(path) target") }
+        // Same names as udev's (the blocked one aside).
+        try expect(Set(udev.links.keys).subtracting([blocked]) == Set(held.links.keys),
+                   "link folder and /dev/devif differ.\n  folder:\n    \(describe(held.links))\n  udev:\n    \(describe(udev.links))")
+        try expectEqual(try String(contentsOfFile: linkFolderRoot + "/" + blocked, encoding: .utf8), "not yours\n", "the foreign file")
+        try expectEqual(try fm.destinationOfSymbolicLink(atPath: linkFolderRoot + "/usb-device/foreign"), "/dev/null", "the foreign link")
+        try expect((try? fm.destinationOfSymbolicLink(atPath: linkFolderRoot + "/" + stale)) == nil, "the stale link was not removed")
+
+        // A departure removes its links.
+        try Devlab.unplug("rl-a")
+        let aLinks = Set(wanted.keys.filter { $0.contains("pid_0c01") })
+        try expect(!aLinks.isEmpty, "rl-a has no links")
+        try waitUntil(20, "rl-a's links to leave the link folder") {
+            Set(linkTree(linkFolderRoot).links.keys).isDisjoint(with: aLinks)
+        }
+        // Exit removes ours and nothing else.
+        try expectEqual(try watcher.interrupt(), 0, "watch --links exit status")
+        try expect(linkTree(linkFolderRoot).links.isEmpty, "links left after exit: \(describe(linkTree(linkFolderRoot).links))")
+        try expectEqual(try String(contentsOfFile: linkFolderRoot + "/" + blocked, encoding: .utf8), "not yours\n", "the foreign file after exit")
+        try expect((try? fm.destinationOfSymbolicLink(atPath: linkFolderRoot + "/usb-device/foreign")) == "/dev/null", "the foreign link after exit")
+    }
+}
