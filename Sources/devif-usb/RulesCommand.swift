@@ -1,6 +1,8 @@
 import ArgumentParser
 import Devif
 import DevifCore
+import DevifHID
+import DevifUSB
 import Foundation
 
 struct RulesCommand: AsyncParsableCommand {
@@ -287,6 +289,9 @@ struct RulesNamesCommand: AsyncParsableCommand {
         var options = DeviceManager.Options()
         options.inMemoryRegistry = true  // udev runs this for every event: no registry writes
         options.catalog = ClassCatalog.load(folders: builtinOnly ? [] : classFolders).catalog
+        // Only the source that reports this node: udev runs this for every
+        // event, and starting the other source doubled its time in the lab.
+        options.sources = node.hasPrefix("/dev/bus/usb/") ? [USBSource()] : [HIDSource()]
         let manager: DeviceManager
         do { manager = try DeviceManager(options: options) } catch { throw fail("\(error)", Exit.unavailable) }
         manager.start()

@@ -13,11 +13,12 @@
 /// each `SYMLINK+=` value into a 1024-byte buffer, and five 255-byte links do
 /// not fit in one.
 ///
-/// Link names contain `#`, `&`, `{`, `}`, `%` and `~`, which udev replaces
-/// with `_` unless `OPTIONS+="string_escape=none"` is set; the rules set it
-/// for their own `SYMLINK+=` lines and put `string_escape=replace` (udev's
-/// default behaviour for links) back afterwards so later rule files are not
-/// affected.
+/// Link names contain `&`, `{`, `}`, `%` and `~`, which udev 252 replaces
+/// with `_` in `SYMLINK+=` values (it keeps `#`, `@`, `.`, `_`, `-`, letters
+/// and digits) unless `OPTIONS+="string_escape=none"` is on the *same line*
+/// as the `SYMLINK+=` (seen in the lab: on a line of its own it had no
+/// effect, and it does not carry over to later lines). Each link line carries
+/// it; the names need no escaping (printable ASCII, no space, one component).
 public enum UdevRules {
     /// The file name the rules are installed under.
     public static let defaultFileName = "70-devif.rules"
@@ -72,11 +73,10 @@ public enum UdevRules {
         command.append("$devnode")
         out.append("IMPORT{program}=\"\(command.joined(separator: " "))\"")
         out.append("ENV{\(linkPropertyPrefix)0}!=\"?*\", GOTO=\"devif_access\"")
-        out.append("OPTIONS+=\"string_escape=none\"")
         for slot in 0..<linkSlots {
-            out.append("ENV{\(linkPropertyPrefix)\(slot)}==\"?*\", SYMLINK+=\"$env{\(linkPropertyPrefix)\(slot)}\"")
+            out.append("ENV{\(linkPropertyPrefix)\(slot)}==\"?*\", OPTIONS+=\"string_escape=none\", "
+                       + "SYMLINK+=\"$env{\(linkPropertyPrefix)\(slot)}\"")
         }
-        out.append("OPTIONS+=\"string_escape=replace\"")
         out.append("LABEL=\"devif_access\"")
         for grant in options.grants {
             let name = commentSafe(catalog[grant.classGUID]?.interfaceClass.name ?? grant.classGUID.description)
