@@ -102,14 +102,31 @@ private func describe(_ m: [String: String]) -> String {
     m.keys.sorted().map { "\($0) -> \(m[$0]!)" }.joined(separator: "\n    ")
 }
 
+private let installedRules = "/run/udev/rules.d/70-devif.rules"
+
+/// Installs the lab's rules with `rules install` (the lab's /etc is read-only,
+/// so into /run/udev/rules.d); with `onlyIfMissing`, keeps an installed file.
+private func installRules(onlyIfMissing: Bool = false) throws {
+    try LabClasses.install()
+    if onlyIfMissing && FileManager.default.fileExists(atPath: installedRules) { return }
+    let install = try runProcess(rulesTool, ["rules", "install", "--dest", "/run/udev/rules.d", "--catalog", LabClasses.folder,
+                                             "--program", rulesTool, "--uaccess", "lab-vendor-bulk", "--group", "hid=plugdev"],
+                                 timeout: 300)
+    try expectEqual(install.status, 0, "rules install status (stderr: \(install.stderr))")
+}
+
+/// Removes the lab's rules again, so later tests run without them.
+private func removeRules() {
+    _ = unlink(installedRules)
+    _ = try? runTool("/usr/bin/udevadm", ["control", "--reload"])
+}
+
 func registerRulesTests(_ r: inout LabRunner) {
     r.add("rules: installed rules give /dev/devif links with the library's names, permissions as the rules say, unplug removes, replug restores; check as nobody") {
-        try LabClasses.install()
-        let install = try runProcess(rulesTool, ["rules", "install", "--dest", "/run/udev/rules.d", "--catalog", LabClasses.folder,
-                                                 "--program", rulesTool, "--uaccess", "lab-vendor-bulk", "--group", "hid=plugdev"],
-                                     timeout: 300)
-        try expectEqual(install.status, 0, "rules install status (stderr: \(install.stderr))")
-        let rules = try String(contentsOfFile: "/run/udev/rules.d/70-devif.rules", encoding: .utf8)
+        let started = ContinuousClock.now
+        try installRules()
+        progress("rules: install took \(ms(since: started)) ms")
+        let rules = try String(contentsOfFile: installedRules, encoding: .utf8)
         try expect(!rules.contains("0666") && rules.contains("TAG+=\"uaccess\"") && rules.contains("GROUP=\"plugdev\", MODE=\"0660\""),
                    "the installed rules lack the grants or contain 0666")
         progress("rules: installed")
@@ -128,6 +145,13 @@ func registerRulesTests(_ r: inout LabRunner) {
             try expectEqual(first.links[path], realPath(node), "\(devRoot)/\(path) target")
         }
         progress("rules: \(expected.count) links match")
+        // Figures: what udev pays per event (one `rules names` run).
+        for node in Set(expected.values).sorted() {
+            let t = ContinuousClock.now
+            let names = try runProcess(rulesTool, ["rules", "names", "--classes-dir", LabClasses.folder, node])
+            try expectEqual(names.status, 0, "rules names \(node) status")
+            progress("rules: `rules names \(node)` took \(ms(since: t)) ms")
+        }
 
         // Permissions as the rules say: lab-vendor-bulk (rl-a's USB node) tagged
         // uaccess; every hidraw node group plugdev, 0660; rl-b's USB node not
@@ -179,7 +203,7 @@ func registerRulesTests(_ r: inout LabRunner) {
     }
 
     r.add("rules: hostile serials (../../x, a/b, 126 bytes, uhid ../../y) cannot escape /dev/devif or the link folder") {
-        try LabClasses.install()
+        try installRules(onlyIfMissing: true)
         let f = try await ManagerFixture()
         defer { f.stop() }
         for d in hostileDevices { try Devlab.run(["create", d.name] + d.create) }
@@ -213,7 +237,8 @@ func registerRulesTests(_ r: inout LabRunner) {
     }
 
     r.add("rules: watch --links gives the same names as /dev/devif, never touches what it did not make, cleans stale links, removes on unplug and exit") {
-        try LabClasses.install()
+        try installRules(onlyIfMissing: true)
+        defer { removeRules() }
         let f = try await ManagerFixture()
         defer { f.stop() }
         for d in plainDevices { try Devlab.run(["create", d.name] + d.create) }
