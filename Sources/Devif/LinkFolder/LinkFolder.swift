@@ -101,7 +101,8 @@ public final class LinkFolder: Sendable {
     /// then follows arrivals and removals until ``stop(removingLinks:)``.
     /// Start it after the manager's first enumeration
     /// (``DeviceManager/waitUntilEnumerated(timeout:)``), or instances not yet
-    /// reported count as departed until they arrive.
+    /// reported count as departed until they arrive. The watch keeps this
+    /// object alive until ``stop(removingLinks:)``.
     public func start() {
         let watch = manager.watch(filter)
         let started = state.withLock { s -> Bool in
