@@ -12,7 +12,11 @@ struct ClassesCommand: AsyncParsableCommand {
             ~/.config/devif/classes.d/*.conf ($XDG_CONFIG_HOME); a later definition of \
             the same GUID replaces an earlier one. $DEVIF_CLASSES_PATH (folders separated \
             by ':') or --classes-dir replaces the file folders. Problems in class files \
-            are printed on stderr with file and line; the rest still loads.
+            are printed on stderr with file and line; the rest still loads. \
+            A GUID that a device's firmware declares in MS OS descriptors is a class even \
+            with no file (named firmware-declared): `list --class {guid}` finds it, and \
+            `info` names the GUIDs each device declares. The text output ends with the \
+            devices that may be asked for MS OS 1.0 descriptors ([ms-os-1.0] probe lines).
             """)
 
     @Flag(name: .customLong("json"), help: "Print one JSON array of class objects.")
@@ -35,5 +39,8 @@ struct ClassesCommand: AsyncParsableCommand {
         for c in classes {
             print("\(c.guid)  \(c.name.padding(toLength: w, withPad: " ", startingAt: 0))  \(c.description)  [\(c.origin)]")
         }
+        let probes = loaded.catalog.msOS10Probes
+        print("MS OS 1.0 probing (string 0xEE): "
+              + (probes.isEmpty ? "no device ([ms-os-1.0] probe lines allow it)" : probes.map(\.description).joined(separator: "; ")))
     }
 }

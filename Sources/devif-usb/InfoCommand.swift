@@ -34,6 +34,12 @@ struct InfoCommand: AsyncParsableCommand {
                          ("symbolicLink", .string(s.symbolicLink))])
             })))
             fields.append(("accessDetail", JSONValue(info.snapshot.flatMap(accessDetail))))
+            let declared: [JSONValue] = (info.snapshot?.firmwareGUIDs ?? []).map { g in
+                let number: Int? = g.interfaceNumber.map { Int($0) }
+                return .object([("guid", .string(g.guid.description)), ("source", .string(g.source.rawValue)),
+                                ("interfaceNumber", JSONValue(number))])
+            }
+            fields.append(("firmwareGUIDs", .array(declared)))
             fields.append(("bcdDevice", JSONValue(info.snapshot?.bcdDevice.map(hex4))))
             fields.append(("configurations", .array((info.snapshot?.configurations ?? []).map(configurationJSON))))
             if let hid = info.snapshot?.hid {
@@ -63,6 +69,9 @@ struct InfoCommand: AsyncParsableCommand {
         for s in siblings {
             lines.append(("Class", "\(s.classGuid) \(s.className ?? "")"))
         }
+        for g in info.snapshot?.firmwareGUIDs ?? [] {
+            lines.append(("Firmware GUID", firmwareGUIDText(g)))
+        }
         if let hid = info.snapshot?.hid {
             lines.append(("HID bus", hid.busType.description))
             lines.append(("HID usages", hid.usages.map(\.description).joined(separator: ", ")))
@@ -82,6 +91,12 @@ struct InfoCommand: AsyncParsableCommand {
             }
         }
     }
+}
+
+/// `{guid} (MS OS 1.0, interface 0)`: a GUID the firmware declares and where.
+private func firmwareGUIDText(_ g: FirmwareGUID) -> String {
+    let source = g.source == .msOS20 ? "MS OS 2.0" : "MS OS 1.0"
+    return "\(g.guid) (\(source), " + (g.interfaceNumber.map { "interface \($0)" } ?? "whole device") + ")"
 }
 
 /// "ok" or "denied: <reason>"; nil when access was not checked.

@@ -150,7 +150,8 @@ struct MSOSFetcher {
             let bytes: [UInt8]?
             do {
                 bytes = try s.requestOrThrow(0x80, 6, 0x0300 | UInt16(MSOS10.osStringDescriptorIndex), 0, 0x12)
-            } catch let error where error == .noDevice {
+            } catch let error where error == .noDevice || s.outOfTime {
+                // Gone, or no time left: no answer from the device, so nothing to remember.
                 throw GiveUp(note: "MS OS 1.0 string descriptor 0xEE: \(error)")
             } catch {
                 // A stall, a timeout or an I/O error: the device has no OS
@@ -227,6 +228,8 @@ private struct Session<P: ControlPipe> {
     let timeout: Int
     let deadline: ContinuousClock.Instant
     private(set) var gaveUp = false
+    /// The budget was spent (no request was sent).
+    private(set) var outOfTime = false
 
     init(pipe: P, timeout: Int, deadline: ContinuousClock.Instant) {
         self.pipe = pipe
@@ -253,6 +256,7 @@ private struct Session<P: ControlPipe> {
     mutating func requestOrThrow(_ type: UInt8, _ request: UInt8, _ value: UInt16, _ index: UInt16,
                                  _ length: Int) throws(USBError) -> [UInt8] {
         guard !gaveUp, ContinuousClock.now < deadline else {
+            if !gaveUp { outOfTime = true }
             gaveUp = true
             throw USBError(libusbCode: -7, operation: "MS OS requests (time budget spent)")  // LIBUSB_ERROR_TIMEOUT
         }
