@@ -113,6 +113,8 @@ private func installRules(onlyIfMissing: Bool = false) throws {
                                              "--program", rulesTool, "--uaccess", "lab-vendor-bulk", "--group", "hid=plugdev"],
                                  timeout: 300)
     try expectEqual(install.status, 0, "rules install status (stderr: \(install.stderr))")
+    // install waits up to 180 s; udev may still be busy (each event runs `rules names`).
+    try expectEqual(try runTool("/usr/bin/udevadm", ["settle", "--timeout=240"]), 0, "udevadm settle after install")
 }
 
 /// Removes the lab's rules again, so later tests run without them.
