@@ -15,10 +15,10 @@ struct BulkLoopback: AsyncParsableCommand {
         commandName: "bulk-loopback",
         abstract: "Sends random data out through a USB Loopback device and verifies it comes back.",
         discussion: """
-            Data goes out in chunks of --chunk bytes (the device's buffer: Loopback's \
-            bulk_buflen, 4096 by default); a chunk shorter than that ends with a \
-            zero-length packet when its length is a multiple of the packet size, so the \
-            device sees where it ends. A stream with several transfers in flight reads \
+            The device echoes each of its buffers (--chunk bytes: Loopback's bulk_buflen, \
+            4096 by default). Data goes out in writes of up to 16 buffers; the last piece, \
+            when shorter than a buffer, ends with a zero-length packet if its length is a \
+            multiple of the packet size, so the device sees where it ends. A stream with several transfers in flight reads \
             the data back. Prints MB/s (10^6 bytes per second, out and back) and mismatches.
 
             Exit status: 0 verified; 1 a mismatch or missing data; 65 unknown link; 69 the \
@@ -76,10 +76,10 @@ struct BulkLoopback: AsyncParsableCommand {
                                              timeout: .seconds(5))
             defer { stream.stop() }
             let (chunk, outAddress) = (chunk, out.address)
-            let writer = Task { () -> Result<Void, HandleError> in
+            let writer = Task { () async -> Result<Void, HandleError> in
                 var offset = 0
                 while offset < data.count {
-                    let n = min(chunk, data.count - offset)
+                    let n = loopbackWriteSize(remaining: data.count - offset, chunk: chunk)
                     do throws(HandleError) {
                         try await handle.write(endpoint: outAddress, Array(data[offset..<(offset + n)]),
                                                zeroLengthPacket: n < chunk)
@@ -114,4 +114,10 @@ struct BulkLoopback: AsyncParsableCommand {
         }
         if mismatches > 0 { throw ExampleExit.verificationFailed }
     }
+}
+
+/// How much to write next: whole device buffers (up to 16 in one transfer,
+/// each fills one device request), or the short remainder.
+func loopbackWriteSize(remaining: Int, chunk: Int) -> Int {
+    remaining < chunk ? remaining : min(remaining / chunk, 16) * chunk
 }

@@ -63,13 +63,14 @@ struct HIDMonitor: AsyncParsableCommand {
         let watch = manager.watch(InterfaceFilter(classGuid: guid, kind: .hid))
         let readers = Mutex<[String: Task<Void, Never>]>([:])
         @Sendable func follow(_ link: String) {
-            printer.emit(Line(event: "arrival", link: link, time: Printer.now()))
             let handle: HIDHandle
             do { handle = try manager.openHID(link) } catch {
                 printer.emit(Line(event: "error", link: link, reason: error.description, time: Printer.now()))
                 return
             }
+            // Subscribed before the arrival line: every report after it is printed.
             let subscription = handle.inputReports(capacity: 1024)
+            printer.emit(Line(event: "arrival", link: link, time: Printer.now()))
             let task = Task {
                 for await delivery in subscription {
                     switch delivery {

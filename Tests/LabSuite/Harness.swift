@@ -93,6 +93,9 @@ final class Inbox<Element: Sendable>: Sendable {
         }
     }
 
+    /// Whether nothing is queued.
+    var isEmpty: Bool { state.withLock { $0.buffer.isEmpty } }
+
     /// The oldest element that satisfies `predicate`, within `seconds`.
     func next(within seconds: Double, _ what: String,
               where predicate: @escaping @Sendable (Element) -> Bool = { _ in true }) async throws -> Element {

@@ -7,9 +7,12 @@ import Synchronization
 /// full bulk speed).
 ///
 /// Chunks are taken in the order the device sent them, with ``next(timeout:)``
-/// (blocking) or ``next()`` (async). A transfer is given back to libusb only
-/// when its chunk has been taken: a slow reader slows the device down (it
-/// NAKs) instead of losing data. ``stop()`` cancels what is in flight; so do
+/// (blocking) or ``next()`` (async). The stream owns twice as many buffers
+/// as it keeps in flight: a completed transfer is replaced at once, on the
+/// event thread, by a spare one (a reader's wake-up latency does not leave
+/// the device idle); once the reader holds every spare, the stream stops
+/// refilling, so a slow reader slows the device down (it NAKs) instead of
+/// losing data. ``stop()`` cancels what is in flight; so do
 /// removal and closing the device, which end the stream with
 /// ``USBError/deviceRemoved`` or ``USBError/closed``.
 public final class USBInStream: Sendable {
@@ -21,7 +24,9 @@ public final class USBInStream: Sendable {
     private struct State {
         var ready: [(box: TransferBox, count: Int)] = []
         var readyHead = 0
-        /// Boxes not in flight and not ready (being copied, or idle after an error).
+        /// Idle buffers, submitted when fewer than `transfers` are in flight.
+        var spares: [TransferBox] = []
+        var inFlight = 0
         var end: USBError?
         var stopped = false
         var waiters: [UInt64: Waiter] = [:]
@@ -46,6 +51,7 @@ public final class USBInStream: Sendable {
     private let timeout: Duration?
     private let state = Mutex(State())
     private let boxes: [TransferBox]
+    private let transfers: Int
 
     init(core: USBDeviceCore, endpoint: USBDevice.Endpoint, transferSize: Int, transfers: Int,
          timeout: Duration?) throws(USBError) {
@@ -58,17 +64,42 @@ public final class USBInStream: Sendable {
         self.endpoint = endpoint.address
         self.transferSize = transferSize
         self.timeout = timeout
+        self.transfers = transfers
         var boxes: [TransferBox] = []
-        for _ in 0..<transfers {
+        for _ in 0..<(2 * transfers) {
             let box = try TransferBox(capacity: transferSize)
             box.operation = "stream from " + core.describe(endpoint)
             boxes.append(box)
         }
         self.boxes = boxes
-        for box in boxes {
+        state.withLock { $0.spares = boxes }
+        refill()
+        if let error = state.withLock({ $0.end }) {
+            stop()
+            throw error
+        }
+    }
+
+    /// Submits spare buffers until `transfers` are in flight (or the stream
+    /// ended). Called at start, by completions and by readers.
+    private func refill() {
+        while true {
+            let box = state.withLock { s -> TransferBox? in
+                guard s.end == nil, !s.stopped, s.inFlight < transfers, let box = s.spares.popLast() else { return nil }
+                s.inFlight += 1
+                return box
+            }
+            guard let box else { return }
             do throws(USBError) { try submit(box) } catch {
-                stop()
-                throw error
+                let woken = state.withLock { s -> [Waiter] in
+                    s.inFlight -= 1
+                    s.spares.append(box)
+                    if s.end == nil { s.end = error }
+                    defer { s.waiters = [:] }
+                    return Array(s.waiters.values)
+                }
+                for w in woken { w.wake() }
+                return
             }
         }
     }
@@ -82,9 +113,11 @@ public final class USBInStream: Sendable {
 
     private func completed(_ box: TransferBox, _ result: Result<Int, USBError>) {
         let woken = state.withLock { s -> [Waiter] in
+            s.inFlight -= 1
             switch result {
             case .success(let n): s.ready.append((box, n))
             case .failure(let error):
+                s.spares.append(box)
                 // The first error ends the stream (a cancel after stop is not an error).
                 if s.end == nil, !s.stopped { s.end = error }
             }
@@ -96,6 +129,7 @@ public final class USBInStream: Sendable {
             return [s.waiters.removeValue(forKey: first)!]
         }
         for w in woken { w.wake() }
+        refill()
     }
 
     /// Stops reading: transfers in flight are cancelled, waiting readers get
@@ -130,20 +164,11 @@ public final class USBInStream: Sendable {
         }
     }
 
-    /// Copies the chunk out and gives the transfer back to libusb.
+    /// Copies the chunk out and returns its buffer to the spares.
     private func consume(_ box: TransferBox, _ count: Int) throws(USBError) -> [UInt8] {
         let data = Array(UnsafeRawBufferPointer(rebasing: box.buffer[0..<count]))
-        let stopped = state.withLock { $0.stopped || $0.end != nil }
-        if !stopped {
-            do throws(USBError) { try submit(box) } catch {
-                let woken = state.withLock { s -> [Waiter] in
-                    if s.end == nil { s.end = error }
-                    defer { s.waiters = [:] }
-                    return Array(s.waiters.values)
-                }
-                for w in woken { w.wake() }
-            }
-        }
+        state.withLock { $0.spares.append(box) }
+        refill()
         return data
     }
 

@@ -1,0 +1,528 @@
+// Handles and I/O in the lab (issue 5): open by symbolic link, HID reports,
+// bulk and control transfers on real gadgets, removal in the middle of I/O,
+// close during a blocked read, fan-out of input reports, and the example
+// tools under Examples/. Figures go to $LAB_RESULTS/figures.txt.
+import Devif
+import DevifCore
+import DevifHID
+import DevifUSB
+import Foundation
+import Glibc
+import Synchronization
+
+func registerIOTests(_ r: inout LabRunner) {
+    r.add("io: HID echo through handles on a USB gadget and a uhid device, and the hid-echo example") {
+        let f = try await ManagerFixture()
+        defer { f.stop() }
+        try Devlab.run(["create", "ie1", "hid", "--vid", "1209", "--pid", "0d01", "--serial", "LAB-IE-1"])
+        try Devlab.run(["create", "ie2", "uhid", "--vid", "1209", "--pid", "0d02", "--serial", "LAB-IE-2"])
+        try Devlab.plug("ie1")
+        try Devlab.plug("ie2")
+        let gadget = "hid#vid_1209&pid_0d01&mi_00#LAB-IE-1#\(hidClass)"
+        let uhid = try await f.next(1, "the uhid device's hid arrival", where: { $0.event == .arrival && $0.interface.productId == 0x0d02 })[0].interface.symbolicLink
+        _ = try await f.next(1, "the gadget's hid arrival", where: { $0.interface.symbolicLink == gadget })
+        for link in [gadget, uhid] {
+            let h = try f.manager.openHID(link)
+            defer { h.close() }
+            let descriptor = try h.reportDescriptor()
+            try expect(!descriptor.isEmpty, "\(link): empty report descriptor")
+            for i in 0..<200 {
+                let payload = (0..<64).map { UInt8(truncatingIfNeeded: i * 7 + $0) }
+                try h.write(outputReport: [0] + payload)
+                let echo = try h.read(timeout: .seconds(2))
+                try expectEqual(echo, payload, "\(link): echo \(i)")
+            }
+        }
+        for (name, link) in [("gadget", gadget), ("uhid", uhid)] {
+            let r = try runProcess(examplePath("hid-echo"), [link, "--count", "1000", "--json"] + exampleArgs(), timeout: 300)
+            try expectEqual(r.status, 0, "hid-echo exit status (stderr: \(r.stderr))")
+            let j = try jsonObject(r.output)
+            try expectEqual(j["errors"] as? Int, 0, "hid-echo errors")
+            try expectEqual(j["roundTrips"] as? Int, 1000, "hid-echo round trips")
+            figure("hid-echo \(name) 1000 x 64 B: median \(j["medianMicroseconds"] ?? "?") us, p99 \(j["p99Microseconds"] ?? "?") us, max \(j["maxMicroseconds"] ?? "?") us")
+        }
+    }
+
+    r.add("io: loopback integrity from 1 byte to 1 MiB, control and sync transfers, and the bulk-loopback example") {
+        let f = try await ManagerFixture()
+        defer { f.stop() }
+        try Devlab.run(["create", "il1", "loopback", "--vid", "1209", "--pid", "0d03", "--serial", "LAB-IL-1"])
+        try Devlab.plug("il1")
+        let link = "usb#vid_1209&pid_0d03#LAB-IL-1#\(LabClasses.vendorBulk)"
+        _ = try await f.next(1, "the loopback's arrival", where: { $0.interface.symbolicLink == link })
+        let h = try f.manager.openUSB(link)
+        defer { h.close() }
+        let out = try h.endpoints.first { !$0.isIn && $0.kind == .bulk }.orFail("no bulk OUT endpoint in \(h.endpoints)")
+        let inp = try h.endpoints.first { $0.isIn && $0.kind == .bulk }.orFail("no bulk IN endpoint in \(h.endpoints)")
+        let packet = out.maxPacketSize
+        try expect(packet == 512 || packet == 64 || packet == 1024, "max packet size \(packet)")
+        // Control: GET_DESCRIPTOR(device) names the gadget; the synchronous forms.
+        let dd = try syncTransfers(h, out: out.address, in: inp.address)
+        let asyncDD = try await h.controlIn(requestType: 0x80, request: 6, value: 0x0100, index: 0, length: 18)
+        try expectEqual(asyncDD, dd, "async control transfer")
+        // Sizes around the packet size and the device's 4096-byte buffer.
+        let sizes = [1, 2, packet - 1, packet, packet + 1, 2 * packet, 3 * packet, 4095, 4096, 4097, 8192,
+                     65536, 65537, 1 << 20]
+        var seed: UInt64 = 5
+        for size in sizes {
+            // A 64-bit LCG: varied bytes, the same in every run.
+            let data = (0..<size).map { _ -> UInt8 in
+                seed = seed &* 6364136223846793005 &+ 1442695040888963407
+                return UInt8(truncatingIfNeeded: seed >> 33)
+            }
+            let back = try await loopback(h, out: out.address, in: inp.address, data: data)
+            try expect(back == data, "loopback of \(size) bytes: got \(back.count) bytes, \(zip(back, data).filter { $0 != $1 }.count) differ")
+        }
+        h.close()
+        let r = try runProcess(examplePath("bulk-loopback"), [link, "--bytes", "1048576", "--json"] + exampleArgs(), timeout: 300)
+        try expectEqual(r.status, 0, "bulk-loopback exit status (stderr: \(r.stderr))")
+        let j = try jsonObject(r.output)
+        try expectEqual(j["mismatches"] as? Int, 0, "bulk-loopback mismatches")
+        figure("bulk-loopback 1 MiB: \(j["megabytesPerSecond"] ?? "?") MB/s in \(j["seconds"] ?? "?") s")
+    }
+
+    r.add("io: a bulk stream ends with deviceRemoved within 100 ms of an unplug, removal notices come in order, the link opens again") {
+        let f = try await ManagerFixture()
+        defer { f.stop() }
+        try Devlab.run(["create", "is1", "sourcesink", "--vid", "1209", "--pid", "0d04", "--serial", "LAB-IS-1"])
+        let link = "usb#vid_1209&pid_0d04#LAB-IS-1#\(LabClasses.vendorBulk)"
+        var latencies: [Double] = []
+        for round in 0..<5 {
+            try Devlab.plug("is1")
+            _ = try await f.next(1, "arrival \(round)", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+            let h = try f.manager.openUSB(link)
+            let inp = try h.endpoints.first { $0.isIn && $0.kind == .bulk }.orFail("no bulk IN endpoint")
+            let notices = Inbox<RemovalNotice>()
+            let noticeTask = Task { for await n in h.removalNotices() { notices.post(n) } }
+            defer { noticeTask.cancel() }
+            let stream = try h.inStream(endpoint: inp.address, transferSize: 16384, transfers: 8)
+            // Data flows before the unplug.
+            var before = 0
+            while before < 1 << 20 { before += try stream.next(timeout: .seconds(5))?.count ?? 0 }
+            let ended = Inbox<(HandleError, ContinuousClock.Instant)>()
+            let reader = Thread {
+                while true {
+                    do throws(HandleError) { _ = try stream.next(timeout: .seconds(10)) } catch {
+                        ended.post((error, .now))
+                        return
+                    }
+                }
+            }
+            reader.start()
+            let t0 = try unplugNow("is1")
+            let (error, t1) = try await ended.next(within: 5, "the stream to end after the unplug")
+            try expect(error == .deviceRemoved, "stream ended with \(error), not deviceRemoved")
+            try expectEqual(error.link, link, "the error names the link")
+            let latency = Double(ms(t1 - t0))
+            latencies.append(latency)
+            try expect(latency <= 100, "the stream ended \(latency) ms after the unplug (limit 100 ms)")
+            try expectEqual(try await notices.next(within: 5, "the pending notice"), .pending, "first notice")
+            try expectEqual(try await notices.next(within: 5, "the complete notice"), .complete, "second notice")
+            // Later calls fail fast with the same error.
+            let fastest = try callsAfterRemoval(h, endpoint: inp.address)
+            try expect(fastest < 50, "calls after removal took at least \(fastest) ms")
+            try expect(h.close(), "close after removal")
+            try expect(!h.close(), "a second close reports the handle closed already")
+            try Devlab.unplug("is1")  // devlab's own state follows the direct unbind
+            _ = try await f.next(1, "removal \(round)", where: { $0.event == .removal && $0.interface.symbolicLink == link })
+        }
+        figure("bulk stream: unplug to deviceRemoved over 5 unplugs: \(latencies.map { Int($0) }) ms")
+        // After the last replug: the bulk-stream example, then its exit 69 on removal.
+        try Devlab.plug("is1")
+        _ = try await f.next(1, "the last arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+        let r = try runProcess(examplePath("bulk-stream"), [link, "--seconds", "3", "--json"] + exampleArgs(), timeout: 120)
+        try expectEqual(r.status, 0, "bulk-stream exit status (stderr: \(r.stderr))")
+        let j = try jsonObject(r.output)
+        try expect(((j["bytes"] as? Int) ?? 0) > 0, "bulk-stream read nothing: \(r.output)")
+        figure("bulk-stream 3 s, 8 x 16 KiB in flight: \(j["megabytesPerSecond"] ?? "?") MB/s")
+        let devnode = try f.manager.interface(link: link)?.devnode.orFail("no devnode for \(link)")
+        let p = try LiveProcess(examplePath("bulk-stream"), [link, "--seconds", "120"] + exampleArgs())
+        defer { p.kill() }
+        try await p.waitUntilOpen(devnode ?? "", within: 30)
+        _ = try unplugNow("is1")
+        let status = try await p.wait(within: 10)
+        try expectEqual(status, 69, "bulk-stream exit status after the unplug (stderr: \(p.stderrText))")
+        let lines = p.stderrText.split(separator: "\n")
+        try expectEqual(lines.count, 1, "bulk-stream's stderr lines: \(lines)")
+        try expect(lines.first?.contains(link) == true && lines.first?.contains("removed") == true,
+                   "bulk-stream's message does not name the link and the removal: \(lines)")
+    }
+
+    r.add("io: a blocked HID read ends at once on close, and with deviceRemoved within 100 ms of an unplug; the link opens again") {
+        let f = try await ManagerFixture()
+        defer { f.stop() }
+        // No echo: reads block.
+        try Devlab.run(["create", "ib1", "hid", "--vid", "1209", "--pid", "0d05", "--serial", "LAB-IB-1", "--hid-mode", "none"])
+        try Devlab.plug("ib1")
+        let link = "hid#vid_1209&pid_0d05&mi_00#LAB-IB-1#\(hidClass)"
+        _ = try await f.next(1, "the hid arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+        // Close during a blocked read.
+        let a = try f.manager.openHID(link)
+        let closedRead = Inbox<(HandleError, ContinuousClock.Instant)>()
+        Thread {
+            do throws(HandleError) { _ = try a.read(timeout: nil); closedRead.post((HandleError.io, .now)) } catch { closedRead.post((error, .now)) }
+        }.start()
+        // The read must still be blocked when we close (else this proves nothing).
+        try await Task.sleep(for: .milliseconds(300))
+        try expect(closedRead.isEmpty, "the read returned before close")
+        let tc = ContinuousClock.now
+        a.close()
+        let (closeError, tce) = try await closedRead.next(within: 5, "the blocked read to end after close")
+        try expect(closeError == .closed, "a read ended by close failed with \(closeError)")
+        figure("close ended a blocked HID read after \(ms(tce - tc)) ms")
+        try expect(ms(tce - tc) <= 100, "close ended the blocked read after \(ms(tce - tc)) ms")
+        do { _ = try a.read(timeout: .zero); throw LabFailure("read on a closed handle succeeded") } catch let e as HandleError {
+            try expect(e == .closed, "read on a closed handle: \(e)")
+        }
+        // Unplug during a blocked read.
+        let b = try f.manager.openHID(link)
+        let notices = Inbox<RemovalNotice>()
+        let noticeTask = Task { for await n in b.removalNotices() { notices.post(n) } }
+        defer { noticeTask.cancel() }
+        let removedRead = Inbox<(HandleError, ContinuousClock.Instant)>()
+        Thread {
+            do throws(HandleError) { _ = try b.read(timeout: nil); removedRead.post((HandleError.io, .now)) } catch { removedRead.post((error, .now)) }
+        }.start()
+        try await Task.sleep(for: .milliseconds(300))
+        try expect(removedRead.isEmpty, "the read returned before the unplug")
+        let t0 = try unplugNow("ib1")
+        let (error, t1) = try await removedRead.next(within: 5, "the blocked read to end after the unplug")
+        try expect(error == .deviceRemoved, "the read ended with \(error), not deviceRemoved")
+        figure("unplug ended a blocked HID read after \(ms(t1 - t0)) ms")
+        try expect(ms(t1 - t0) <= 100, "the read ended \(ms(t1 - t0)) ms after the unplug (limit 100 ms)")
+        try expectEqual(try await notices.next(within: 5, "the pending notice"), .pending, "first notice")
+        try expectEqual(try await notices.next(within: 5, "the complete notice"), .complete, "second notice")
+        do { try b.write(outputReport: [0, 1]); throw LabFailure("write after removal succeeded") } catch let e as HandleError {
+            try expect(e == .deviceRemoved, "write after removal: \(e)")
+        }
+        b.close()
+        try Devlab.unplug("ib1")
+        _ = try await f.next(1, "the removal", where: { $0.event == .removal && $0.interface.symbolicLink == link })
+        try Devlab.plug("ib1")
+        _ = try await f.next(1, "the arrival after replug", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+        let c = try f.manager.openHID(link)
+        defer { c.close() }
+        try expect(!(try c.reportDescriptor()).isEmpty, "report descriptor after reopening")
+    }
+
+    r.add("io: two readers of one HID device get every input report; a reader that stops gets an overflow notice") {
+        let f = try await ManagerFixture()
+        defer { f.stop() }
+        try Devlab.run(["create", "if1", "uhid", "--vid", "1209", "--pid", "0d06", "--serial", "LAB-IF-1"])
+        try Devlab.plug("if1")
+        let link = try await f.next(1, "the uhid arrival", where: { $0.event == .arrival && $0.interface.productId == 0x0d06 })[0].interface.symbolicLink
+        let h = try f.manager.openHID(link)
+        defer { h.close() }
+        let count = 150
+        let a = ReportCollector(h.inputReports(capacity: 1024))
+        let b = ReportCollector(h.inputReports(capacity: 1024))
+        let stalled = h.inputReports(capacity: 8)  // never read until the end
+        for i in 0..<count {
+            try h.write(outputReport: [0] + reportPayload(i))
+            // Paced by the echo itself: the next report goes once this one is back.
+            try await a.waitFor(i + 1, within: 5)
+        }
+        try await b.waitFor(count, within: 5)
+        let expected = (0..<count).map(reportPayload)
+        try expectEqual(a.reports, expected, "reader A's reports")
+        try expectEqual(b.reports, expected, "reader B's reports")
+        try expectEqual(a.overflows + b.overflows, 0, "overflows of the readers that kept up")
+        h.close()  // ends the stream, so the stalled reader's loop ends
+        var got = 0, missed: UInt64 = 0, ended = 0, order: [String] = []
+        for await d in stalled {
+            switch d {
+            case .event(.report): got += 1; if order.last != "r" { order.append("r") }
+            case .event(.ended): ended += 1
+            case .event: break
+            case .overflow(let m): missed += m; order.append("overflow \(m)")
+            }
+        }
+        try expect(missed > 0, "the stalled reader got no overflow notice (got \(got) reports)")
+        // Every event is either delivered or counted as missed: 150 reports and the end.
+        try expectEqual(UInt64(got + ended) + missed, UInt64(count + 1), "stalled reader: events delivered + missed")
+        figure("stalled reader (capacity 8) of 150 reports: \(got) delivered, \(missed) missed, sequence \(order)")
+    }
+
+    r.add("io: handle errors: unknown link, wrong kind, absent device, stale copy of a closed handle") {
+        let f = try await ManagerFixture()
+        defer { f.stop() }
+        try Devlab.run(["create", "ix1", "hid", "--vid", "1209", "--pid", "0d07", "--serial", "LAB-IX-1"])
+        try Devlab.plug("ix1")
+        let hidLink = "hid#vid_1209&pid_0d07&mi_00#LAB-IX-1#\(hidClass)"
+        let usbLink = "usb#vid_1209&pid_0d07#LAB-IX-1#\(usbDeviceClass)"
+        _ = try await f.next(1, "the hid arrival", where: { $0.interface.symbolicLink == hidLink })
+        _ = try await f.next(1, "the usb arrival", where: { $0.interface.symbolicLink == usbLink })
+        func expectError(_ what: String, _ expected: HandleError, _ body: () throws -> Void) throws {
+            do { try body(); throw LabFailure("\(what) succeeded") } catch let e as HandleError {
+                try expect(e == expected, "\(what): \(e), expected \(expected)")
+                try expect(!e.description.isEmpty, "\(what): empty message")
+            }
+        }
+        try expectError("open an unknown link", .unknownLink) { _ = try f.manager.open("usb#vid_ffff&pid_ffff#NOPE#\(usbDeviceClass)") }
+        try expectError("openUSB on a HID link", .wrongKind) { _ = try f.manager.openUSB(hidLink) }
+        try expectError("openHID on a USB link", .wrongKind) { _ = try f.manager.openHID(usbLink) }
+        let h = try f.manager.openHID(hidLink)
+        let copy = h
+        try expect(h.close(), "close")
+        try expectError("a stale copy", .closed) { _ = try copy.reportDescriptor() }
+        // USB device instance: a control transfer without claiming anything.
+        let u = try f.manager.openUSB(usbLink)
+        let status = try await u.controlIn(requestType: 0x80, request: 0, value: 0, index: 0, length: 2)
+        try expectEqual(status.count, 2, "GET_STATUS length")
+        u.close()
+        try Devlab.unplug("ix1")
+        _ = try await f.next(1, "the removal", where: { $0.event == .removal && $0.interface.symbolicLink == hidLink })
+        try expectError("open an absent (remembered) instance", .notPresent) { _ = try f.manager.openHID(hidLink) }
+        try expectEqual(f.manager.openHandleCount, 0, "open handles left")
+    }
+
+    r.add("io: hid-monitor follows arrivals and removals and prints every input report") {
+        let f = try await ManagerFixture()
+        defer { f.stop() }
+        let p = try LiveProcess(examplePath("hid-monitor"), ["--json"] + exampleArgs())
+        defer { p.kill() }
+        try Devlab.run(["create", "im1", "hid", "--vid", "1209", "--pid", "0d08", "--serial", "LAB-IM-1"])
+        try Devlab.plug("im1")
+        let link = "hid#vid_1209&pid_0d08&mi_00#LAB-IM-1#\(hidClass)"
+        _ = try await p.line(within: 30, "the monitor's arrival line") { $0["event"] as? String == "arrival" && $0["link"] as? String == link }
+        _ = try await f.next(1, "the hid arrival", where: { $0.interface.symbolicLink == link })
+        let h = try f.manager.openHID(link)
+        for i in 0..<20 {
+            try h.write(outputReport: [0] + reportPayload(i))
+            _ = try h.read(timeout: .seconds(2))
+        }
+        h.close()
+        for i in 0..<20 {
+            let expected = reportPayload(i).map { String(format: "%02x", $0) }.joined()
+            let l = try await p.line(within: 10, "report \(i) from the monitor") { $0["event"] as? String == "report" && $0["link"] as? String == link }
+            try expectEqual(l["data"] as? String, expected, "report \(i) as the monitor printed it")
+        }
+        try Devlab.unplug("im1")
+        _ = try await p.line(within: 30, "the monitor's removal line") { $0["event"] as? String == "removal" && $0["link"] as? String == link }
+        try expectEqual(try p.interrupt(), 0, "hid-monitor exit status after SIGINT")
+    }
+}
+
+// MARK: Helpers
+
+/// Ten reads on a removed device: each must fail with deviceRemoved; returns
+/// the fastest one's milliseconds (the first may pay for cold code paths).
+func callsAfterRemoval(_ h: USBHandle, endpoint: UInt8) throws -> Int {
+    var times: [Int] = []
+    for _ in 0..<10 {
+        let t = ContinuousClock.now
+        do {
+            _ = try h.read(endpoint: endpoint, length: 64, timeout: .seconds(5))
+            throw LabFailure("a read after removal succeeded")
+        } catch let e as HandleError {
+            try expect(e == .deviceRemoved, "a read after removal failed with \(e)")
+        }
+        times.append(ms(ContinuousClock.now - t))
+    }
+    figure("reads after removal: \(times) ms")
+    return times.min() ?? 0
+}
+
+/// The synchronous calls (from a synchronous function: in async code the
+/// async overloads are chosen): GET_DESCRIPTOR(device), a write and its echo,
+/// clear halt. Returns the device descriptor.
+func syncTransfers(_ h: USBHandle, out: UInt8, in inp: UInt8) throws -> [UInt8] {
+    let dd = try h.controlIn(requestType: 0x80, request: 6, value: 0x0100, index: 0, length: 18)
+    try expectEqual(dd.count, 18, "device descriptor length")
+    try expectEqual(Array(dd[8...11]), [0x09, 0x12, 0x03, 0x0d], "idVendor/idProduct in the device descriptor")
+    let small = (0..<100).map { UInt8($0) }
+    try expectEqual(try h.write(endpoint: out, small), 100, "sync write")
+    try expectEqual(try h.read(endpoint: inp, length: 4096, timeout: .seconds(2)), small, "sync read back")
+    try h.clearHalt(endpoint: inp)
+    return dd
+}
+
+/// Sends `data` through a Loopback device (its buffers are 4096 bytes; a
+/// short last piece ends with a ZLP) and collects what comes back.
+func loopback(_ h: USBHandle, out: UInt8, in inp: UInt8, data: [UInt8]) async throws -> [UInt8] {
+    let chunk = 4096
+    let stream = try h.inStream(endpoint: inp, transferSize: chunk, transfers: 4, timeout: .seconds(5))
+    defer { stream.stop() }
+    let writer = Task { () async throws -> Void in
+        var offset = 0
+        while offset < data.count {
+            // Whole device buffers (up to 16 per transfer), then the short rest.
+            let rest = data.count - offset
+            let n = rest < chunk ? rest : min(rest / chunk, 16) * chunk
+            try await h.write(endpoint: out, Array(data[offset..<(offset + n)]), zeroLengthPacket: n < chunk)
+            offset += n
+        }
+    }
+    var back: [UInt8] = []
+    while back.count < data.count {
+        guard let piece = try stream.next(timeout: .seconds(5)) else { break }
+        back += piece
+    }
+    try await writer.value
+    return back
+}
+
+func reportPayload(_ i: Int) -> [UInt8] { (0..<64).map { UInt8(truncatingIfNeeded: i &* 31 &+ $0) } }
+
+/// Collects a HID input report subscription in the background.
+final class ReportCollector: Sendable {
+    private let state = Shared<(reports: [[UInt8]], overflows: Int)>(([], 0))
+    private let arrived = Inbox<Int>()
+    private let task: Task<Void, Never>
+
+    init(_ subscription: FanOut<HIDDevice.InputEvent>.Subscription) {
+        let state = self.state, arrived = self.arrived
+        task = Task {
+            for await d in subscription {
+                switch d {
+                case .event(.report(let r)):
+                    let n = state.withLock { s in s.reports.append(r.array); return s.reports.count }
+                    arrived.post(n)
+                case .event: break
+                case .overflow: state.withLock { $0.overflows += 1 }
+                }
+            }
+        }
+    }
+
+    var reports: [[UInt8]] { state.withLock { $0.reports } }
+    var overflows: Int { state.withLock { $0.overflows } }
+
+    func waitFor(_ n: Int, within seconds: Double) async throws {
+        if state.withLock({ $0.reports.count }) >= n { return }
+        _ = try await arrived.next(within: seconds, "input report \(n)") { $0 >= n }
+    }
+}
+
+/// Unplugs a gadget by unbinding its UDC directly (no subprocess between
+/// the clock and the kernel); returns the time just before the write.
+func unplugNow(_ name: String) throws -> ContinuousClock.Instant {
+    let path = "/sys/kernel/config/usb_gadget/devlab-\(name)/UDC"
+    let fd = open(path, O_WRONLY)
+    guard fd >= 0 else { throw LabFailure("open \(path): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    let t0 = ContinuousClock.now
+    guard write(fd, "\n", 1) == 1 else { throw LabFailure("write \(path): \(String(cString: strerror(errno)))") }
+    return t0
+}
+
+func ms(_ d: Duration) -> Int {
+    Int(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)
+}
+
+func examplePath(_ name: String) -> String { Devlab.repo.appendingPathComponent(".build/debug/\(name)").path }
+
+/// The examples see the lab's classes and a registry of their own.
+func exampleArgs() -> [String] {
+    ["--classes-dir", LabClasses.folder, "--registry", "/tmp/devif-lab-examples-\(UUID().uuidString).sqlite"]
+}
+
+func jsonObject(_ text: String) throws -> [String: Any] {
+    guard let line = text.split(separator: "\n").last,
+          let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+        throw LabFailure("expected a JSON object, got: \(text.prefix(300))")
+    }
+    return o
+}
+
+/// A measured figure for the closing note: printed and kept in $LAB_RESULTS/figures.txt.
+func figure(_ line: String) {
+    FileHandle.standardOutput.write(Data("figure: \(line)\n".utf8))
+    guard let dir = ProcessInfo.processInfo.environment["LAB_RESULTS"] else { return }
+    let path = dir + "/figures.txt"
+    if let h = FileHandle(forWritingAtPath: path) {
+        h.seekToEndOfFile()
+        h.write(Data((line + "\n").utf8))
+        try? h.close()
+    } else {
+        _ = FileManager.default.createFile(atPath: path, contents: Data((line + "\n").utf8))
+    }
+}
+
+/// A Mutex a thread's or task's closure can hold (a Mutex itself cannot be copied).
+final class Shared<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
+}
+
+/// A child process whose stdout lines (JSON objects) are read as they come.
+final class LiveProcess: @unchecked Sendable {  // the Process is only touched from the test task
+    let process = Process()
+    private let lines = Inbox<JSONLine>()
+    private let errData = Shared(Data())
+
+    struct JSONLine: @unchecked Sendable { let object: [String: Any] }
+
+    init(_ path: String, _ args: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = args
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let lines = self.lines, errData = self.errData
+        Thread.detachNewThread {
+            let handle = out.fileHandleForReading
+            var buffer = Data()
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { return }
+                buffer.append(chunk)
+                while let nl = buffer.firstIndex(of: 10) {
+                    let line = buffer[buffer.startIndex..<nl]
+                    buffer = Data(buffer[(nl + 1)...])
+                    if let o = try? JSONSerialization.jsonObject(with: line) as? [String: Any] { lines.post(JSONLine(object: o)) }
+                }
+            }
+        }
+        Thread.detachNewThread {
+            let handle = err.fileHandleForReading
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { return }
+                errData.withLock { $0.append(chunk) }
+            }
+        }
+    }
+
+    var stderrText: String { errData.withLock { String(decoding: $0, as: UTF8.self) } }
+
+    func line(within seconds: Double, _ what: String,
+              where predicate: @escaping @Sendable ([String: Any]) -> Bool) async throws -> [String: Any] {
+        try await lines.next(within: seconds, what, where: { predicate($0.object) }).object
+    }
+
+    /// Waits until the process has `node` open (seen in /proc/PID/fd).
+    func waitUntilOpen(_ node: String, within seconds: Double) async throws {
+        let pid = process.processIdentifier
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            let dir = "/proc/\(pid)/fd"
+            let fds = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+            if fds.contains(where: { (try? FileManager.default.destinationOfSymbolicLink(atPath: dir + "/" + $0)) == node }) { return }
+            guard process.isRunning else { throw LabFailure("the process ended before opening \(node): \(stderrText)") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw LabFailure("the process did not open \(node) within \(seconds) s")
+    }
+
+    func wait(within seconds: Double) async throws -> Int32 {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while process.isRunning {
+            guard ContinuousClock.now < deadline else { throw LabFailure("the process still runs after \(seconds) s") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return process.terminationStatus
+    }
+
+    func interrupt() throws -> Int32 {
+        process.interrupt()
+        let deadline = Date().addingTimeInterval(10)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        guard !process.isRunning else { throw LabFailure("still running 10 s after SIGINT") }
+        return process.terminationStatus
+    }
+
+    func kill() { if process.isRunning { process.terminate() } }
+}
