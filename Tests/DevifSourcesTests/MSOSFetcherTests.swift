@@ -158,6 +158,28 @@ private func composite() -> FakeDevice {
         }
     }
 
+    @Test func aBOSWithoutMSOS20IsRememberedSoTheModelIsNotAskedAgain() throws {
+        let memory = MSOS10ProbeMemory(store: InMemoryRegistryStore())
+        // USB 2.0 extension capability only (what LPM devices send).
+        let bos: [UInt8] = [5, 0x0F] + le16(12) + [1] + [7, 0x10, 2] + le32(6)
+        var first = FakeDevice()
+        first.answers[FakeDevice.bos] = .bytes(bos)
+        let a = fetcher(memory: memory).fetch(&first, device: tinyUSBFacts)
+        #expect(a.msOS20Absent && a.guids.isEmpty && a.notes.isEmpty, "\(a.notes)")
+        #expect(first.requests.count == 2)
+        #expect(try memory.msOS20Absent(vendorID: 0xCAFE, productID: 0x4011, bcdDevice: 0x0100))
+        var second = FakeDevice()
+        second.answers[FakeDevice.bos] = .bytes(bos)
+        _ = fetcher(memory: memory).fetch(&second, device: tinyUSBFacts)
+        #expect(second.requests.isEmpty, "asked again: \(second.asked)")
+        // A malformed BOS is not remembered: it may have been a transfer problem.
+        let other = MSOS10ProbeMemory(store: InMemoryRegistryStore())
+        var broken = FakeDevice()
+        broken.answers[FakeDevice.bos] = .bytes([5, 0x0F] + le16(12) + [1] + [0, 0x10, 2])
+        _ = fetcher(memory: other).fetch(&broken, device: tinyUSBFacts)
+        #expect(try !other.msOS20Absent(vendorID: 0xCAFE, productID: 0x4011, bcdDevice: 0x0100))
+    }
+
     @Test func aTimeoutStopsEverythingAfterIt() throws {
         var device = FakeDevice()
         device.answers[FakeDevice.bos] = .error(LIBUSB_ERROR_TIMEOUT.rawValue)

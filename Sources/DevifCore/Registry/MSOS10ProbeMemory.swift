@@ -58,6 +58,27 @@ public struct MSOS10ProbeMemory: Sendable {
                           time: time)
     }
 
+    // MARK: MS OS 2.0
+
+    /// The fact key for "this model's BOS has no MS OS 2.0 platform capability":
+    /// `msos20/<vid>:<pid>:<bcd>`.
+    public static func msOS20Key(vendorID: UInt16, productID: UInt16, bcdDevice: UInt16) -> String {
+        "msos20/\(hex4(vendorID)):\(hex4(productID)):\(hex4(bcdDevice))"
+    }
+
+    /// Whether this model's BOS was read and had no MS OS 2.0 capability:
+    /// then listing need not open the device again to read it.
+    public func msOS20Absent(vendorID: UInt16, productID: UInt16, bcdDevice: UInt16) throws(RegistryError) -> Bool {
+        try store.fact(forKey: Self.msOS20Key(vendorID: vendorID, productID: productID, bcdDevice: bcdDevice)) == "absent"
+    }
+
+    /// Remembers that this model has no MS OS 2.0 capability (false forgets it).
+    public func rememberMSOS20Absent(_ absent: Bool, vendorID: UInt16, productID: UInt16, bcdDevice: UInt16,
+                                     time: Date = Date()) throws(RegistryError) {
+        try store.setFact(absent ? "absent" : nil,
+                          forKey: Self.msOS20Key(vendorID: vendorID, productID: productID, bcdDevice: bcdDevice), time: time)
+    }
+
     // MARK: The process's registry
 
     private final class WeakRegistry: Sendable {

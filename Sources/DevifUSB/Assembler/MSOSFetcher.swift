@@ -59,6 +59,8 @@ struct MSOSFetcher {
         var askedOSString = false
         /// Whether an MS OS 2.0 descriptor set was read.
         var readMSOS20Set = false
+        /// Whether the BOS was read and has no MS OS 2.0 capability (remembered per model).
+        var msOS20Absent = false
     }
 
     /// Larger descriptors are not asked for (usbfs refuses control transfers
@@ -76,7 +78,17 @@ struct MSOSFetcher {
                               deadline: ContinuousClock.now + settings.budget)
         defer { pipe = session.pipe }
         do {
-            if device.bcdUSB >= 0x0201 { try readMSOS20(&session, &outcome) }
+            if device.bcdUSB >= 0x0201, !Self.knownWithoutMSOS20(device, settings.memory) {
+                try readMSOS20(&session, &outcome)
+                if outcome.msOS20Absent {
+                    do {
+                        try settings.memory?.rememberMSOS20Absent(true, vendorID: device.vendorID, productID: device.productID,
+                                                                   bcdDevice: device.bcdDevice)
+                    } catch {
+                        outcome.notes.append("MS OS 2.0: could not remember that this model has none (\(error))")
+                    }
+                }
+            }
             if !outcome.readMSOS20Set,
                settings.msOS10Probes.allowMSOS10Probe(vendorID: device.vendorID, productID: device.productID,
                                                       bcdDevice: device.bcdDevice) {
@@ -112,6 +124,8 @@ struct MSOSFetcher {
         let bos = BOSDescriptor.parse(bytes)
         for issue in bos.issues { outcome.notes.append("BOS descriptor: \(issue)") }
         guard let info = bos.msOS20DescriptorSet(forWindowsVersion: settings.windowsVersion) else {
+            // A well-formed BOS without the capability: nothing to ask this model again.
+            if bos.msOS20DescriptorSets.isEmpty, bos.issues.isEmpty { outcome.msOS20Absent = true }
             if !bos.msOS20DescriptorSets.isEmpty {
                 outcome.notes.append("MS OS 2.0: no descriptor set for Windows \(String(settings.windowsVersion, radix: 16)) or earlier")
             }
@@ -129,6 +143,12 @@ struct MSOSFetcher {
         for issue in set.issues { outcome.notes.append("MS OS 2.0 descriptor set: \(issue)") }
         outcome.readMSOS20Set = true
         append(set.declaredInterfaceGUIDs, to: &outcome)
+    }
+
+    /// Whether the memory says this model's BOS has no MS OS 2.0 capability.
+    static func knownWithoutMSOS20(_ device: MSOSDeviceFacts, _ memory: MSOS10ProbeMemory?) -> Bool {
+        (try? memory?.msOS20Absent(vendorID: device.vendorID, productID: device.productID,
+                                   bcdDevice: device.bcdDevice)) == true
     }
 
     // MARK: MS OS 1.0

@@ -139,13 +139,16 @@ struct USBAssembler: Sendable {
     }
 
     /// The MS OS fetch for this device, or nil when there is nothing to ask:
-    /// no BOS (bcdUSB below 0x0201) and no MS OS 1.0 probe allowed, or its
-    /// remembered answer is "absent".
+    /// no BOS (bcdUSB below 0x0201, or one already read without MS OS 2.0,
+    /// remembered per model, so listing does not open such devices again)
+    /// and no MS OS 1.0 probe allowed, or its remembered answer is "absent".
     private func msOSFetcher(for raw: RawDevice) -> MSOSFetcher? {
         let memory = MSOSDescriptorSettings.memory()
         var settings = MSOSFetcher.Settings(msOS10Probes: msOSProbes, memory: memory)
         settings.requestTimeoutMilliseconds = Int(min(options.stringTimeout.milliseconds, 300))
-        if raw.bcdUSB >= 0x0201 { return MSOSFetcher(settings: settings) }
+        let facts = MSOSDeviceFacts(vendorID: raw.vendorID, productID: raw.productID, bcdDevice: raw.bcdDevice,
+                                    bcdUSB: raw.bcdUSB)
+        if raw.bcdUSB >= 0x0201, !MSOSFetcher.knownWithoutMSOS20(facts, memory) { return MSOSFetcher(settings: settings) }
         guard msOSProbes.allowMSOS10Probe(vendorID: raw.vendorID, productID: raw.productID, bcdDevice: raw.bcdDevice)
         else { return nil }
         if (try? memory.answer(vendorID: raw.vendorID, productID: raw.productID, bcdDevice: raw.bcdDevice)) == .absent {
