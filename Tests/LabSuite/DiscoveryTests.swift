@@ -392,22 +392,11 @@ final class CLIWatcher: @unchecked Sendable {  // the Process is only touched fr
         let out = Pipe()
         process.standardOutput = out
         try process.run()
-        let handle = out.fileHandleForReading
-        Thread.detachNewThread { [lines, self] in
-            var buffer = Data()
-            while true {
-                let chunk = handle.availableData
-                if chunk.isEmpty { return }
-                buffer.append(chunk)
-                while let nl = buffer.firstIndex(of: 10) {
-                    let line = buffer[buffer.startIndex..<nl]
-                    buffer = Data(buffer[(nl + 1)...])
-                    if let o = try? JSONSerialization.jsonObject(with: line) as? [String: Any] {
-                        let l = WatchLine(o)
-                        self.seen.withLock { $0.append(l) }
-                        lines.post(l)
-                    }
-                }
+        forEachLine(of: out.fileHandleForReading) { [lines, self] line in
+            if let o = try? JSONSerialization.jsonObject(with: line) as? [String: Any] {
+                let l = WatchLine(o)
+                self.seen.withLock { $0.append(l) }
+                lines.post(l)
             }
         }
     }

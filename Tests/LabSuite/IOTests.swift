@@ -462,19 +462,8 @@ final class LiveProcess: @unchecked Sendable {  // the Process is only touched f
         process.standardError = err
         try process.run()
         let lines = self.lines, errData = self.errData
-        Thread.detachNewThread {
-            let handle = out.fileHandleForReading
-            var buffer = Data()
-            while true {
-                let chunk = handle.availableData
-                if chunk.isEmpty { return }
-                buffer.append(chunk)
-                while let nl = buffer.firstIndex(of: 10) {
-                    let line = buffer[buffer.startIndex..<nl]
-                    buffer = Data(buffer[(nl + 1)...])
-                    if let o = try? JSONSerialization.jsonObject(with: line) as? [String: Any] { lines.post(JSONLine(object: o)) }
-                }
-            }
+        forEachLine(of: out.fileHandleForReading) { line in
+            if let o = try? JSONSerialization.jsonObject(with: line) as? [String: Any] { lines.post(JSONLine(object: o)) }
         }
         Thread.detachNewThread {
             let handle = err.fileHandleForReading

@@ -52,3 +52,20 @@ func killAfter(_ process: Process, seconds: Double) -> DispatchWorkItem {
 
 /// The devif-usb built next to this suite.
 var devifUSBPath: String { Devlab.repo.appendingPathComponent(".build/debug/devif-usb").path }
+
+/// Reads `handle` on a thread of its own until end of file and calls `body`
+/// with each complete line (without its newline).
+func forEachLine(of handle: FileHandle, _ body: @escaping @Sendable (Data) -> Void) {
+    Thread.detachNewThread {
+        var buffer = Data()
+        while true {
+            let chunk = handle.availableData
+            if chunk.isEmpty { return }
+            buffer.append(chunk)
+            while let nl = buffer.firstIndex(of: 10) {
+                body(Data(buffer[buffer.startIndex..<nl]))
+                buffer = Data(buffer[(nl + 1)...])
+            }
+        }
+    }
+}
