@@ -85,7 +85,11 @@ public final class DeviceManager: Sendable {
         } catch {
             throw ManagerError("cannot load the instance registry: \(error)")
         }
-        sources = options.sources ?? [USBSource(), HIDSource()]
+        // The USB source asks for MS OS 1.0 descriptors only where this
+        // catalog allows, and remembers the answers in this registry.
+        let usbOptions = USBSource.Options(msOS10ProbeRules: catalog.msOS10Probes,
+                                           msOS10ProbeMemory: MSOS10ProbeMemory(store: registry.store))
+        sources = options.sources ?? [USBSource(options: usbOptions), HIDSource()]
         pipeline = Pipeline(classifier: Classifier(catalog: catalog), registry: registry,
                             sourceNames: sources.map(\.name), watchCapacity: options.watchCapacity)
         for n in notices { pipeline.notice(n) }

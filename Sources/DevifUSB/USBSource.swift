@@ -39,12 +39,22 @@ public final class USBSource: DeviceSource {
         /// decides by whether udevd runs; true or false forces it (tests).
         public var followKernelUevents: Bool?
 
+        /// Which devices may be asked for the MS OS 1.0 string 0xEE (the
+        /// catalog's `[ms-os-1.0]` probe lines); nil: ``MSOSDescriptorSettings``.
+        public var msOS10ProbeRules: [MSOS10ProbeRule]?
+        /// Where probe answers are remembered (the manager's registry); nil:
+        /// ``MSOSDescriptorSettings``.
+        public var msOS10ProbeMemory: MSOS10ProbeMemory?
+
         public init(confirmAccessByOpening: Bool = false, stringTimeout: Duration = .milliseconds(500),
-                    readyWait: Duration = .seconds(2), followKernelUevents: Bool? = nil) {
+                    readyWait: Duration = .seconds(2), followKernelUevents: Bool? = nil,
+                    msOS10ProbeRules: [MSOS10ProbeRule]? = nil, msOS10ProbeMemory: MSOS10ProbeMemory? = nil) {
             self.confirmAccessByOpening = confirmAccessByOpening
             self.stringTimeout = stringTimeout
             self.readyWait = readyWait
             self.followKernelUevents = followKernelUevents
+            self.msOS10ProbeRules = msOS10ProbeRules
+            self.msOS10ProbeMemory = msOS10ProbeMemory
         }
     }
 

@@ -39,12 +39,12 @@ final class ManagerFixture: Sendable {
     let overflows = Counter()
     private let pump: Task<Void, Never>
 
-    init(filter: InterfaceFilter = .all, registry: String? = nil,
+    init(filter: InterfaceFilter = .all, registry: String? = nil, classFolders: [String] = [],
          onNotice: (@Sendable (String) -> Void)? = nil) async throws {
         try LabClasses.install()
         var o = DeviceManager.Options()
         o.registryPath = registry ?? "/tmp/devif-lab-\(UUID().uuidString).sqlite"
-        o.classFolders = [LabClasses.folder]
+        o.classFolders = [LabClasses.folder] + classFolders
         manager = try DeviceManager(options: o)
         if let onNotice { manager.onNotice(onNotice) }
         manager.start()

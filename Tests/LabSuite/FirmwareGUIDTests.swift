@@ -200,10 +200,9 @@ func registerFirmwareGUIDTests(_ r: inout LabRunner) {
 
     r.add("firmware GUID: the manager's watch follows an MS OS 1.0 declared class through unplug and replug") {
         try FirmwareLab.install()
-        MSOSDescriptorSettings.setProbeRules(FirmwareLab.rules)
-        defer { MSOSDescriptorSettings.setProbeRules(nil) }
         let g = FirmwareLab.sz
-        let f = try await ManagerFixture(filter: InterfaceFilter(classGuid: g))
+        // The manager hands its own catalog's probe lines to the USB source.
+        let f = try await ManagerFixture(filter: InterfaceFilter(classGuid: g), classFolders: [FirmwareLab.folder])
         defer { f.stop() }
         try Devlab.run(["create", "fw4", "ffs", "--vid", "1209", "--pid", "0f01", "--serial", "LAB-FW-4",
                         "--msos-guid", g.description])

@@ -14,7 +14,12 @@ struct USBAssembler: Sendable {
     var options: USBSource.Options
     /// MS OS descriptor policy (which devices may be asked for string 0xEE),
     /// read when the source starts.
-    var msOSProbes: [MSOS10ProbeRule] = MSOSDescriptorSettings.probeRules()
+    var msOSProbes: [MSOS10ProbeRule]
+
+    init(options: USBSource.Options) {
+        self.options = options
+        msOSProbes = options.msOS10ProbeRules ?? MSOSDescriptorSettings.probeRules()
+    }
 
     /// How to get a libusb handle for reading strings the kernel did not cache.
     enum Opener {
@@ -143,7 +148,7 @@ struct USBAssembler: Sendable {
     /// remembered per model, so listing does not open such devices again)
     /// and no MS OS 1.0 probe allowed, or its remembered answer is "absent".
     private func msOSFetcher(for raw: RawDevice) -> MSOSFetcher? {
-        let memory = MSOSDescriptorSettings.memory()
+        let memory = options.msOS10ProbeMemory ?? MSOSDescriptorSettings.memory()
         var settings = MSOSFetcher.Settings(msOS10Probes: msOSProbes, memory: memory)
         settings.requestTimeoutMilliseconds = Int(min(options.stringTimeout.milliseconds, 300))
         let facts = MSOSDeviceFacts(vendorID: raw.vendorID, productID: raw.productID, bcdDevice: raw.bcdDevice,
