@@ -414,7 +414,13 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
 
     private func finished(_ id: ObjectIdentifier, _ box: TransferBox, _ result: TransferResult,
                           _ completion: @Sendable (TransferBox, Result<Int, USBError>) -> Void) {
-        if result.status == LIBUSB_TRANSFER_NO_DEVICE { markRemoved() }
+        // During an unplug a transfer may fail with a protocol error a few
+        // milliseconds before usbfs sees the disconnect (seen in the lab:
+        // LIBUSB_TRANSFER_ERROR instead of NO_DEVICE); tell the two apart.
+        if result.status == LIBUSB_TRANSFER_NO_DEVICE
+            || (result.status == LIBUSB_TRANSFER_ERROR && disconnected(withinMilliseconds: 50)) {
+            markRemoved()
+        }
         let (phase, teardown) = state.withLock { s -> (Phase, Bool) in
             s.pending[id] = nil
             let phase = s.phase
@@ -434,6 +440,21 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         // libusb still uses the device handle after a callback returns, so
         // the handle is never closed from inside one.
         if teardown { DispatchQueue.global().async { self.tearDown() } }
+    }
+
+    /// Whether usbfs reports the device disconnected (POLLHUP/POLLERR on the
+    /// node), waiting up to `withinMilliseconds` for it. Only after an error.
+    private func disconnected(withinMilliseconds limit: Int32) -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(Int(limit))
+        while true {
+            let left = deadline - ContinuousClock.now
+            let wait = max(0, Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+            // No events asked: poll reports only hang-up and errors.
+            var fds = [pollfd(fd: fd, events: 0, revents: 0)]
+            guard let n = try? Syscalls.poll(&fds, timeoutMilliseconds: wait) else { return false }
+            if n > 0 { return fds[0].revents & Int16(POLLHUP | POLLERR) != 0 }
+            if wait == 0 { return false }
+        }
     }
 
     func describe(_ ep: USBDevice.Endpoint) -> String {
