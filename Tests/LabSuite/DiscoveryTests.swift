@@ -417,13 +417,7 @@ final class CLIWatcher: @unchecked Sendable {  // the Process is only touched fr
     }
 
     /// Sends SIGINT and returns the exit status (bounded wait).
-    func interrupt() throws -> Int32 {
-        process.interrupt()
-        let deadline = Date().addingTimeInterval(10)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        guard !process.isRunning else { throw LabFailure("watcher still running 10 s after SIGINT") }
-        return process.terminationStatus
-    }
+    func interrupt() throws -> Int32 { try interruptChild(process, "watcher") }
 
     func kill() { if process.isRunning { process.terminate() } }
 }

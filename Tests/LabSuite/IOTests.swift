@@ -158,10 +158,7 @@ func registerIOTests(_ r: inout LabRunner) {
         _ = try await f.next(1, "the hid arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
         // Close during a blocked read.
         let a = try f.manager.openHID(link)
-        let closedRead = Inbox<(HandleError, ContinuousClock.Instant)>()
-        Thread {
-            do throws(HandleError) { _ = try a.read(timeout: nil); closedRead.post((HandleError.io, .now)) } catch { closedRead.post((error, .now)) }
-        }.start()
+        let closedRead = blockedRead(a)
         // The read must still be blocked when we close (else this proves nothing).
         try await Task.sleep(for: .milliseconds(300))
         try expect(closedRead.isEmpty, "the read returned before close")
@@ -179,10 +176,7 @@ func registerIOTests(_ r: inout LabRunner) {
         let notices = Inbox<RemovalNotice>()
         let noticeTask = Task { for await n in b.removalNotices() { notices.post(n) } }
         defer { noticeTask.cancel() }
-        let removedRead = Inbox<(HandleError, ContinuousClock.Instant)>()
-        Thread {
-            do throws(HandleError) { _ = try b.read(timeout: nil); removedRead.post((HandleError.io, .now)) } catch { removedRead.post((error, .now)) }
-        }.start()
+        let removedRead = blockedRead(b)
         try await Task.sleep(for: .milliseconds(300))
         try expect(removedRead.isEmpty, "the read returned before the unplug")
         let t0 = try unplugNow("ib1")
@@ -304,6 +298,16 @@ func registerIOTests(_ r: inout LabRunner) {
 }
 
 // MARK: Helpers
+
+/// Starts a read with no timeout on a thread of its own; the inbox gets how
+/// it ended and when (a report instead of an error is posted as `.io`).
+func blockedRead(_ h: HIDHandle) -> Inbox<(HandleError, ContinuousClock.Instant)> {
+    let ended = Inbox<(HandleError, ContinuousClock.Instant)>()
+    Thread {
+        do throws(HandleError) { _ = try h.read(timeout: nil); ended.post((HandleError.io, .now)) } catch { ended.post((error, .now)) }
+    }.start()
+    return ended
+}
 
 /// Ten reads on a removed device: each must fail with deviceRemoved; returns
 /// the fastest one's milliseconds (the first may pay for cold code paths).
@@ -505,13 +509,7 @@ final class LiveProcess: @unchecked Sendable {  // the Process is only touched f
         return process.terminationStatus
     }
 
-    func interrupt() throws -> Int32 {
-        process.interrupt()
-        let deadline = Date().addingTimeInterval(10)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        guard !process.isRunning else { throw LabFailure("still running 10 s after SIGINT") }
-        return process.terminationStatus
-    }
+    func interrupt() throws -> Int32 { try interruptChild(process, "the process") }
 
     func kill() { if process.isRunning { process.terminate() } }
 }

@@ -69,3 +69,13 @@ func forEachLine(of handle: FileHandle, _ body: @escaping @Sendable (Data) -> Vo
         }
     }
 }
+
+/// Sends SIGINT to `process` and returns its exit status, waiting at most
+/// 10 s (then fails naming `what`).
+func interruptChild(_ process: Process, _ what: String) throws -> Int32 {
+    process.interrupt()
+    let deadline = Date().addingTimeInterval(10)
+    while process.isRunning && Date() < deadline { usleep(10_000) }
+    guard !process.isRunning else { throw LabFailure("\(what) still running 10 s after SIGINT") }
+    return process.terminationStatus
+}

@@ -382,7 +382,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         for number in claimed.sorted() { try? LibUSB.releaseInterface(handle, Int32(number)) }
         LibUSB.close(handle)
         Syscalls.close(fd)
-        for w in waiters { w.finish(TransferResult(status: LIBUSB_TRANSFER_COMPLETED, length: 0)) }
+        for w in waiters { w.finish(.success(0)) }
     }
 
     // MARK: Transfers
@@ -468,21 +468,27 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     /// Submits and waits; returns the byte count and the box (its buffer holds IN data).
     func transferSync(_ ep: USBDevice.Endpoint, length: Int, timeout: Duration?, zlp: Bool,
                       fill: ((UnsafeMutableRawBufferPointer) -> Void)?) throws(USBError) -> (count: Int, box: TransferBox) {
+        let box = try TransferBox(capacity: length)
+        box.operation = describe(ep)
+        fill?(UnsafeMutableRawBufferPointer(rebasing: box.buffer[0..<length]))
+        let n = try submitAndWait(box, type: transferType(ep), endpoint: ep.address, length: length,
+                                  timeout: timeout, zlp: zlp)
+        return (n, box)
+    }
+
+    /// The one blocking path: submit, then wait on the calling thread for
+    /// the completion, which the event thread delivers (so never from it).
+    private func submitAndWait(_ box: TransferBox, type: UInt8, endpoint: UInt8, length: Int, timeout: Duration?,
+                               zlp: Bool) throws(USBError) -> Int {
         guard !context.isEventThread else {
             throw USBError(libusbCode: LIBUSB_ERROR_BUSY.rawValue,
                            operation: "a synchronous transfer from a completion handler (use the async form)")
         }
-        let box = try TransferBox(capacity: length)
-        box.operation = describe(ep)
-        fill?(UnsafeMutableRawBufferPointer(rebasing: box.buffer[0..<length]))
         let waiter = TransferWaiter()
-        let outcome = Mutex<Result<Int, USBError>?>(nil)
-        try submit(box, type: transferType(ep), endpoint: ep.address, length: length, timeout: timeout, zlp: zlp) { _, r in
-            outcome.withLock { $0 = r }
-            waiter.finish(TransferResult(status: LIBUSB_TRANSFER_COMPLETED, length: 0))
+        try submit(box, type: type, endpoint: endpoint, length: length, timeout: timeout, zlp: zlp) { _, r in
+            waiter.finish(r)
         }
-        _ = waiter.wait()
-        return (try outcome.withLock { $0! }.get(), box)
+        return try waiter.wait().get()
     }
 
     func transferAsync<R: Sendable>(_ ep: USBDevice.Endpoint, length: Int, timeout: Duration?, zlp: Bool,
@@ -548,20 +554,9 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     }
 
     func controlSync(setup: Setup, timeout: Duration?, data: [UInt8]?) throws(USBError) -> [UInt8] {
-        guard !context.isEventThread else {
-            throw USBError(libusbCode: LIBUSB_ERROR_BUSY.rawValue,
-                           operation: "a synchronous control transfer from a completion handler (use the async form)")
-        }
         let box = try controlBox(setup, data: data, timeout: timeout)
-        let waiter = TransferWaiter()
-        let outcome = Mutex<Result<Int, USBError>?>(nil)
-        try submit(box, type: LibUSB.transferTypeControl, endpoint: 0, length: 8 + Int(setup.length),
-                   timeout: timeout, zlp: false) { _, r in
-            outcome.withLock { $0 = r }
-            waiter.finish(TransferResult(status: LIBUSB_TRANSFER_COMPLETED, length: 0))
-        }
-        _ = waiter.wait()
-        let n = try outcome.withLock { $0! }.get()
+        let n = try submitAndWait(box, type: LibUSB.transferTypeControl, endpoint: 0, length: 8 + Int(setup.length),
+                                  timeout: timeout, zlp: false)
         return Self.controlData(box, n, isIn: setup.requestType & 0x80 != 0)
     }
 

@@ -128,15 +128,16 @@ private let transferCompleted: LibUSB.TransferCallback = { transfer in
     Unmanaged<TransferBox>.fromOpaque(userData).takeRetainedValue().completed()
 }
 
-/// A one-shot wait for a synchronous transfer (the event thread signals it).
+/// A one-shot wait for a synchronous transfer's outcome (or a close); the
+/// event thread finishes it.
 final class TransferWaiter: Sendable {
     private let semaphore = DispatchSemaphore(value: 0)
-    private let result = Mutex<TransferResult?>(nil)
-    func finish(_ r: TransferResult) {
+    private let result = Mutex<Result<Int, USBError>?>(nil)
+    func finish(_ r: Result<Int, USBError>) {
         result.withLock { $0 = r }
         semaphore.signal()
     }
-    func wait() -> TransferResult {
+    func wait() -> Result<Int, USBError> {
         semaphore.wait()
         return result.withLock { $0! }
     }
