@@ -13,6 +13,7 @@
 //   devif-usb            the command-line tool
 //   devif-lab-suite      the lab test suite, run inside the lab VM
 //   Examples/            example I/O tools: hid-echo, bulk-loopback, bulk-stream, hid-monitor
+//   devif-bench          the benchmark's devif side (Benchmarks/)
 import PackageDescription
 
 let exampleDependencies: [Target.Dependency] = [
@@ -65,8 +66,10 @@ let package = Package(
         .executableTarget(name: "bulk-stream", dependencies: exampleDependencies, path: "Examples/bulk-stream"),
         .executableTarget(name: "hid-monitor", dependencies: exampleDependencies, path: "Examples/hid-monitor"),
 
+        // Counts heap allocations (GOT patching); shared by the unit tests and the benchmark.
+        .target(name: "AllocationCounting", path: "Tests/Support/AllocationCounting"),
         .testTarget(name: "DevifCoreTests", dependencies: [
-            "DevifCore", "DevifRegistrySQLite", "registry-crash-writer",
+            "DevifCore", "DevifRegistrySQLite", "registry-crash-writer", "AllocationCounting",
         ]),
         // The manager's pipeline driven by a fake source: fast, deterministic.
         .testTarget(name: "DevifManagerTests", dependencies: ["Devif", "DevifCore"]),
@@ -80,6 +83,13 @@ let package = Package(
         .executableTarget(name: "devif-lab-suite",
                           dependencies: ["Devif", "CLibUSB", "CHIDAPI", "CUdev"],
                           path: "Tests/LabSuite"),
+
+        // The benchmark's devif side (Benchmarks/README.md; run by Benchmarks/run,
+        // built in release). The C baselines it is compared with are in Benchmarks/baselines.
+        .executableTarget(name: "devif-bench", dependencies: [
+            "Devif", "DevifCore", "AllocationCounting",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "Benchmarks/devif-bench"),
     ],
     swiftLanguageModes: [.v6]
 )

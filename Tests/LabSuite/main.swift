@@ -13,6 +13,7 @@ registerDiscoveryTests(&runner)
 registerIOTests(&runner)
 registerRulesTests(&runner)
 registerFirmwareGUIDTests(&runner)
+registerReliabilityTests(&runner)
 registerNoUdevTests(&runner)
 
 let args = CommandLine.arguments.dropFirst()
