@@ -1,4 +1,6 @@
 import ArgumentParser
 
-/// Host measures (no device): see FanOut*.swift.
-let hostBenchCommands: [any ParsableCommand.Type] = []
+/// Host measures (no device): see FanOutBench.swift and FanOutCostBench.swift.
+let hostBenchCommands: [any ParsableCommand.Type] = [
+    FanOutThroughput.self, FanOutAllocations.self, PublishLatency.self,
+]
