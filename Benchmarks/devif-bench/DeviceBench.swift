@@ -1,4 +1,269 @@
+// The device rows, run inside the lab VM by Benchmarks/lab/device-bench.sh.
+// Each subcommand takes the same options as its C baseline in
+// Benchmarks/baselines and does the same work through devif's public API:
+// a manager finds the instance by VID/PID, a handle does the I/O.
 import ArgumentParser
+import Devif
+import DevifCore
+import DevifUSB
+import Foundation
+import Synchronization
 
-/// Device measures, run inside the lab VM by Benchmarks/lab/device-bench.sh.
-let deviceBenchCommands: [any ParsableCommand.Type] = []
+let deviceBenchCommands: [any ParsableCommand.Type] = [
+    BulkInBench.self, BulkLoopbackBench.self, HIDEchoBench.self, PlugArrivalBench.self,
+]
+
+/// The device to measure, by IDs (what the C baselines open too).
+struct DeviceOptions: ParsableArguments {
+    @Option(help: "Vendor ID, hex.", transform: parseHex16)
+    var vid: UInt16
+    @Option(help: "Product ID, hex.", transform: parseHex16)
+    var pid: UInt16
+}
+
+func parseHex16(_ text: String) throws -> UInt16 {
+    let digits = text.lowercased().hasPrefix("0x") ? String(text.dropFirst(2)) : text
+    guard let value = UInt16(digits, radix: 16) else { throw ValidationError("'\(text)' is not a 16-bit hex number") }
+    return value
+}
+
+func parseHex8(_ text: String) throws -> UInt8 {
+    let digits = text.lowercased().hasPrefix("0x") ? String(text.dropFirst(2)) : text
+    guard let value = UInt8(digits, radix: 16) else { throw ValidationError("'\(text)' is not an 8-bit hex number") }
+    return value
+}
+
+struct BenchFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A started manager (registry in memory: the I/O rows do not measure it)
+/// and the link of the device's `kind` instance with these IDs.
+func openManager(_ device: DeviceOptions, kind: DeviceKind, inMemory: Bool = true) async throws -> (DeviceManager, String) {
+    var options = DeviceManager.Options()
+    options.inMemoryRegistry = inMemory
+    let manager = try DeviceManager(options: options)
+    manager.start()
+    guard await manager.waitUntilEnumerated(timeout: .seconds(20)) else {
+        throw BenchFailure("the device sources did not finish listing devices within 20 s")
+    }
+    let filter = InterfaceFilter(vendorId: device.vid, productId: device.pid, kind: kind)
+    // The device instance (no mi_NN) for USB; the first HID node for HID.
+    let found = manager.interfaces(filter).filter { kind == .hid || $0.interfaceNumber == nil }
+    guard let link = found.map(\.symbolicLink).sorted().first else {
+        throw BenchFailure("no \(kind) instance with VID \(hex4(device.vid)) PID \(hex4(device.pid)) is present (see `devif-usb list`)")
+    }
+    return (manager, link)
+}
+
+func megabytesPerSecond(_ bytes: UInt64, _ nanoseconds: UInt64) -> Double {
+    Double(bytes) / (Double(nanoseconds) / 1e9) / 1e6
+}
+
+// MARK: bulk IN
+
+struct BulkInBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bulk-in",
+        abstract: "Bulk IN throughput (MB/s) from a SourceSink gadget through a devif USB handle.",
+        discussion: """
+            Push mode (USBHandle.startReading): --transfers transfers of --transfer-size bytes \
+            in flight, each handed to a handler on devif's event thread and resubmitted at once, \
+            as the C baseline (raw libusb async) does. Counts bytes for --seconds after a 0.5 s \
+            warm-up.
+            """)
+    @OptionGroup var device: DeviceOptions
+    @Option(help: "IN endpoint, hex.", transform: parseHex8) var endpoint: UInt8 = 0x81
+    @Option(help: "Bytes per transfer.") var transferSize = 16384
+    @Option(help: "Transfers in flight.") var transfers = 8
+    @Option(help: "Seconds to measure.") var seconds = 3.0
+
+    func run() async throws {
+        let (manager, link) = try await openManager(device, kind: .usb)
+        defer { manager.stop() }
+        let handle = try manager.openUSB(link)
+        defer { handle.close() }
+        let reader = try handle.startReading(endpoint: endpoint, transferSize: transferSize,
+                                             transfers: transfers) { _ in .continue }
+        try await Task.sleep(for: .milliseconds(500))  // warm-up: a fixed span, not synchronisation
+        let b0 = reader.bytesReceived, t0 = monotonicNanoseconds()
+        try await Task.sleep(for: .seconds(seconds))
+        let b1 = reader.bytesReceived, t1 = monotonicNanoseconds()
+        reader.stop()
+        if let error = await reader.finished() { throw BenchFailure("bulk-in: \(error)") }
+        Sample(measure: "bulk-in", impl: "devif", value: megabytesPerSecond(b1 - b0, t1 - t0), unit: "MB/s",
+               note: "\(transfers)x\(transferSize)").emit()
+    }
+}
+
+// MARK: bulk loopback
+
+struct BulkLoopbackBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bulk-loopback",
+        abstract: "Bulk loopback throughput (MB/s of verified bytes) through a Loopback gadget.",
+        discussion: """
+            Synchronous ping-pong, as the C baseline: write --chunk bytes of a changing pattern \
+            to the OUT endpoint, read them back from the IN endpoint, verify; for --seconds.
+            """)
+    @OptionGroup var device: DeviceOptions
+    @Option(name: .customLong("out"), help: "OUT endpoint, hex.", transform: parseHex8) var outEndpoint: UInt8 = 0x02
+    @Option(name: .customLong("in"), help: "IN endpoint, hex.", transform: parseHex8) var inEndpoint: UInt8 = 0x81
+    @Option(help: "Bytes per round trip.") var chunk = 4096
+    @Option(help: "Seconds to measure.") var seconds = 3.0
+
+    func run() async throws {
+        let (manager, link) = try await openManager(device, kind: .usb)
+        defer { manager.stop() }
+        let handle = try manager.openUSB(link)
+        defer { handle.close() }
+        let (echoed, nanoseconds) = try pingPong(handle)
+        Sample(measure: "bulk-loopback", impl: "devif", value: megabytesPerSecond(echoed, nanoseconds), unit: "MB/s",
+               note: "chunk=\(chunk)").emit()
+    }
+
+    /// The synchronous calls, as the C baseline makes them (in an async
+    /// context Swift would pick the async overloads).
+    private func pingPong(_ handle: USBHandle) throws -> (bytes: UInt64, nanoseconds: UInt64) {
+        var pattern = [UInt8](repeating: 0, count: chunk)
+        var round: UInt8 = 0
+        var echoed: UInt64 = 0
+        let t0 = monotonicNanoseconds()
+        let end = t0 + UInt64(seconds * 1e9)
+        var now = t0
+        while now < end {
+            round &+= 1
+            for i in pattern.indices { pattern[i] = UInt8(truncatingIfNeeded: i) &+ round }
+            try handle.write(endpoint: outEndpoint, pattern, timeout: .seconds(5))
+            var got = 0
+            while got < chunk {
+                let part = try handle.read(endpoint: inEndpoint, length: chunk - got, timeout: .seconds(5))
+                guard part.elementsEqual(pattern[got..<(got + part.count)]) else {
+                    throw BenchFailure("bulk-loopback: the echo differs from what was written (round \(round))")
+                }
+                got += part.count
+            }
+            echoed += UInt64(chunk)
+            now = monotonicNanoseconds()
+        }
+        return (echoed, now - t0)
+    }
+}
+
+// MARK: HID echo
+
+struct HIDEchoBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hid-echo",
+        abstract: "HID round trip (median microseconds) through a HID gadget that echoes reports.",
+        discussion: """
+            Writes an output report (report ID 0 + --size bytes), reads the echoed input report, \
+            verifies it; 20 warm-up round trips, then --count measured ones. Prints the median, \
+            with the 99th percentile in the note.
+            """)
+    @OptionGroup var device: DeviceOptions
+    @Option(help: "Measured round trips.") var count = 500
+    @Option(help: "Report bytes without the report ID.") var size = 64
+
+    func run() async throws {
+        let (manager, link) = try await openManager(device, kind: .hid)
+        defer { manager.stop() }
+        let handle = try manager.openHID(link)
+        defer { handle.close() }
+        var times: [Double] = []
+        times.reserveCapacity(count)
+        var report = [UInt8](repeating: 0, count: size + 1)
+        for round in 0..<(count + 20) {
+            for i in 1...size { report[i] = UInt8(truncatingIfNeeded: i &+ round) }
+            let t0 = monotonicNanoseconds()
+            try handle.write(outputReport: report)
+            let echo = try handle.read(timeout: .seconds(2))
+            let t1 = monotonicNanoseconds()
+            guard echo.count >= size, echo[0..<size].elementsEqual(report[1...]) else {
+                throw BenchFailure("hid-echo: round trip \(round) came back different (\(echo.count) bytes)")
+            }
+            if round >= 20 { times.append(Double(t1 - t0) / 1000) }
+        }
+        Sample(measure: "hid-echo", impl: "devif", value: percentile(times, 50)!, unit: "us",
+               note: "p99=\(Int(percentile(times, 99)!)) n=\(count)").emit()
+    }
+}
+
+// MARK: plug to arrival
+
+struct PlugArrivalBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plug-arrival",
+        abstract: "Milliseconds from plugging a gadget (its UDC write) to a devif watch subscriber's arrival event.",
+        discussion: """
+            Plugs and unplugs the gadget itself --count times by writing its UDC file. The \
+            manager keeps its registry in a temporary SQLite file, as a real one would. One \
+            sample per plug.
+            """)
+    @Option(help: "The gadget's configfs folder, e.g. /sys/kernel/config/usb_gadget/devlab-NAME.")
+    var gadget: String
+    @Option(help: "The UDC to bind it to, e.g. dummy_udc.3.") var udc: String
+    @OptionGroup var device: DeviceOptions
+    @Option(help: "Plugs to measure.") var count = 10
+
+    func run() async throws {
+        let registry = NSTemporaryDirectory() + "devif-bench-\(getpid()).sqlite"
+        defer { for suffix in ["", "-wal", "-shm"] { unlink(registry + suffix) } }
+        var options = DeviceManager.Options()
+        options.registryPath = registry
+        let manager = try DeviceManager(options: options)
+        manager.start()
+        defer { manager.stop() }
+        guard await manager.waitUntilEnumerated(timeout: .seconds(20)) else {
+            throw BenchFailure("the device sources did not finish listing devices within 20 s")
+        }
+        let udcFile = gadget + "/UDC"
+        try writeUDC(udcFile, "")  // start unplugged
+        // The subscriber: a task that stamps each event of the device
+        // instance (interface instances arrive too) the moment it gets it.
+        let (stamps, stamper) = AsyncStream<(InterfaceEvent.Kind?, UInt64)>.makeStream()
+        let watch = manager.watch(InterfaceFilter(vendorId: device.vid, productId: device.pid, kind: .usb))
+        let subscriber = Task {
+            for await update in watch.updates {
+                if case .event(let e) = update, e.interface.interfaceNumber == nil {
+                    stamper.yield((e.event, monotonicNanoseconds()))
+                }
+            }
+        }
+        defer { subscriber.cancel() }
+        var events = stamps.makeAsyncIterator()
+        func next(_ kind: InterfaceEvent.Kind) async throws -> UInt64 {
+            // A bounded wait: a watchdog yields a nil kind after 20 s.
+            let watchdog = Task {
+                try await Task.sleep(for: .seconds(20))
+                stamper.yield((nil, 0))
+            }
+            defer { watchdog.cancel() }
+            while let (got, time) = await events.next() {
+                guard let got else { break }
+                if got == kind { return time }
+            }
+            throw BenchFailure("plug-arrival: no \(kind) of \(hex4(device.vid)):\(hex4(device.pid)) within 20 s")
+        }
+        for _ in 0..<count {
+            let t0 = monotonicNanoseconds()
+            try writeUDC(udcFile, udc)
+            let t1 = try await next(.arrival)
+            Sample(measure: "plug-arrival", impl: "devif", value: Double(t1 - t0) / 1e6, unit: "ms").emit()
+            try writeUDC(udcFile, "")
+            _ = try await next(.removal)
+        }
+    }
+
+    private func writeUDC(_ path: String, _ value: String) throws {
+        let fd = open(path, O_WRONLY)
+        guard fd >= 0 else { throw BenchFailure("open(\(path)): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let line = Array((value + "\n").utf8)
+        // An unbind of an unbound gadget fails with ENODEV: already unplugged.
+        if write(fd, line, line.count) < 0, !(value.isEmpty && errno == ENODEV) {
+            throw BenchFailure("write '\(value)' to \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}

@@ -5,7 +5,7 @@ import ArgumentParser
 /// baselines (C programs in Benchmarks/baselines, Swift baselines here) print
 /// the same lines, in the same run.
 @main
-struct DevifBench: ParsableCommand {
+struct DevifBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "devif-bench",
         abstract: "Measure devif against raw libusb/hidapi and standard Swift baselines (prints JSON sample lines).",

@@ -1,5 +1,6 @@
 import DevifCore
 import DevifUSB
+import Synchronization
 
 /// An open USB instance: bulk, interrupt and control transfers (sync and
 /// async), streams, interface claiming. Get one with
@@ -96,6 +97,73 @@ public struct USBHandle: Sendable, CustomStringConvertible {
             try await ref.performAsync { () async throws(USBError) in try await stream.next() }
         }
         public func stop() { stream.stop() }
+    }
+
+    /// Reads an IN endpoint in push mode, the fastest way to stream: `handler`
+    /// gets each transfer's bytes on devif's event thread as it completes
+    /// (valid only during the call; do not block there) and returns
+    /// `.continue` or `.stop`; the transfer is resubmitted at once. See
+    /// ``DevifUSB/USBReader``.
+    public func startReading(endpoint: UInt8, transferSize: Int = 16384, transfers: Int = 8,
+                             timeout: Duration? = nil,
+                             _ handler: @escaping USBReader.Handler) throws(HandleError) -> Reader {
+        // A running reader counts as a call in progress for removal notices
+        // (`.complete` comes once it has ended).
+        ref.instance.tracker.begin()
+        do {
+            let reader = try ref.perform { () throws(USBError) in
+                try device.startReading(endpoint: endpoint, transferSize: transferSize, transfers: transfers,
+                                        timeout: timeout, handler)
+            }
+            return Reader(ref: ref, reader: reader)
+        } catch {
+            ref.instance.tracker.end()
+            throw error
+        }
+    }
+
+    /// A running ``startReading(endpoint:transferSize:transfers:timeout:_:)``.
+    public final class Reader: Sendable {
+        let ref: HandleRef
+        let reader: USBReader
+        private let ended = Mutex<HandleError??>(nil)
+
+        init(ref: HandleRef, reader: USBReader) {
+            self.ref = ref
+            self.reader = reader
+            // Settle when the reader ends, waited for or not: the removal
+            // notices' `.complete` must not depend on the holder calling wait().
+            Task.detached { [self] in _ = await finished() }
+        }
+
+        /// Bytes handed to the handler so far.
+        public var bytesReceived: UInt64 { reader.bytesReceived }
+        /// Stops reading; ``wait()`` returns once the transfers are back.
+        public func stop() { reader.stop() }
+
+        /// Blocks until the reader has ended; nil when it was stopped (by
+        /// ``stop()`` or the handler), else why it ended
+        /// (``HandleError/deviceRemoved``, ``HandleError/closed``, a stall ...).
+        @discardableResult
+        public func wait() -> HandleError? { settle(reader.wait()) }
+
+        /// The async form of ``wait()``.
+        @discardableResult
+        public func finished() async -> HandleError? { settle(await reader.finished()) }
+
+        private func settle(_ end: USBError?) -> HandleError? {
+            let (first, error) = ended.withLock { e -> (Bool, HandleError?) in
+                if let known = e { return (false, known) }
+                let mapped = end.map { HandleError($0, link: ref.instance.link) }
+                e = .some(mapped)
+                return (true, mapped)
+            }
+            if first {
+                if error == .deviceRemoved { ref.markRemoved() }
+                ref.instance.tracker.end()
+            }
+            return error
+        }
     }
 
     // MARK: Control

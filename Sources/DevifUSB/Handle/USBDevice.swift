@@ -165,6 +165,16 @@ public final class USBDevice: Sendable {
         return try USBInStream(core: core, endpoint: ep, transferSize: transferSize, transfers: transfers, timeout: timeout)
     }
 
+    /// Starts reading an IN endpoint in push mode: `handler` gets each
+    /// completed transfer's bytes on the event thread (see ``USBReader``).
+    public func startReading(endpoint: UInt8, transferSize: Int = 16384, transfers: Int = 8,
+                             timeout: Duration? = nil,
+                             _ handler: @escaping USBReader.Handler) throws(USBError) -> USBReader {
+        let ep = try core.endpoint(endpoint, wantIn: true)
+        return try USBReader(core: core, endpoint: ep, transferSize: transferSize, transfers: transfers,
+                             timeout: timeout, handler: handler)
+    }
+
     // MARK: Control transfers
 
     /// A control transfer with an OUT data stage (or none); returns the bytes sent.
@@ -392,14 +402,28 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     /// a cancelled or failed status to the matching error.
     func submit(_ box: TransferBox, type: UInt8, endpoint: UInt8, length: Int, timeout: Duration?, zlp: Bool,
                 completion: @escaping @Sendable (TransferBox, Result<Int, USBError>) -> Void) throws(USBError) {
+        try submit(box, type: type, endpoint: endpoint, length: length, timeout: timeout, zlp: zlp,
+                   wrapped: wrap(box, completion))
+    }
+
+    /// The completion `submit` hands to the box: it unregisters the box and
+    /// maps the status (see `finished`). A caller that resubmits one box
+    /// again and again (``USBReader``) makes it once and passes it to
+    /// `submit(_:...wrapped:)`, so a resubmission allocates nothing.
+    func wrap(_ box: TransferBox,
+              _ completion: @escaping @Sendable (TransferBox, Result<Int, USBError>) -> Void) -> TransferBox.Completion {
+        let id = ObjectIdentifier(box)
+        return { [self] box, result in finished(id, box, result, completion) }
+    }
+
+    func submit(_ box: TransferBox, type: UInt8, endpoint: UInt8, length: Int, timeout: Duration?, zlp: Bool,
+                wrapped: @escaping TransferBox.Completion) throws(USBError) {
         let id = ObjectIdentifier(box)
         let failure = state.withLock { s -> USBError? in
             if let r = refusal(s.phase, box.operation) { return r }
             do throws(USBError) {
                 try box.submit(handle: handle, type: type, endpoint: endpoint, length: length, timeout: timeout,
-                               zeroLengthPacket: zlp) { [self] box, result in
-                    finished(id, box, result, completion)
-                }
+                               zeroLengthPacket: zlp, completion: wrapped)
             } catch {
                 return error
             }
