@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# The benchmark's device rows, run inside the lab VM as root:
+#
+#   Lab/run --results DIR -- env DEVIF_BENCH=... DEVIF_USB=... BASELINES=... RUNS=5 \
+#       bash Benchmarks/lab/device-bench.sh
+#
+#   DEVIF_BENCH  devif-bench (its device subcommands); missing: devif side skipped
+#   DEVIF_USB    devif-usb (idle-rss and list-32 rows); missing: those devif rows skipped
+#   BASELINES    folder of the C baselines (Benchmarks/baselines/build.sh OUT_DIR)
+#   RUNS         runs per row (default 5); DEVLAB_BIN: devlab's helpers (default Lab/.cache/bin)
+#   ROWS         which rows (default all): bulk-in bulk-loopback hid-echo plug-arrival idle-rss list-32
+#
+# Every sample line goes to $LAB_RESULTS/samples.jsonl (appended); progress to
+# stderr and $LAB_RESULTS/device-bench.log. Each row alternates C and devif
+# runs so both see the same machine state. Exit 0 when every run that could
+# run succeeded, 1 when some failed (the samples taken are kept), 2 on a setup failure.
+set -uo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+: "${LAB_RESULTS:?LAB_RESULTS is not set: run this through Lab/run}"
+: "${BASELINES:?BASELINES is not set: the folder of the C baselines (Benchmarks/baselines/build.sh OUT_DIR)}"
+RUNS=${RUNS:-5}
+ROWS=" ${ROWS:-bulk-in bulk-loopback hid-echo plug-arrival idle-rss list-32} "
+want() { [[ $ROWS == *" $1 "* ]]; }
+DEVIF_BENCH=${DEVIF_BENCH:-}
+DEVIF_USB=${DEVIF_USB:-}
+export DEVLAB_BIN=${DEVLAB_BIN:-$repo/Lab/.cache/bin}
+# The VM's root is read-only: devif-usb's registry goes to a tmpfs.
+export DEVIF_REGISTRY=${DEVIF_REGISTRY:-/tmp/devif-bench/registry.sqlite}
+mkdir -p "$(dirname "$DEVIF_REGISTRY")"
+devlab=$repo/Lab/guest/devlab
+samples=$LAB_RESULTS/samples.jsonl
+work=$LAB_RESULTS/device-bench
+mkdir -p "$work"
+# FIFOs cannot live on the 9p results folder: scratch space in the guest's tmpfs.
+scratch=$(mktemp -d /tmp/device-bench.XXXXXX) || { echo "device-bench: cannot make a folder in /tmp" >&2; exit 2; }
+exec 2> >(tee -a "$LAB_RESULTS/device-bench.log" >&2)
+
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "device-bench: RUNS must be a positive integer, not '$RUNS'" >&2; exit 2; }
+script_start=$(date +%s.%N)
+log() { printf 'device-bench: [%6.1f s] %s\n' "$(awk -v a="$script_start" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')" "$*" >&2; }
+fatal() { log "FATAL: $*"; exit 2; }
+failures=()
+
+for prog in bulk-in bulk-loopback hid-echo plug-arrival walltime; do
+  [[ -x $BASELINES/$prog ]] || fatal "$BASELINES/$prog is missing (build with Benchmarks/baselines/build.sh $BASELINES)"
+done
+
+# Which devif-bench measures exist: an absent binary or subcommand skips that side.
+devif_has() { [[ -n $DEVIF_BENCH && -x $DEVIF_BENCH ]] && "$DEVIF_BENCH" "$1" --help >/dev/null 2>&1; }
+if [[ -z $DEVIF_BENCH ]]; then log "DEVIF_BENCH not set: devif side skipped"
+elif [[ ! -x $DEVIF_BENCH ]]; then log "DEVIF_BENCH=$DEVIF_BENCH is not an executable: devif side skipped"; fi
+if [[ -z $DEVIF_USB || ! -x $DEVIF_USB ]]; then log "DEVIF_USB='$DEVIF_USB' is not an executable: its idle-rss and list-32 rows skipped"; DEVIF_USB=""; fi
+
+# run LABEL TIMEOUT CMD...: one measurement process; its sample lines are
+# appended to samples.jsonl, its stderr kept in the log.
+run() {
+  local label=$1 limit=$2; shift 2
+  local out=$scratch/out.txt err=$scratch/err.txt rc
+  timeout --kill-after=5 "$limit" "$@" >"$out" 2>"$err"
+  rc=$?
+  local lines; lines=$(grep '^{' "$out")
+  [[ -n $lines ]] && printf '%s\n' "$lines" >>"$samples"
+  if ((rc != 0)); then
+    ((rc == 124)) && log "$label: FAILED: timed out after $limit s" || log "$label: FAILED (exit $rc): $(tail -n 3 "$err" | tr '\n' ' ')"
+    failures+=("$label")
+    return 1
+  fi
+  [[ -n $lines ]] || { log "$label: FAILED: exit 0 but no sample line"; failures+=("$label"); return 1; }
+  log "$label: $(jq -r '"\(.value) \(.unit)" + (if .note then "  (\(.note))" else "" end)' <<<"$lines" | tr '\n' ';' | sed 's/;$//')"
+}
+
+# row MEASURE TIMEOUT ARGS...: RUNS runs of the C baseline and of devif-bench, alternating.
+row() {
+  local measure=$1 limit=$2; shift 2
+  local devif=0
+  if devif_has "$measure"; then devif=1; elif [[ -n $DEVIF_BENCH ]]; then log "$measure: devif-bench has no '$measure' subcommand: devif side skipped"; fi
+  for ((i = 1; i <= RUNS; i++)); do
+    run "$measure C $i/$RUNS" "$limit" "$BASELINES/$measure" "$@"
+    ((devif)) && run "$measure devif $i/$RUNS" "$limit" "$DEVIF_BENCH" "$measure" "$@"
+  done
+}
+
+# ---- devices --------------------------------------------------------------
+log "runs per row: $RUNS; samples -> $samples"
+"$devlab" init --udcs 32 >"$work/init.json" || fatal "devlab init failed"
+"$devlab" reset >/dev/null || fatal "devlab reset failed"
+VID=1209 PID_SS=4e01 PID_LB=4e02 PID_HID=4e03 PID_PLUG=4e04 PID_MANY=4e05
+gadgets=$'create bss sourcesink --vid 1209 --pid 4e01 --serial BENCH-SS
+create blb loopback --vid 1209 --pid 4e02 --serial BENCH-LB
+create bhid hid --vid 1209 --pid 4e03 --serial BENCH-HID --report-len 64 --hid-mode echo
+create bplug loopback --vid 1209 --pid 4e04 --serial BENCH-PLUG
+plug bss --udc dummy_udc.0 --wait 30
+plug blb --udc dummy_udc.1 --wait 30
+plug bhid --udc dummy_udc.2 --wait 30 --settle'
+"$devlab" batch --stop-on-error <<<"$gadgets" >"$work/gadgets.jsonl" || fatal "creating and plugging the gadgets failed: $(tail -n 2 "$work/gadgets.jsonl")"
+plug_udc=dummy_udc.3
+plug_gadget=/sys/kernel/config/usb_gadget/devlab-bplug
+
+# The bulk endpoints as the host saw them (the kernel's endpoint autoconfig picks them).
+endpoint() { # NAME DIRECTION
+  jq -r --arg n "$1" --arg d "$2" 'select(.name == $n and .interfaces != null) | .interfaces[0].endpoints[] | select(.type == "Bulk" and .direction == $d) | .address' \
+    "$work/gadgets.jsonl" | head -n 1
+}
+ss_in=$(endpoint bss in) lb_in=$(endpoint blb in) lb_out=$(endpoint blb out)
+[[ -n $ss_in && -n $lb_in && -n $lb_out ]] || fatal "bulk endpoints not found in the plug output ($work/gadgets.jsonl)"
+log "gadgets plugged: sourcesink IN $ss_in, loopback OUT $lb_out IN $lb_in, hid $(jq -r 'select(.name == "bhid" and .interfaces != null) | .hidraw[0]' "$work/gadgets.jsonl")"
+
+# ---- transfer rows --------------------------------------------------------
+want bulk-in && row bulk-in 60 --vid $VID --pid $PID_SS --endpoint "$ss_in" --transfer-size 16384 --transfers 8 --seconds 3
+want bulk-loopback && row bulk-loopback 60 --vid $VID --pid $PID_LB --out "$lb_out" --in "$lb_in" --chunk 4096 --seconds 3
+want hid-echo && row hid-echo 60 --vid $VID --pid $PID_HID --count 500 --size 64
+
+# ---- plug arrival: two processes per impl, alternating, RUNS plugs each ---
+if want plug-arrival; then
+  plug_devif=0
+  if devif_has plug-arrival; then plug_devif=1; elif [[ -n $DEVIF_BENCH ]]; then log "plug-arrival: devif-bench has no 'plug-arrival' subcommand: devif side skipped"; fi
+  plug_args=(--gadget "$plug_gadget" --udc "$plug_udc" --vid $VID --pid $PID_PLUG --count "$RUNS")
+  for ((i = 1; i <= 2; i++)); do
+    run "plug-arrival C $i/2" $((60 + RUNS * 45)) "$BASELINES/plug-arrival" "${plug_args[@]}"
+    ((plug_devif)) && run "plug-arrival devif $i/2" $((60 + RUNS * 45)) "$DEVIF_BENCH" plug-arrival "${plug_args[@]}"
+  done
+  # Leave it unplugged whatever happened (a failed run may have stopped mid-plug).
+  [[ -n $(cat "$plug_gadget/UDC") ]] && echo "" >"$plug_gadget/UDC"
+fi
+
+# ---- idle RSS ------------------------------------------------------------
+# rss IMPL READY-PATTERN CMD...: start CMD, wait for its first line (or the
+# READY pattern) within 5 s, stay idle 3 s (the measured period), read VmRSS, SIGINT it.
+rss() {
+  local impl=$1 ready=$2; shift 2
+  local fifo=$scratch/rss.fifo line kib pid rc
+  rm -f "$fifo"; mkfifo "$fifo" || { log "idle-rss $impl: FAILED: mkfifo $fifo"; failures+=("idle-rss $impl"); return 1; }
+  # A background job of a script starts with SIGINT ignored; restore it, or
+  # the SIGINT below would be lost (env execs, so $! is the program itself).
+  env --default-signal=INT "$@" >"$fifo" 2>>"$work/rss-stderr.txt" &
+  pid=$!
+  exec {fd}<"$fifo"
+  local deadline=$((SECONDS + 5)) started=0
+  while ((SECONDS < deadline)); do
+    IFS= read -r -t 5 -u "$fd" line || break
+    [[ -z $ready || $line == *"$ready"* ]] && { started=1; break; }
+  done
+  ((started)) || log "idle-rss $impl: no start line within 5 s; measuring anyway"
+  # Drain the rest so a chatty process never blocks on a full pipe.
+  cat <&"$fd" >/dev/null &
+  local drain=$!
+  sleep 3   # the idle period being measured, not a synchronisation
+  kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+  kill -INT "$pid" 2>/dev/null
+  # Bounded wait for the exit: SIGKILL after 10 s.
+  { sleep 10; kill -KILL "$pid" 2>/dev/null; } &
+  local killer=$!
+  wait "$pid"; rc=$?
+  kill "$killer" 2>/dev/null; wait "$killer" 2>/dev/null
+  wait "$drain" 2>/dev/null
+  exec {fd}<&-
+  rm -f "$fifo"
+  if [[ -z $kib ]]; then log "idle-rss $impl: FAILED: the process had exited before the reading (exit $rc): $(tail -n 2 "$work/rss-stderr.txt" | tr '\n' ' ')"; failures+=("idle-rss $impl"); return 1; fi
+  printf '{"impl":"%s","measure":"idle-rss","unit":"KiB","value":%s}\n' "$impl" "$kib" >>"$samples"
+  log "idle-rss $impl: $kib KiB (exit $rc after SIGINT)"
+}
+want idle-rss && for ((i = 1; i <= RUNS; i++)); do
+  # --enumerate: its first line (a device already present) shows it has
+  # enumerated and is watching; plain `watch` prints nothing until a change.
+  [[ -n $DEVIF_USB ]] && rss devif-usb-watch "" "$DEVIF_USB" watch --enumerate
+  rss udevadm-monitor "monitor will print" udevadm monitor
+done
+
+# ---- list with 32 devices (last: it needs all 32 controllers) ------------
+if want list-32; then
+  "$devlab" reset >/dev/null || fatal "devlab reset before list-32 failed"
+  many=()
+  for ((k = 0; k < 32; k++)); do
+    many+=("$(printf 'bm%02d' "$k")")
+  done
+  {
+    for k in "${!many[@]}"; do echo "create ${many[k]} loopback --vid $VID --pid $PID_MANY --serial BENCH-M-$k"; done
+    for k in "${!many[@]}"; do echo "plug ${many[k]} --udc dummy_udc.$k"; done
+    echo "wait ${many[*]} --timeout 120"
+  } | "$devlab" batch --stop-on-error >"$work/many.jsonl" || fatal "plugging 32 loopback gadgets failed: $(tail -n 1 "$work/many.jsonl" | cut -c1-300)"
+  udevadm settle --timeout=60 || log "udevadm settle timed out after plugging 32"
+  n=$(lsusb -d $VID:$PID_MANY | wc -l)
+  ((n == 32)) || fatal "lsusb sees $n of the 32 devices"
+  log "32 loopback gadgets plugged"
+  for ((i = 1; i <= RUNS; i++)); do
+    run "list-32 lsusb $i/$RUNS" 60 "$BASELINES/walltime" --measure list-32 --impl lsusb --note "32 devices" -- lsusb
+    [[ -n $DEVIF_USB ]] && run "list-32 devif $i/$RUNS" 60 "$BASELINES/walltime" --measure list-32 --impl devif-usb-list --note "32 devices" -- "$DEVIF_USB" list
+  done
+fi
+"$devlab" reset >/dev/null || log "devlab reset at the end failed"
+rm -rf "$scratch"
+
+log "done: $(wc -l <"$samples") lines in $samples"
+if ((${#failures[@]})); then
+  log "${#failures[@]} runs FAILED: ${failures[*]}"
+  exit 1
+fi
+exit 0
