@@ -40,6 +40,13 @@ enum FanOutImpl: String, ExpressibleByArgument, CaseIterable {
     case devif
     case asyncstream
     case mutexContinuations = "mutex-continuations"
+    /// All three, alternating run by run (not a fan-out itself).
+    case all
+}
+
+struct BenchCheckFailed: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// What one subscriber task saw.
@@ -67,6 +74,18 @@ final class TaskLatch<T: Sendable>: Sendable {
     func waitFinished(_ n: Int) -> [T] {
         for _ in 0..<n { done.wait() }
         return results.withLock { $0 }
+    }
+}
+
+/// Runs `body` on a new thread and waits for it without blocking a pool thread.
+/// The publisher gets a thread of its own (as the pipeline's sources do), so
+/// the cooperative pool (one thread per core) is left whole to the subscriber
+/// tasks, for every impl alike.
+func onPublisherThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        let thread = Thread { continuation.resume(returning: body()) }
+        thread.name = "bench-publisher"
+        thread.start()
     }
 }
 
@@ -132,6 +151,8 @@ func fanOutRun<E: BenchPayload>(_: E.Type, impl: FanOutImpl, subscribers n: Int,
             for c in continuations { c.yield(e) }
         }
         for c in continuations { c.finish() }
+    case .all:
+        preconditionFailure("fanOutRun takes one impl")
     case .mutexContinuations:
         // The obvious shared registry: subscribers add their continuation
         // under a lock; the publisher holds it while yielding to each.
@@ -160,7 +181,7 @@ func fanOutRun<E: BenchPayload>(_: E.Type, impl: FanOutImpl, subscribers n: Int,
     return (delivered, Double(end - start) / 1e9, missed, checksumOK)
 }
 
-struct FanOutThroughput: ParsableCommand {
+struct FanOutThroughput: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fanout",
         abstract: "Fan-out throughput: deliveries/s from one publisher to N async subscribers.",
@@ -177,7 +198,7 @@ struct FanOutThroughput: ParsableCommand {
             """)
 
     @Option(help: "Subscriber tasks.") var subscribers = 4
-    @Option(help: "devif | asyncstream | mutex-continuations.") var impl: FanOutImpl = .devif
+    @Option(help: "devif | asyncstream | mutex-continuations | all (alternating run by run).") var impl: FanOutImpl = .devif
     @Option(help: "Events published per run.") var events = 500_000
     @Option(help: "Measured runs (one sample line each).") var runs = 5
     @Option(help: "Unmeasured runs first (thread pool start-up, page faults).") var warmup = 1
@@ -189,24 +210,38 @@ struct FanOutThroughput: ParsableCommand {
         }
     }
 
-    func run() throws {
+    func run() async throws {
+        let ok: Bool
         switch payload {
-        case .int: measure(Int.self)
-        case .report64: measure(Report64.self)
+        case .int: ok = await measure(Int.self)
+        case .report64: ok = await measure(Report64.self)
         }
+        if !ok { throw BenchCheckFailed("a subscriber missed or duplicated events (see CHECKSUM-MISMATCH)") }
     }
 
-    func measure<E: BenchPayload>(_ type: E.Type) {
-        for _ in 0..<warmup {
-            _ = fanOutRun(type, impl: impl, subscribers: subscribers, events: min(events, 100_000))
-        }
-        for _ in 0..<runs {
-            let r = fanOutRun(type, impl: impl, subscribers: subscribers, events: events)
-            var note = "events=\(events) subscribers=\(subscribers) payload=\(payload.rawValue) seconds=\(String(format: "%.4f", r.seconds))"
-            if r.missed > 0 { note += " overflow-missed=\(r.missed)" }
-            if !r.checksumOK { note += " CHECKSUM-MISMATCH" }
-            Sample(measure: "fanout-\(subscribers)", impl: impl.rawValue,
-                   value: Double(r.deliveries) / r.seconds, unit: "deliveries/s", note: note).emit()
+    func measure<E: BenchPayload>(_ type: E.Type) async -> Bool {
+        // `all` alternates the impls run by run, so a change in machine load
+        // (this host is shared) falls on all of them alike.
+        let impls = impl == .all ? [FanOutImpl.devif, .asyncstream, .mutexContinuations] : [impl]
+        let (subscribers, events, runs, warmup, payload) = (subscribers, events, runs, warmup, payload)
+        return await onPublisherThread {
+            for i in impls {
+                for _ in 0..<warmup {
+                    _ = fanOutRun(type, impl: i, subscribers: subscribers, events: min(events, 100_000))
+                }
+            }
+            var ok = true
+            for _ in 0..<runs {
+                for i in impls {
+                    let r = fanOutRun(type, impl: i, subscribers: subscribers, events: events)
+                    var note = "events=\(events) subscribers=\(subscribers) payload=\(payload.rawValue) seconds=\(String(format: "%.4f", r.seconds))"
+                    if r.missed > 0 { note += " overflow-missed=\(r.missed)" }
+                    if !r.checksumOK { note += " CHECKSUM-MISMATCH"; ok = false }
+                    Sample(measure: "fanout-\(subscribers)", impl: i.rawValue,
+                           value: Double(r.deliveries) / r.seconds, unit: "deliveries/s", note: note).emit()
+                }
+            }
+            return ok
         }
     }
 }

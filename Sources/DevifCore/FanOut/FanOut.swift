@@ -66,24 +66,28 @@ public final class FanOut<Event: Sendable>: Sendable {
         // Relaxed: only the publisher sets `finished`, and we are the publisher.
         if finished.load(ordering: .relaxed) { return }
         // Explicit loops rather than closures: nothing here may allocate.
-        var chunk = firstChunk
+        // Unretained: chunks live as long as the fan-out (each owns the next).
+        var chunk = Unmanaged.passUnretained(firstChunk)
         while true {
-            // Indexing, not `for slot in slots`: in debug builds that iterator
-            // allocates for an array of generic class instances.
-            for i in 0..<chunk.unretainedSlots.count {
-                // Unretained: the chunk owns its slots for the fan-out's lifetime, and
-                // reference counting on every slot dominated the cost of a publish.
-                // (Non-escaping closures live on the stack, so this does not allocate.)
-                chunk.unretainedSlots[i]._withUnsafeGuaranteedRef { slot in
-                    if slot.enter() {
-                        _ = slot.unretainedRing._withUnsafeGuaranteedRef { ring in ring.push(event) }
-                        slot.leave()
+            let next = chunk._withUnsafeGuaranteedRef { chunk -> UInt in
+                // Indexing, not `for slot in slots`: in debug builds that iterator
+                // allocates for an array of generic class instances.
+                for i in 0..<chunk.unretainedSlots.count {
+                    // Unretained: the chunk owns its slots for the fan-out's lifetime, and
+                    // reference counting on every slot dominated the cost of a publish.
+                    // (Non-escaping closures live on the stack, so this does not allocate.)
+                    chunk.unretainedSlots[i]._withUnsafeGuaranteedRef { slot in
+                        if slot.enter() {
+                            _ = slot.unretainedRing._withUnsafeGuaranteedRef { ring in ring.push(event) }
+                            slot.leave()
+                        }
                     }
                 }
+                // Acquire: a chunk appended by a subscriber is fully initialised.
+                return chunk.nextAddress.load(ordering: .acquiring)
             }
-            // Acquire inside `load`: a chunk appended by a subscriber is fully initialised.
-            guard let next = chunk.next.load() else { return }
-            chunk = next
+            guard let raw = UnsafeRawPointer(bitPattern: next) else { return }
+            chunk = Unmanaged<FanOutSlotChunk<Event>>.fromOpaque(raw)
         }
     }
 
@@ -199,12 +203,14 @@ public final class FanOut<Event: Sendable>: Sendable {
         var chunk = firstChunk
         while true {
             for slot in chunk.slots where slot.tryClaim() { return slot }
-            if let next = chunk.next.load() {
-                chunk = next
-            } else {
-                // Lock-free append; if another subscriber won, use its chunk.
-                chunk = chunk.next.storeIfNil(FanOutSlotChunk())
-            }
+            // Lock-free append; if another subscriber won, use its chunk.
+            let next = chunk.next.load() ?? chunk.next.storeIfNil(FanOutSlotChunk())
+            // Release: the new chunk's initialisation happens-before the publisher
+            // follows this address. Every subscriber going past stores it (the same
+            // value), so it is set before any slot of `next` can be installed.
+            chunk.nextAddress.store(UInt(bitPattern: Unmanaged.passUnretained(next).toOpaque()),
+                                    ordering: .releasing)
+            chunk = next
         }
     }
 }

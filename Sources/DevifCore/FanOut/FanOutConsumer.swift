@@ -19,9 +19,10 @@ final class FanOutConsumer<Event: Sendable>: @unchecked Sendable {
     /// Guards against two consumers at once (the ring is single-consumer).
     @usableFromInline let consuming = Atomic<Bool>(false)
 
-    // Consumer-private state (one consumer at a time, enforced by `consuming`).
-    @usableFromInline var pending: Event?
-    @usableFromInline var ended = false
+    // Consumer-private state (one consumer at a time, enforced by `consuming`,
+    // so the runtime's exclusivity check would only cost a call per delivery).
+    @exclusivity(unchecked) @usableFromInline var pending: Event?
+    @exclusivity(unchecked) @usableFromInline var ended = false
 
     init(ring: SubscriberRing<Event>, slot: FanOutSlot<Event>) {
         self.ring = ring

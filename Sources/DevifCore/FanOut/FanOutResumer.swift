@@ -11,10 +11,10 @@ class ParkedTask: @unchecked Sendable {
     /// by whoever wins the parked -> idle exchange (acquire), or by the resumer
     /// that winner handed it to. Resumed with `true` by the consumer itself,
     /// `false` by anyone else.
-    var continuation: UnsafeContinuation<Bool, Never>?
+    @exclusivity(unchecked) var continuation: UnsafeContinuation<Bool, Never>?
     /// Next entry in `FanOutResumer`'s list; written by the publisher before it
     /// pushes this entry, read by the resumer after taking the list.
-    fileprivate var nextToResume: UInt = 0
+    @exclusivity(unchecked) fileprivate var nextToResume: UInt = 0
     /// How many resumes by other threads have fully returned. A continuation may
     /// be resumed before its task has suspended; the runtime then hands over
     /// through atomics that ThreadSanitizer cannot see, and the resumer may still

@@ -55,13 +55,16 @@ final class SubscriberRing<Event: Sendable>: ParkedTask, @unchecked Sendable {
     /// stopped, so relaxed accesses suffice (the `closed` release/acquire orders them).
     @usableFromInline let missed = Atomic<UInt64>(0)
     /// Producer-private copy of `head`, refreshed only when the ring looks full,
-    /// to avoid touching the consumer's cache line on every push.
-    @usableFromInline var cachedHead = 0
+    /// to avoid touching the consumer's cache line on every push. Unchecked
+    /// exclusivity here and on the other single-owner fields below: one thread
+    /// owns each by the ring's protocol, and the runtime's dynamic check was a
+    /// call (thread-local access set) on every push and pop.
+    @exclusivity(unchecked) @usableFromInline var cachedHead = 0
 
     // Written by the consumer only.
     @usableFromInline let head = Atomic<Int>(0)
     /// Consumer-private copy of `tail`, refreshed only when the ring looks empty.
-    @usableFromInline var cachedTail = 0
+    @exclusivity(unchecked) @usableFromInline var cachedTail = 0
 
     /// Set once by the producer (`FanOut.finish`) or by a subscriber that joined a finished fan-out.
     @usableFromInline let closed = Atomic<Bool>(false)
@@ -210,7 +213,7 @@ final class SubscriberRing<Event: Sendable>: ParkedTask, @unchecked Sendable {
     }
 
     /// Consumer-private: external resumes this consumer has been through.
-    private var externalResumesSeen = 0
+    @exclusivity(unchecked) private var externalResumesSeen = 0
 
     /// Suspends the calling task until there is work (an entry, close or cancel).
     /// May return spuriously; callers re-check.
