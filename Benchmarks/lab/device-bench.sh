@@ -125,7 +125,9 @@ fi
 
 # ---- idle RSS ------------------------------------------------------------
 # rss IMPL READY-PATTERN CMD...: start CMD, wait for its first line (or the
-# READY pattern) within 5 s, stay idle 3 s (the measured period), read VmRSS, SIGINT it.
+# READY pattern), stay idle 3 s (the measured period), read VmRSS, SIGINT it.
+# The start wait is bounded at 20 s: a debug devif-usb in the loaded,
+# emulated VM once needed more than 5 s to enumerate and print.
 rss() {
   local impl=$1 ready=$2; shift 2
   local fifo=$scratch/rss.fifo line kib pid rc
@@ -135,12 +137,12 @@ rss() {
   env --default-signal=INT "$@" >"$fifo" 2>>"$work/rss-stderr.txt" &
   pid=$!
   exec {fd}<"$fifo"
-  local deadline=$((SECONDS + 5)) started=0
+  local deadline=$((SECONDS + 20)) started=0
   while ((SECONDS < deadline)); do
-    IFS= read -r -t 5 -u "$fd" line || break
+    IFS= read -r -t $((deadline - SECONDS)) -u "$fd" line || break
     [[ -z $ready || $line == *"$ready"* ]] && { started=1; break; }
   done
-  ((started)) || log "idle-rss $impl: no start line within 5 s; measuring anyway"
+  ((started)) || log "idle-rss $impl: no start line within 20 s; measuring anyway"
   # Drain the rest so a chatty process never blocks on a full pipe.
   cat <&"$fd" >/dev/null &
   local drain=$!
