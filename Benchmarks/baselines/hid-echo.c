@@ -38,6 +38,7 @@ int main(int argc, char **argv)
         double t = now_s();
         int w = hid_write(d, out, (size_t)size + 1);
         if (w < 0) die("hid_write, round %d: %ls", k, hid_error(d));
+        if (w != size + 1) die("hid_write, round %d: wrote %d of %d bytes", k, w, size + 1);
         int r = hid_read_timeout(d, in, (size_t)size, timeout_ms);
         double rt = now_s() - t;
         if (r < 0) die("hid_read_timeout, round %d: %ls", k, hid_error(d));
