@@ -160,7 +160,9 @@ rss() {
   cat <&"$fd" >/dev/null &
   local drain=$!
   sleep 3   # the idle period being measured, not a synchronisation
-  kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+  local key value _
+  kib=""
+  while read -r key value _; do [[ $key == VmRSS: ]] && kib=$value; done 2>/dev/null <"/proc/$pid/status"
   kill -INT "$pid" 2>/dev/null
   # Bounded wait for the exit: SIGKILL after 10 s.
   { sleep 10; kill -KILL "$pid" 2>/dev/null; } &
