@@ -4,7 +4,7 @@
 # all in one run, then a summary: median, min..max and spread per row, and the
 # ratios against the baselines measured in the same run.
 #   Benchmarks/host-rows.sh [RUNS] [OUT.jsonl]     (default 5 runs; needs a release build:
-#   swift build -c release --product devif-bench)
+#   swift build -c release --product devif-bench; EVENTS=200000 per fan-out run)
 set -eu
 runs=${1:-5}
 out=${2:-/tmp/devif-host-rows.jsonl}
@@ -12,7 +12,7 @@ bench=${DEVIF_BENCH:-.build/release/devif-bench}
 : > "$out"
 for n in 1 4 16; do
     # Impls alternate run by run, so changes in load fall on all of them.
-    "$bench" fanout --subscribers "$n" --impl all --runs "$runs" >> "$out"
+    "$bench" fanout --subscribers "$n" --impl all --runs "$runs" --events "${EVENTS:-200000}" >> "$out"
 done
 "$bench" fanout-allocations --runs "$runs" >> "$out"
 # Both configurations interleaved in one process (same load), then each alone.

@@ -78,7 +78,7 @@ struct PublishLatency: AsyncParsableCommand {
     @Option(help: "Timed publishes per run (per fan-out).") var events = 200_000
     @Option(help: "Untimed publishes first.") var warmupEvents = 10_000
     @Option(help: "Pacing: one publish (per fan-out) every this many ns.") var intervalNs = 10_000
-    @Option(help: "Live subscribers' queue capacity.") var capacity = 4_096
+    @Option(help: "Live subscribers' queue capacity (room for bursts when the machine is busy).") var capacity = 65_536
     @Option(help: "Measured runs.") var runs = 5
 
     func validate() throws {
