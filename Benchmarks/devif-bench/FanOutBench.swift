@@ -6,7 +6,7 @@ import Synchronization
 
 // The fan-out rows of the benchmark: throughput against two AsyncStream
 // baselines, allocations per publish, and publish latency with a stalled
-// subscriber. The publisher is always the main thread (not a pool thread), and
+// subscriber. The publisher always has a thread of its own (not a pool thread), and
 // every subscriber is an async task on the global executor, for every impl.
 
 /// What is published: an Int, or a 64-byte inline report as the HID path uses.
@@ -186,7 +186,7 @@ struct FanOutThroughput: AsyncParsableCommand {
         commandName: "fanout",
         abstract: "Fan-out throughput: deliveries/s from one publisher to N async subscribers.",
         discussion: """
-            One publisher (the main thread) publishes --events events as fast as it can; \
+            One publisher (a thread of its own) publishes --events events as fast as it can; \
             N subscriber tasks each consume every event. Value = events received by all \
             subscribers / wall time from the first publish until the last subscriber saw \
             the end of its stream. Impls: devif (FanOut async subscriptions, capacity \
