@@ -222,35 +222,40 @@ struct PlugArrivalBench: AsyncParsableCommand {
         try writeUDC(udcFile, "")  // start unplugged
         // The subscriber: a task that stamps each event of the device
         // instance (interface instances arrive too) the moment it gets it.
-        let (stamps, stamper) = AsyncStream<(InterfaceEvent.Kind?, UInt64)>.makeStream()
+        // With the pipeline's own publish time (wall clock), to tell the
+        // pipeline's share from the delivery's.
+        let (stamps, stamper) = AsyncStream<(InterfaceEvent.Kind?, UInt64, Date)>.makeStream()
         let watch = manager.watch(InterfaceFilter(vendorId: device.vid, productId: device.pid, kind: .usb))
         let subscriber = Task {
             for await update in watch.updates {
                 if case .event(let e) = update, e.interface.interfaceNumber == nil {
-                    stamper.yield((e.event, monotonicNanoseconds()))
+                    stamper.yield((e.event, monotonicNanoseconds(), e.time))
                 }
             }
         }
         defer { subscriber.cancel() }
         var events = stamps.makeAsyncIterator()
-        func next(_ kind: InterfaceEvent.Kind) async throws -> UInt64 {
+        func next(_ kind: InterfaceEvent.Kind) async throws -> (UInt64, Date) {
             // A bounded wait: a watchdog yields a nil kind after 20 s.
             let watchdog = Task {
                 try await Task.sleep(for: .seconds(20))
-                stamper.yield((nil, 0))
+                stamper.yield((nil, 0, Date()))
             }
             defer { watchdog.cancel() }
-            while let (got, time) = await events.next() {
+            while let (got, time, published) = await events.next() {
                 guard let got else { break }
-                if got == kind { return time }
+                if got == kind { return (time, published) }
             }
             throw BenchFailure("plug-arrival: no \(kind) of \(hex4(device.vid)):\(hex4(device.pid)) within 20 s")
         }
         for _ in 0..<count {
+            let wall0 = Date()
             let t0 = monotonicNanoseconds()
             try writeUDC(udcFile, udc)
-            let t1 = try await next(.arrival)
-            Sample(measure: "plug-arrival", impl: "devif", value: Double(t1 - t0) / 1e6, unit: "ms").emit()
+            let (t1, published) = try await next(.arrival)
+            let publishedMs = published.timeIntervalSince(wall0) * 1000
+            Sample(measure: "plug-arrival", impl: "devif", value: Double(t1 - t0) / 1e6, unit: "ms",
+                   note: String(format: "published=%.1fms", publishedMs)).emit()
             try writeUDC(udcFile, "")
             _ = try await next(.removal)
         }

@@ -1,4 +1,5 @@
 import CLibUSB
+import Dispatch
 import DevifLinux
 import Glibc
 import Synchronization
@@ -6,6 +7,15 @@ import Synchronization
 /// Owns one libusb context and the thread that handles its events. Nobody
 /// outside ever pumps libusb's events: hotplug callbacks and asynchronous
 /// transfers complete on this thread.
+///
+/// The handles' context (``shared()``) runs its event thread **on demand**:
+/// only while asynchronous work (async transfers, streams, readers) is in
+/// flight. A synchronous transfer is pumped by its own caller
+/// (``pump(until:)``), as `libusb_bulk_transfer` does: with a dedicated
+/// thread in between, every synchronous transfer paid one thread wake-up,
+/// which made a 4 KiB ping-pong 2.5x slower than raw libusb under emulation
+/// (a C program with the same event thread was as slow as devif). libusb's
+/// event lock keeps either arrangement correct when both run at once.
 ///
 /// Order of shutdown matters to libusb: stop the event thread, then
 /// `libusb_exit`. ``shutdown()`` does both and is idempotent; deinit calls it.
@@ -17,6 +27,11 @@ public final class USBContext: @unchecked Sendable {  // `raw` is immutable; lib
 
     private let running = Flag()
     private let state = Mutex<(thread: JoinableThread?, exited: Bool)>((nil, false))
+    /// Asynchronous work in flight; the on-demand event thread idles at 0.
+    private let demand = Counter()
+    private let onDemand = Flag()
+    /// Wakes an idle on-demand event thread (signalled on 0 -> 1 and at shutdown).
+    private let wake = DispatchSemaphore(value: 0)
     /// The event thread's `pthread_self()`, 0 before it runs: a synchronous
     /// transfer started on that thread could never complete.
     private let eventThread = ThreadID()
@@ -27,7 +42,7 @@ public final class USBContext: @unchecked Sendable {  // `raw` is immutable; lib
         try sharedContext.withLock { context throws(USBError) in
             if let context { return context }
             let created = try USBContext()
-            do { try created.startEventThread() } catch {
+            do { try created.startEventThread(onDemand: true) } catch {
                 throw USBError(libusbCode: -99, operation: "starting the libusb event thread (\(error))")
             }
             context = created
@@ -36,9 +51,10 @@ public final class USBContext: @unchecked Sendable {  // `raw` is immutable; lib
     }
     private static let sharedContext = Mutex<USBContext?>(nil)
 
-    /// Whether the caller runs on this context's event thread (where
-    /// completion handlers run).
-    public var isEventThread: Bool { eventThread.isCurrent }
+    /// Whether the caller runs on this context's event thread or inside a
+    /// transfer's completion (which may also run on a thread pumping a
+    /// synchronous transfer): where blocking on libusb would deadlock.
+    public var isEventThread: Bool { eventThread.isCurrent || CompletionThread.isInside }
 
     /// Creates the context; its event thread starts with ``startEventThread()``.
     /// - Parameter noDeviceDiscovery: set `LIBUSB_OPTION_NO_DEVICE_DISCOVERY`
@@ -52,14 +68,23 @@ public final class USBContext: @unchecked Sendable {  // `raw` is immutable; lib
     /// init so a hotplug callback can be registered with enumeration before
     /// any live event is dispatched.
     /// Throws only when no thread can be created.
-    public func startEventThread() throws(LinuxError) {
+    /// - Parameter onDemand: handle events only while ``beginAsync()`` /
+    ///   ``endAsync()`` count work in flight (the handles' context); the
+    ///   hotplug context keeps it false.
+    public func startEventThread(onDemand: Bool = false) throws(LinuxError) {
         try state.withLock { s throws(LinuxError) in
             guard s.thread == nil, !s.exited else { return }
             running.value.store(true, ordering: .releasing)
+            self.onDemand.value.store(onDemand, ordering: .releasing)
             let ctx = LibUSBPointer(raw)
-            s.thread = try JoinableThread { [running, eventThread] in
+            s.thread = try JoinableThread { [running, eventThread, demand, wake] in
                 eventThread.recordCurrent()
                 while running.value.load(ordering: .acquiring) {
+                    if onDemand, demand.value.load(ordering: .acquiring) == 0 {
+                        // Idle: leave libusb's event lock to synchronous callers.
+                        wake.wait()
+                        continue
+                    }
                     // A 1 s slice bounds how long a lost interrupt could delay stop.
                     do { try LibUSB.handleEvents(ctx.raw, milliseconds: 1000) } catch {
                         // Persistent failures (e.g. the poll fd went bad) must not spin.
@@ -82,6 +107,7 @@ public final class USBContext: @unchecked Sendable {  // `raw` is immutable; lib
         guard first else { return }
         if let thread {
             running.value.store(false, ordering: .releasing)
+            wake.signal()
             // Wakes the thread out of its poll; the flag stays set if it is
             // between two rounds, so the wake-up is never lost.
             LibUSB.interruptEventHandler(raw)
@@ -91,6 +117,58 @@ public final class USBContext: @unchecked Sendable {  // `raw` is immutable; lib
     }
 
     deinit { shutdown() }
+
+    // MARK: Demand and pumping
+
+    /// Counts one asynchronous transfer in flight (before its submission).
+    func beginAsync() {
+        if demand.value.wrappingAdd(1, ordering: .acquiringAndReleasing).oldValue == 0,
+           onDemand.value.load(ordering: .acquiring) {
+            wake.signal()
+        }
+    }
+
+    /// Ends ``beginAsync()`` (after the completion ran, or a failed submit).
+    func endAsync() {
+        let left = demand.value.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue
+        // At 0 the event thread should leave its poll (and the event lock)
+        // now, not at its next 1 s slice; from the event thread itself it
+        // is about to return anyway.
+        if left == 0, onDemand.value.load(ordering: .acquiring), !eventThread.isCurrent {
+            LibUSB.interruptEventHandler(raw)
+        }
+    }
+
+    /// Handles events on the calling thread until `waiter` is finished (a
+    /// synchronous transfer's completion): no thread wake-up in between when
+    /// nothing else is in flight; when the event thread is handling events,
+    /// libusb makes this thread wait for it instead. Never from a completion.
+    func pump(until waiter: TransferWaiter) {
+        while !waiter.isFinished {
+            // The waiter's flag lets libusb return at once when another
+            // thread delivered the completion.
+            LibUSB.handleEvents(raw, milliseconds: 1000, completed: waiter.completedFlag)
+        }
+    }
+}
+
+/// Marks the threads running a transfer completion (thread-specific data),
+/// so that nothing blocks on libusb from inside one.
+enum CompletionThread {
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        precondition(pthread_key_create(&key, nil) == 0, "pthread_key_create failed")
+        return key
+    }()
+
+    static var isInside: Bool { pthread_getspecific(key) != nil }
+
+    static func run(_ body: () -> Void) {
+        let outer = pthread_getspecific(key)
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
+        defer { pthread_setspecific(key, outer) }
+        body()
+    }
 }
 
 /// A thread id a thread's closure can hold without holding its owner.
@@ -101,6 +179,11 @@ final class ThreadID: Sendable {
         let id = value.load(ordering: .relaxed)
         return id != 0 && id == UInt(pthread_self())
     }
+}
+
+/// An atomic count a thread's closure can hold without holding its owner.
+final class Counter: Sendable {
+    let value = Atomic<Int>(0)
 }
 
 /// An atomic flag a thread's closure can hold without holding its owner.

@@ -148,6 +148,76 @@ func registerIOTests(_ r: inout LabRunner) {
                    "bulk-stream's message does not name the link and the removal: \(lines)")
     }
 
+    r.add("io: a push-mode reader gets SourceSink data intact on the event thread, stops on request, ends with deviceRemoved within 100 ms of an unplug; sync transfers run beside it and after it") {
+        let f = try await ManagerFixture()
+        defer { f.stop() }
+        // pattern=1: the gadget fills every packet with (i % wMaxPacketSize) % 63.
+        try Devlab.run(["create", "ir1", "sourcesink", "--vid", "1209", "--pid", "0d0a", "--serial", "LAB-IR-1",
+                        "--fattr", "pattern=1"])
+        let link = "usb#vid_1209&pid_0d0a#LAB-IR-1#\(LabClasses.vendorBulk)"
+        try Devlab.plug("ir1")
+        _ = try await f.next(1, "the arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+        var h = try f.manager.openUSB(link)
+        let inp = try h.endpoints.first { $0.isIn && $0.kind == .bulk }.orFail("no bulk IN endpoint")
+        let bad = Shared(0), reached = Inbox<Int>()
+        let target = 4 << 20
+        let packet = inp.maxPacketSize
+        func start(_ h: USBHandle) throws -> USBHandle.Reader {
+            let seen = Shared(0)
+            return try h.startReading(endpoint: inp.address, transferSize: 16384, transfers: 8) { chunk in
+                // Whole packets arrive; any other byte is corruption.
+                var wrong = chunk.count % packet == 0 ? 0 : 1
+                for (k, byte) in chunk.enumerated() where byte != UInt8((k % packet) % 63) { wrong += 1 }
+                if wrong > 0 { bad.withLock { $0 += wrong } }
+                let total = seen.withLock { $0 += chunk.count; return $0 }
+                if total >= target, total - chunk.count < target { reached.post(total) }
+                return .continue
+            }
+        }
+        let reader = try start(h)
+        _ = try await reached.next(within: 60, "4 MiB through the push-mode reader")
+        // A synchronous transfer while the reader keeps the event thread busy.
+        let dd = try deviceDescriptor(h)
+        try expectEqual(Array(dd[8...11]), [0x09, 0x12, 0x0a, 0x0d], "device descriptor beside the reader")
+        reader.stop()
+        let stopEnd = Inbox<HandleError?>()
+        Task { stopEnd.post(await reader.finished()) }
+        let stopped = try await stopEnd.next(within: 10, "the reader to end after stop()")
+        try expect(stopped == nil, "a stopped reader reports \(String(describing: stopped))")
+        let after = reader.bytesReceived
+        try expect(after >= UInt64(target), "bytes counted: \(after)")
+        try expectEqual(bad.withLock { $0 }, 0, "bytes off the SourceSink pattern")
+        // Nothing in flight now: a synchronous transfer pumps events itself.
+        let dd2 = try deviceDescriptor(h)
+        try expectEqual(dd2, dd, "device descriptor after the reader")
+        try expectEqual(reader.bytesReceived, after, "a stopped reader still counted bytes")
+
+        // Unplug under a running reader.
+        let notices = Inbox<RemovalNotice>()
+        let noticeTask = Task { [h] in for await n in h.removalNotices() { notices.post(n) } }
+        defer { noticeTask.cancel() }
+        let second = try start(h)
+        let ended = Inbox<(HandleError?, ContinuousClock.Instant)>()
+        Task { let e = await second.finished(); ended.post((e, .now)) }
+        let t0 = try unplugNow("ir1")
+        let (error, t1) = try await ended.next(within: 5, "the reader to end after the unplug")
+        try expect(error == .deviceRemoved, "the reader ended with \(String(describing: error)), not deviceRemoved")
+        try expectEqual(error?.link, link, "the error names the link")
+        try expect(ms(t1 - t0) <= 100, "the reader ended \(ms(t1 - t0)) ms after the unplug (limit 100 ms)")
+        try expectEqual(try await notices.next(within: 5, "the pending notice"), .pending, "first notice")
+        try expectEqual(try await notices.next(within: 5, "the complete notice"), .complete, "second notice")
+        figure("push-mode reader: unplug to deviceRemoved \(ms(t1 - t0)) ms")
+        h.close()
+        try Devlab.unplug("ir1")
+        _ = try await f.next(1, "the removal", where: { $0.event == .removal && $0.interface.symbolicLink == link })
+        try Devlab.plug("ir1")
+        _ = try await f.next(1, "the arrival after replug", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+        h = try f.manager.openUSB(link)
+        defer { h.close() }
+        let dd3 = try deviceDescriptor(h)
+        try expectEqual(dd3, dd, "device descriptor after the replug")
+    }
+
     r.add("io: a blocked HID read ends at once on close, and with deviceRemoved within 100 ms of an unplug; the link opens again") {
         let f = try await ManagerFixture()
         defer { f.stop() }
@@ -295,6 +365,118 @@ func registerIOTests(_ r: inout LabRunner) {
         _ = try await p.line(within: 30, "the monitor's removal line") { $0["event"] as? String == "removal" && $0["link"] as? String == link }
         try expectEqual(try p.interrupt(), 0, "hid-monitor exit status after SIGINT")
     }
+
+    r.add("io: HID reads on the caller's thread until the first subscription starts the reader thread; no report lost or read twice at the switch") {
+        let f = try await ManagerFixture()
+        defer { f.stop() }
+        try Devlab.run(["create", "iw1", "hid", "--vid", "1209", "--pid", "0d09", "--serial", "LAB-IW-1"])
+        try Devlab.plug("iw1")
+        let link = "hid#vid_1209&pid_0d09&mi_00#LAB-IW-1#\(hidClass)"
+        _ = try await f.next(1, "the hid arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+        func expectTimeout(_ h: HIDHandle, _ what: String) throws {
+            do { let r = try h.read(timeout: .zero); throw LabFailure("\(what): a read returned \(r.prefix(4))...") } catch let e as HandleError {
+                try expect(e == .timeout, "\(what): \(e)")
+            }
+        }
+        // Direct reads: reports sent ahead wait in the kernel's buffer, in order.
+        let h = try f.manager.openHID(link)
+        defer { h.close() }
+        for i in 0..<5 { try h.write(outputReport: [0] + reportPayload(i)) }
+        for i in 0..<5 { try expectEqual(try h.read(timeout: .seconds(2)), reportPayload(i), "direct read \(i)") }
+        try expectTimeout(h, "nothing pending (direct)")
+        // A read blocked on the descriptor when the first subscription starts
+        // the thread gets the next report through the queue; so does the subscriber.
+        let blocked = Inbox<Result<[UInt8], HandleError>>()
+        Thread {
+            do throws(HandleError) { blocked.post(.success(try h.read(timeout: .seconds(20)))) } catch { blocked.post(.failure(error)) }
+        }.start()
+        try await Task.sleep(for: .milliseconds(300))  // not needed for correctness: makes the switch meet a blocked read
+        try expect(blocked.isEmpty, "the read returned before any report was sent")
+        let a = ReportCollector(h.inputReports(capacity: 1024))
+        try h.write(outputReport: [0] + reportPayload(5))
+        let first = try await blocked.next(within: 5, "the blocked read's report")
+        try expectEqual(try first.get(), reportPayload(5), "the blocked read's report")
+        for i in 6..<40 {
+            try h.write(outputReport: [0] + reportPayload(i))
+            try expectEqual(try h.read(timeout: .seconds(2)), reportPayload(i), "read \(i) through the reader thread")
+        }
+        try await a.waitFor(35, within: 5)
+        try expectEqual(a.reports, (5..<40).map(reportPayload), "the subscriber's reports")
+        try expectTimeout(h, "nothing pending (queue)")
+        // Racing switch: two readers loop on a second handle (direct) while
+        // reports flow; a subscription starts mid-stream. Every report reaches
+        // exactly one reader; the subscriber gets a tail of them including
+        // every one sent after it subscribed.
+        var base = 40
+        for round in 0..<4 {
+            let n = 40
+            let expected = (base..<(base + n)).map(reportPayload)
+            base += n
+            let h2 = try f.manager.openHID(link)
+            let got = Shared<[[UInt8]]>([])
+            let counts = Inbox<Int>()
+            for _ in 0..<2 {
+                Thread {
+                    while true {
+                        do throws(HandleError) {
+                            let r = try h2.read(timeout: .seconds(10))
+                            counts.post(got.withLock { $0.append(r); return $0.count })
+                        } catch { return }
+                    }
+                }.start()
+            }
+            let switchAt = 5 + round * 10
+            var streamed: Task<(reports: [[UInt8]], overflows: Int, ended: Int), Never>?
+            for i in 0..<n {
+                if i == switchAt {
+                    let subscription = h2.inputReports(capacity: 1024)
+                    streamed = Task {
+                        var result = (reports: [[UInt8]](), overflows: 0, ended: 0)
+                        for await d in subscription {
+                            switch d {
+                            case .event(.report(let r)): result.reports.append(r.array)
+                            case .event(.ended): result.ended += 1
+                            case .event: break
+                            case .overflow: result.overflows += 1
+                            }
+                        }
+                        return result
+                    }
+                }
+                try h.write(outputReport: [0] + expected[i])
+                try expectEqual(try h.read(timeout: .seconds(2)), expected[i], "round \(round): echo \(i) on the first handle")
+            }
+            _ = try await counts.next(within: 10, "round \(round): all \(n) reports at the second handle's readers") { $0 >= n }
+            let all = got.withLock { $0 }
+            try expectEqual(all.count, n, "round \(round): reports read")
+            try expectEqual(Set(all), Set(expected), "round \(round): the readers' reports")
+            h2.close()  // ends the readers and the stream
+            let s = await streamed!.value
+            try expect(s.reports.count >= n - switchAt && s.reports == Array(expected.suffix(s.reports.count)),
+                       "round \(round): the subscriber's \(s.reports.count) reports are not a tail of the \(n) sent (switch at \(switchAt))")
+            try expectEqual(s.overflows, 0, "round \(round): overflows")
+            try expectEqual(s.ended, 1, "round \(round): end events")
+        }
+        // Without a thread, close and removal still end the stream for later subscribers.
+        func expectEndedStream(_ h: HIDHandle, _ what: String) async throws {
+            let done = Inbox<Int>()
+            let subscription = h.inputReports()
+            Task { var events = 0; for await _ in subscription { events += 1 }; done.post(events) }
+            try expectEqual(try await done.next(within: 5, "\(what): the stream to end"), 0, "\(what): events on a late subscription")
+        }
+        let closed = try f.manager.openHID(link)
+        try expectTimeout(closed, "nothing pending (third handle)")
+        closed.close()
+        try await expectEndedStream(closed, "after close")
+        let removed = try f.manager.openHID(link)
+        let removedRead = blockedRead(removed)
+        _ = try unplugNow("iw1")
+        let (error, _) = try await removedRead.next(within: 5, "the direct read to end after the unplug")
+        try expect(error == .deviceRemoved, "the direct read ended with \(error), not deviceRemoved")
+        try await expectEndedStream(removed, "after removal")
+        removed.close()
+        try Devlab.unplug("iw1")
+    }
 }
 
 // MARK: Helpers
@@ -325,6 +507,12 @@ func callsAfterRemoval(_ h: USBHandle, endpoint: UInt8) throws -> Int {
     }
     figure("reads after removal: \(times) ms")
     return times.min() ?? 0
+}
+
+/// GET_DESCRIPTOR(device) through the synchronous path (the caller pumps
+/// libusb's events itself when nothing else is in flight).
+func deviceDescriptor(_ h: USBHandle) throws -> [UInt8] {
+    try h.controlIn(requestType: 0x80, request: 6, value: 0x0100, index: 0, length: 18)
 }
 
 /// The synchronous calls (from a synchronous function: in async code the

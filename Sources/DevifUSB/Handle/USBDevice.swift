@@ -400,24 +400,43 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     /// Registers and submits `box`; `completion` runs on the event thread
     /// after the box is unregistered. The device's end (removal, close) maps
     /// a cancelled or failed status to the matching error.
+    /// - Parameter pumped: the caller handles events itself until the
+    ///   completion (``USBContext/pump(until:)``); otherwise the transfer
+    ///   counts as asynchronous work for the on-demand event thread.
     func submit(_ box: TransferBox, type: UInt8, endpoint: UInt8, length: Int, timeout: Duration?, zlp: Bool,
+                pumped: Bool = false,
                 completion: @escaping @Sendable (TransferBox, Result<Int, USBError>) -> Void) throws(USBError) {
-        try submit(box, type: type, endpoint: endpoint, length: length, timeout: timeout, zlp: zlp,
-                   wrapped: wrap(box, completion))
+        try submit(box, type: type, endpoint: endpoint, length: length, timeout: timeout, zlp: zlp, pumped: pumped,
+                   wrapped: wrap(box, pumped: pumped, completion))
     }
 
     /// The completion `submit` hands to the box: it unregisters the box and
     /// maps the status (see `finished`). A caller that resubmits one box
     /// again and again (``USBReader``) makes it once and passes it to
     /// `submit(_:...wrapped:)`, so a resubmission allocates nothing.
-    func wrap(_ box: TransferBox,
+    func wrap(_ box: TransferBox, pumped: Bool = false,
               _ completion: @escaping @Sendable (TransferBox, Result<Int, USBError>) -> Void) -> TransferBox.Completion {
         let id = ObjectIdentifier(box)
-        return { [self] box, result in finished(id, box, result, completion) }
+        return { [self] box, result in
+            finished(id, box, result, completion)
+            if !pumped { context.endAsync() }
+        }
     }
 
     func submit(_ box: TransferBox, type: UInt8, endpoint: UInt8, length: Int, timeout: Duration?, zlp: Bool,
-                wrapped: @escaping TransferBox.Completion) throws(USBError) {
+                pumped: Bool = false, wrapped: @escaping TransferBox.Completion) throws(USBError) {
+        if !pumped { context.beginAsync() }
+        do throws(USBError) {
+            try submitRegistered(box, type: type, endpoint: endpoint, length: length, timeout: timeout, zlp: zlp,
+                                 wrapped: wrapped)
+        } catch {
+            if !pumped { context.endAsync() }
+            throw error
+        }
+    }
+
+    private func submitRegistered(_ box: TransferBox, type: UInt8, endpoint: UInt8, length: Int, timeout: Duration?,
+                                  zlp: Bool, wrapped: @escaping TransferBox.Completion) throws(USBError) {
         let id = ObjectIdentifier(box)
         let failure = state.withLock { s -> USBError? in
             if let r = refusal(s.phase, box.operation) { return r }
@@ -500,8 +519,8 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         return (n, box)
     }
 
-    /// The one blocking path: submit, then wait on the calling thread for
-    /// the completion, which the event thread delivers (so never from it).
+    /// The one blocking path: submit, then handle events on the calling
+    /// thread until the completion (never from inside a completion).
     private func submitAndWait(_ box: TransferBox, type: UInt8, endpoint: UInt8, length: Int, timeout: Duration?,
                                zlp: Bool) throws(USBError) -> Int {
         guard !context.isEventThread else {
@@ -509,9 +528,10 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
                            operation: "a synchronous transfer from a completion handler (use the async form)")
         }
         let waiter = TransferWaiter()
-        try submit(box, type: type, endpoint: endpoint, length: length, timeout: timeout, zlp: zlp) { _, r in
+        try submit(box, type: type, endpoint: endpoint, length: length, timeout: timeout, zlp: zlp, pumped: true) { _, r in
             waiter.finish(r)
         }
+        context.pump(until: waiter)
         return try waiter.wait().get()
     }
 

@@ -125,16 +125,26 @@ struct TransferResult: Sendable {
 /// libusb's completion callback: balances the +1 taken at submit.
 private let transferCompleted: LibUSB.TransferCallback = { transfer in
     guard let userData = transfer?.pointee.user_data else { return }
-    Unmanaged<TransferBox>.fromOpaque(userData).takeRetainedValue().completed()
+    let box = Unmanaged<TransferBox>.fromOpaque(userData).takeRetainedValue()
+    CompletionThread.run { box.completed() }
 }
 
-/// A one-shot wait for a synchronous transfer's outcome (or a close); the
-/// event thread finishes it.
-final class TransferWaiter: Sendable {
+/// A one-shot wait for a synchronous transfer's outcome (or a close),
+/// finished by whichever thread handles the completion.
+final class TransferWaiter: @unchecked Sendable {  // completedFlag: written once by finish, read by libusb under its lock
     private let semaphore = DispatchSemaphore(value: 0)
     private let result = Mutex<Result<Int, USBError>?>(nil)
+    /// libusb's `completed` argument (``USBContext/pump(until:)``).
+    let completedFlag = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+
+    init() { completedFlag.initialize(to: 0) }
+    deinit { completedFlag.deallocate() }
+
+    var isFinished: Bool { result.withLock { $0 != nil } }
+
     func finish(_ r: Result<Int, USBError>) {
         result.withLock { $0 = r }
+        completedFlag.pointee = 1
         semaphore.signal()
     }
     func wait() -> Result<Int, USBError> {

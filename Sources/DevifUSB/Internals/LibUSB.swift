@@ -43,6 +43,15 @@ enum LibUSB {
         try check(rc, "libusb_handle_events_timeout_completed")
     }
 
+    /// One round of event handling for a caller waiting on `completed`
+    /// (set non-zero by the transfer's completion). Errors are not thrown:
+    /// the caller loops until its transfer completes, and libusb's own
+    /// errors here are transient (interrupted) or end every transfer.
+    static func handleEvents(_ ctx: OpaquePointer, milliseconds: Int, completed: UnsafeMutablePointer<Int32>) {
+        var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
+        _ = libusb_handle_events_timeout_completed(ctx, &tv, completed)
+    }
+
     static func interruptEventHandler(_ ctx: OpaquePointer) { libusb_interrupt_event_handler(ctx) }
 
     static var hasHotplug: Bool { libusb_has_capability(UInt32(LIBUSB_CAP_HAS_HOTPLUG.rawValue)) != 0 }
