@@ -29,21 +29,11 @@ public final class USBInStream: Sendable {
         var inFlight = 0
         var end: USBError?
         var stopped = false
-        var waiters: [UInt64: Waiter] = [:]
+        var waiters: [UInt64: StreamWaiter] = [:]
         var nextWaiter: UInt64 = 0
         var bytes: UInt64 = 0
     }
 
-    private enum Waiter {
-        case blocking(DispatchSemaphore)
-        case async(CheckedContinuation<Void, Never>)
-        func wake() {
-            switch self {
-            case .blocking(let s): s.signal()
-            case .async(let c): c.resume()
-            }
-        }
-    }
 
     private let core: USBDeviceCore
     private let ep: USBDevice.Endpoint
@@ -91,7 +81,7 @@ public final class USBInStream: Sendable {
             }
             guard let box else { return }
             do throws(USBError) { try submit(box) } catch {
-                let woken = state.withLock { s -> [Waiter] in
+                let woken = state.withLock { s -> [StreamWaiter] in
                     s.inFlight -= 1
                     s.spares.append(box)
                     if s.end == nil { s.end = error }
@@ -112,7 +102,7 @@ public final class USBInStream: Sendable {
     }
 
     private func completed(_ box: TransferBox, _ result: Result<Int, USBError>) {
-        let woken = state.withLock { s -> [Waiter] in
+        let woken = state.withLock { s -> [StreamWaiter] in
             s.inFlight -= 1
             switch result {
             case .success(let n): s.ready.append((box, n))
@@ -135,7 +125,7 @@ public final class USBInStream: Sendable {
     /// Stops reading: transfers in flight are cancelled, waiting readers get
     /// nil. Idempotent.
     public func stop() {
-        let woken = state.withLock { s -> [Waiter] in
+        let woken = state.withLock { s -> [StreamWaiter] in
             s.stopped = true
             defer { s.waiters = [:] }
             return Array(s.waiters.values)
@@ -238,5 +228,18 @@ public final class USBInStream: Sendable {
 extension USBError {
     static func timeoutError(_ operation: String) -> USBError {
         USBError(libusbCode: LIBUSB_ERROR_TIMEOUT.rawValue, operation: operation)
+    }
+}
+
+/// A reader parked until a stream or reader has something for it: a thread
+/// (``USBInStream/next(timeout:)``, ``USBReader/wait()``) or a task.
+enum StreamWaiter {
+    case blocking(DispatchSemaphore)
+    case async(CheckedContinuation<Void, Never>)
+    func wake() {
+        switch self {
+        case .blocking(let s): s.signal()
+        case .async(let c): c.resume()
+        }
     }
 }

@@ -32,18 +32,7 @@ public final class USBReader: Sendable {
         /// Each box's completion, made once; cleared at the end (they
         /// reference the reader, which keeps it alive while it runs).
         var completions: [ObjectIdentifier: TransferBox.Completion] = [:]
-        var waiters: [Waiter] = []
-    }
-
-    private enum Waiter {
-        case blocking(DispatchSemaphore)
-        case async(CheckedContinuation<Void, Never>)
-        func wake() {
-            switch self {
-            case .blocking(let s): s.signal()
-            case .async(let c): c.resume()
-            }
-        }
+        var waiters: [StreamWaiter] = []
     }
 
     private let core: USBDeviceCore
@@ -142,7 +131,7 @@ public final class USBReader: Sendable {
     }
 
     private func finish() {
-        let woken = state.withLock { s -> [Waiter] in
+        let woken = state.withLock { s -> [StreamWaiter] in
             guard !s.finished else { return [] }
             s.finished = true
             s.completions = [:]
