@@ -6,18 +6,25 @@ import Synchronization
 /// An open hidraw node: output, feature and input reports, an input report
 /// stream for any number of readers, and prompt failure on removal or close.
 ///
-/// One reader thread per open device polls the node (and an eventfd that
-/// ``close()`` signals) and hands every input report to two consumers, so
-/// neither steals from the other:
-/// - the stream, a ``FanOut`` that every ``inputReports(capacity:)``
-///   subscriber receives in full (overflow is reported, never silent);
-/// - the queue behind ``read(timeout:)``: the last ``readQueueLimit`` reports
-///   since open (the kernel's own hidraw buffer is 64 too); older ones are
-///   dropped and counted in ``droppedReadReports``.
+/// Until the first ``inputReports(capacity:)`` subscription, no thread runs:
+/// ``read(timeout:)`` polls and reads the node on the caller's thread (as
+/// hidapi does), and unread reports wait in the kernel's hidraw buffer, which
+/// keeps at most 64 per open file and drops newer ones without notice.
 ///
-/// Below all this, the kernel keeps at most 64 unread reports per open hidraw
-/// file and drops newer ones without notice when the reader thread falls
-/// behind (seen in the lab: a no-delay burst of 300 uhid reports, 104 arrived).
+/// The first subscription (either overload) starts one reader thread, which
+/// from then on polls the node (and an eventfd that ``close()`` signals) and
+/// hands every input report to two consumers, so neither steals from the
+/// other:
+/// - the stream, a ``FanOut`` that every ``inputReports(capacity:)``
+///   subscriber receives in full (overflow is reported, never silent); the
+///   first subscriber also gets the reports the kernel still held;
+/// - the queue behind ``read(timeout:)``: the last ``readQueueLimit`` reports
+///   since the thread started; older ones are dropped and counted in
+///   ``droppedReadReports``.
+///
+/// Below the thread too, the kernel keeps at most 64 unread reports and drops
+/// newer ones when the thread falls behind (seen in the lab: a no-delay burst
+/// of 300 uhid reports, 104 arrived).
 ///
 /// Removal (ENODEV/EIO on read, POLLHUP/POLLERR) makes pending and later calls
 /// fail with ``HIDError/deviceRemoved`` and ends the stream with
@@ -55,7 +62,7 @@ public final class HIDDevice: Sendable {
     private let core: HIDDeviceCore
 
     /// Opens a hidraw node (`/dev/hidrawN`) read-write, non-blocking,
-    /// close-on-exec, and starts its reader thread.
+    /// close-on-exec. No thread starts until the first subscription.
     public init(path: String) throws(HIDError) {
         let fd: Int32
         do {
@@ -70,12 +77,6 @@ public final class HIDDevice: Sendable {
             Syscalls.close(fd)
             throw HIDError.io(error)
         }
-        do {
-            try core.start()
-        } catch {
-            core.close()
-            throw HIDError.io(error)
-        }
         self.core = core
     }
 
@@ -83,7 +84,7 @@ public final class HIDDevice: Sendable {
 
     /// Closes the handle: a blocked ``read(timeout:)`` fails with
     /// ``HIDError/closed`` at once, the stream ends with `.ended(.closed)`, and
-    /// the reader thread is joined. Safe twice and from any thread; the
+    /// the reader thread, if any, is joined. Safe twice and from any thread; the
     /// descriptor itself is closed when the last call using it returns.
     public func close() { core.close() }
 
@@ -96,7 +97,8 @@ public final class HIDDevice: Sendable {
     public func markRemoved() { core.markRemoved(HIDError.removed("\(path) (the device left)")) }
 
     /// Reports dropped from the ``read(timeout:)`` queue because it held
-    /// ``readQueueLimit`` unread ones.
+    /// ``readQueueLimit`` unread ones (0 until a subscription starts the
+    /// reader thread; before, the kernel drops past its 64 uncounted).
     public var droppedReadReports: UInt64 { core.droppedReadReports }
 
     // MARK: Input
@@ -114,9 +116,12 @@ public final class HIDDevice: Sendable {
     /// subscriber has its own queue of `capacity` reports; when it falls
     /// behind it receives `.overflow(missed:)` where reports were dropped.
     /// After the end, a new subscription is empty and finished: check
-    /// ``endReason``.
+    /// ``endReason``. The first subscription starts the reader thread (see
+    /// the type's notes), which runs until close or removal.
     public func inputReports(capacity: Int = 256) -> FanOut<InputEvent>.Subscription {
-        core.fanOut.subscribe(capacity: capacity)
+        let subscription = core.fanOut.subscribe(capacity: capacity)
+        core.startReader()
+        return subscription
     }
 
     /// Like ``inputReports(capacity:)`` with a callback on a thread owned by
@@ -125,7 +130,9 @@ public final class HIDDevice: Sendable {
                              onEnd: (@Sendable () -> Void)? = nil,
                              handler: @escaping @Sendable (FanOut<InputEvent>.Delivery) -> Void)
         -> FanOut<InputEvent>.CallbackSubscription {
-        core.fanOut.subscribe(capacity: capacity, name: name, onEnd: onEnd, handler: handler)
+        let subscription = core.fanOut.subscribe(capacity: capacity, name: name, onEnd: onEnd, handler: handler)
+        core.startReader()
+        return subscription
     }
 
     // MARK: Output and feature reports
@@ -229,16 +236,53 @@ public final class HIDDevice: Sendable {
 
 /// The state shared by a ``HIDDevice`` and its reader thread (kept apart so
 /// the thread does not keep the public object alive: releasing it closes).
+///
+/// Two ways to read, never both at once on the descriptor:
+/// - **Direct** (no subscription yet, no thread): `read` polls the hidraw
+///   descriptor, `ended` and `modeChanged` on the caller's thread and reads
+///   one report itself. Callers inside that poll+read section are counted
+///   (`directReaders`, under the state lock, together with `users`).
+/// - **Threaded** (from the first `inputReports` subscription on): the
+///   reader thread reads, publishes to the fan-out and fills the queue;
+///   `read` takes from the queue, woken by `readable`.
+///
+/// The switch (`startReader`), and why no report is read twice or lost:
+/// 1. Under the lock, `threadStarted` is set (only while open); a `read`
+///    that enters afterwards sees it and goes to the queue, one that entered
+///    before was counted in `directReaders`. Then `modeChanged` is signalled
+///    (never drained: the switch happens once), so a counted reader blocked
+///    in poll wakes, or finds it set when it polls late, and leaves without
+///    reading; one already past poll finishes its single read(2) and returns
+///    that report to its caller (a report the kernel held before the switch).
+/// 2. A reader leaving the section decrements the count under the lock; the
+///    one that brings it to 0 with `threadStarted` set signals `directIdle`
+///    (never drained; the count cannot rise again). The thread checks the
+///    count under the lock and polls `directIdle` (and `ended`) until it is 0,
+///    only then touches the descriptor. Each read(2) hands a report to exactly
+///    one reader, so every report is returned by one direct read or read by
+///    the thread (which queues it and publishes it). Reports left in the
+///    kernel's buffer at the switch go to the queue and to the subscribers.
+/// 3. Close or removal vs the switch: `threadStarted` and the phase change
+///    under the same lock, so exactly one side ends the stream: the thread
+///    when it was started, else whoever moved the phase from open (close,
+///    markRemoved, or a direct read that saw the removal). `startReader` does
+///    nothing once the phase left open. The `thread` slot is held while the
+///    thread is created, so close either joins it or started before it.
 final class HIDDeviceCore: Sendable {
     enum Phase: Sendable { case open, removed(HIDError), closed }
 
     struct State: Sendable {
         var phase = Phase.open
-        /// Calls using the descriptor, the reader thread included; the
-        /// descriptor is closed when this falls to 0 after close (so a
-        /// concurrent write never hits a reused descriptor number).
+        /// Calls using the descriptor, the reader thread and direct readers
+        /// included; the descriptor is closed when this falls to 0 after
+        /// close (so a concurrent write never hits a reused descriptor number).
         var users = 0
         var descriptorClosed = false
+        /// Set once, by the first subscription: the reader thread owns the
+        /// descriptor's input from then on.
+        var threadStarted = false
+        /// `read` calls inside the direct poll+read section.
+        var directReaders = 0
         var queue: [[UInt8]] = []
         var queueHead = 0
         var dropped: UInt64 = 0
@@ -250,8 +294,14 @@ final class HIDDeviceCore: Sendable {
     /// Signalled (and never drained) on close and on removal: wakes the
     /// reader thread and every waiting `read`.
     private let ended: EventFD
-    /// Signalled while the read queue is not empty.
+    /// Signalled while the read queue is not empty (threaded mode).
     private let readable: EventFD
+    /// Signalled (never drained) when the reader thread is started: direct
+    /// readers leave the descriptor.
+    private let modeChanged: EventFD
+    /// Signalled (never drained) when the last direct reader left after the
+    /// switch: the reader thread may read the descriptor.
+    private let directIdle: EventFD
     private let state = Mutex(State())
     private let thread = Mutex<JoinableThread?>(nil)
 
@@ -260,16 +310,35 @@ final class HIDDeviceCore: Sendable {
         self.path = path
         ended = try EventFD()
         readable = try EventFD()
+        modeChanged = try EventFD()
+        directIdle = try EventFD()
     }
 
-    func start() throws(LinuxError) {
-        state.withLock { $0.users += 1 }  // the reader thread
-        do {
-            let reader = try JoinableThread { [self] in runReader() }
-            thread.withLock { $0 = reader }
-        } catch {
-            endUse()
-            throw error
+    /// Starts the reader thread unless it runs or the handle is closed or
+    /// removed. Called by every subscription (after subscribing, so the new
+    /// subscriber gets every report the thread reads).
+    func startReader() {
+        thread.withLock { slot in
+            let start = state.withLock { state -> Bool in
+                guard case .open = state.phase, !state.threadStarted else { return false }
+                state.threadStarted = true
+                state.users += 1  // the reader thread
+                return true
+            }
+            guard start else { return }
+            modeChanged.signal()
+            do throws(LinuxError) {
+                slot = try JoinableThread { [self] in runReader() }
+            } catch {
+                // Out of threads: the stream cannot run; end the handle.
+                let end = HIDError.io(error)
+                state.withLock { state in
+                    if case .open = state.phase { state.phase = .removed(end) }
+                }
+                ended.signal()
+                endStream(end)
+                endUse()
+            }
         }
     }
 
@@ -286,13 +355,20 @@ final class HIDDeviceCore: Sendable {
     var droppedReadReports: UInt64 { state.withLock { $0.dropped } }
 
     func close() {
-        let first = state.withLock { state -> Bool in
-            if case .closed = state.phase { return false }
+        let (first, endsStream) = state.withLock { state -> (Bool, Bool) in
+            let wasOpen: Bool
+            switch state.phase {
+            case .closed: return (false, false)
+            case .open: wasOpen = true
+            case .removed: wasOpen = false  // the removal ended the stream
+            }
             state.phase = .closed
-            return true
+            // Without a reader thread, the stream ends here.
+            return (true, wasOpen && !state.threadStarted)
         }
         guard first else { return }
         ended.signal()
+        if endsStream { endStream(HIDError.closed) }
         thread.withLock { $0 }?.join()
         endUse(count: 0)  // closes the descriptor now if nobody uses it
     }
@@ -303,9 +379,7 @@ final class HIDDeviceCore: Sendable {
         let refusal = state.withLock { state -> HIDError? in
             switch state.phase {
             case .open: state.users += 1; return nil
-            case .removed(let error):
-                // Name this call; keep the kind (an unexpected read error ends the handle too).
-                return error == .deviceRemoved ? HIDError.removed("\(what)(\(path))", errno: error.errno) : error
+            case .removed(let error): return refusalAfterRemoval(error, what)
             case .closed: return HIDError.closed(what)
             }
         }
@@ -319,6 +393,12 @@ final class HIDDeviceCore: Sendable {
         }
     }
 
+    /// Names the refused call; keeps the kind (an unexpected read error ends
+    /// the handle too).
+    private func refusalAfterRemoval(_ error: HIDError, _ what: String) -> HIDError {
+        error == .deviceRemoved ? HIDError.removed("\(what)(\(path))", errno: error.errno) : error
+    }
+
     private func endUse(count: Int = 1) {
         let closeNow = state.withLock { state -> Bool in
             state.users -= count
@@ -330,10 +410,20 @@ final class HIDDeviceCore: Sendable {
     }
 
     func markRemoved(_ error: HIDError) {
-        state.withLock { state in
-            if case .open = state.phase { state.phase = .removed(error) }
+        let endsStream = state.withLock { state -> Bool in
+            guard case .open = state.phase else { return false }
+            state.phase = .removed(error)
+            return !state.threadStarted
         }
         ended.signal()
+        if endsStream { endStream(error) }
+    }
+
+    /// The stream's last event, when no reader thread publishes it: called
+    /// once, by whoever moved the phase from open (the only publisher then).
+    private func endStream(_ end: HIDError) {
+        fanOut.publish(.ended(end))
+        fanOut.finish()
     }
 
     // MARK: read
@@ -341,12 +431,17 @@ final class HIDDeviceCore: Sendable {
     func read(timeout: Duration?) throws(HIDError) -> [UInt8] {
         let deadline = timeout.map { ContinuousClock.now + $0 }
         while true {
-            let outcome = state.withLock { state -> Result<[UInt8], HIDError>? in
+            enum Step { case done(Result<[UInt8], HIDError>), direct, wait }
+            let step = state.withLock { state -> Step in
                 switch state.phase {
-                case .closed: return .failure(HIDError.closed("read"))
-                case .removed(let error):
-                    return .failure(error == .deviceRemoved ? HIDError.removed("read(\(path))", errno: error.errno) : error)
+                case .closed: return .done(.failure(HIDError.closed("read")))
+                case .removed(let error): return .done(.failure(refusalAfterRemoval(error, "read")))
                 case .open: break
+                }
+                if !state.threadStarted {
+                    state.directReaders += 1
+                    state.users += 1
+                    return .direct
                 }
                 if state.queueHead < state.queue.count {
                     let report = state.queue[state.queueHead]
@@ -356,49 +451,157 @@ final class HIDDeviceCore: Sendable {
                         state.queueHead = 0
                         readable.drain()
                     }
-                    return .success(report)
+                    return .done(.success(report))
                 }
                 readable.drain()
-                return nil
+                return .wait
             }
-            if let outcome { return try outcome.get() }
-            var waitMilliseconds: Int32 = -1
-            if let deadline {
-                let left = deadline - ContinuousClock.now
-                if left <= .zero { throw HIDError.timedOut("read") }
-                let (seconds, attoseconds) = left.components
-                // Round up so a short remainder does not spin at 0 ms.
-                waitMilliseconds = Int32(clamping: seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
-            }
-            var fds = [pollfd(fd: readable.fileDescriptor, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: ended.fileDescriptor, events: Int16(POLLIN), revents: 0)]
-            do {
-                _ = try Syscalls.poll(&fds, timeoutMilliseconds: waitMilliseconds)
-            } catch {
-                throw HIDError.io(error)
+            switch step {
+            case .done(let outcome): return try outcome.get()
+            case .direct:
+                let outcome: DirectOutcome
+                do {
+                    outcome = try readDirectly(deadline: deadline)
+                } catch {
+                    leaveDirect()
+                    throw error
+                }
+                leaveDirect()
+                switch outcome {
+                case .report(let report): return report
+                case .timedOut: throw HIDError.timedOut("read")
+                case .again: continue
+                }
+            case .wait:
+                let waitMilliseconds = Self.milliseconds(until: deadline)
+                if waitMilliseconds == 0 { throw HIDError.timedOut("read") }
+                var fds = [pollfd(fd: readable.fileDescriptor, events: Int16(POLLIN), revents: 0),
+                           pollfd(fd: ended.fileDescriptor, events: Int16(POLLIN), revents: 0)]
+                do {
+                    _ = try Syscalls.poll(&fds, timeoutMilliseconds: waitMilliseconds)
+                } catch {
+                    throw HIDError.io(error)
+                }
             }
         }
+    }
+
+    /// The poll timeout left before `deadline` (-1: none, 0: past), rounded
+    /// up so a short remainder does not spin at 0 ms.
+    private static func milliseconds(until deadline: ContinuousClock.Instant?) -> Int32 {
+        guard let deadline else { return -1 }
+        let left = deadline - ContinuousClock.now
+        if left <= .zero { return 0 }
+        let (seconds, attoseconds) = left.components
+        return Int32(clamping: seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
+    }
+
+    private enum DirectOutcome { case report([UInt8]), again, timedOut }
+
+    /// One poll (and at most one read(2)) on the descriptor, on the caller's
+    /// thread: a report, `.timedOut` (past the deadline, nothing to read), or
+    /// `.again` (closed, removed, the reader thread started, or another direct
+    /// reader took the report: the caller's next round says which).
+    /// Only between `read`'s counting in and `leaveDirect()`.
+    private func readDirectly(deadline: ContinuousClock.Instant?) throws(HIDError) -> DirectOutcome {
+        // Polls once even past the deadline: a zero timeout still returns
+        // a report the kernel holds.
+        let waitMilliseconds = Self.milliseconds(until: deadline)
+        var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: ended.fileDescriptor, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: modeChanged.fileDescriptor, events: Int16(POLLIN), revents: 0)]
+        do {
+            _ = try Syscalls.poll(&fds, timeoutMilliseconds: waitMilliseconds)
+        } catch {
+            throw HIDError.io(error)
+        }
+        // Closed, removed or switched: the caller's next round says which.
+        if fds[1].revents != 0 || fds[2].revents != 0 { return .again }
+        let revents = Int32(fds[0].revents)
+        if revents & Int32(POLLIN) != 0 {
+            // hidraw keeps reports readable after removal until its buffer
+            // is empty: read before looking at POLLHUP.
+            let path = self.path
+            let result = withUnsafeTemporaryAllocation(byteCount: HIDRawIoctl.maximumReportLength,
+                                                      alignment: 16) { buffer -> Result<DirectOutcome, LinuxError> in
+                do throws(LinuxError) {
+                    let count = try Syscalls.read(fd, into: buffer, subject: path)
+                    return .success(.report(Array(UnsafeRawBufferPointer(rebasing: buffer[..<count]))))
+                } catch {
+                    return error.code == EAGAIN ? .success(.again) : .failure(error)  // EAGAIN: another reader took it
+                }
+            }
+            switch result {
+            case .success(let outcome): return outcome
+            case .failure(let error):
+                let end = error.code == ENODEV || error.code == EIO
+                    ? HIDError.removed("read(\(path))", errno: error.code) : HIDError.io(error)
+                markRemoved(end)
+                throw end
+            }
+        }
+        if revents & Int32(POLLHUP | POLLERR | POLLNVAL) != 0 {
+            let end = HIDError.removed("poll(\(path))")
+            markRemoved(end)
+            throw end
+        }
+        if revents == 0, let deadline, ContinuousClock.now >= deadline { return .timedOut }
+        return .again
+    }
+
+    /// Leaves the direct section: the last one out after the switch lets the
+    /// reader thread at the descriptor.
+    private func leaveDirect() {
+        let (idle, closeNow) = state.withLock { state -> (Bool, Bool) in
+            state.directReaders -= 1
+            state.users -= 1
+            var closeNow = false
+            if case .closed = state.phase, state.users == 0, !state.descriptorClosed {
+                state.descriptorClosed = true
+                closeNow = true
+            }
+            return (state.threadStarted && state.directReaders == 0, closeNow)
+        }
+        if idle { directIdle.signal() }
+        if closeNow { Syscalls.close(fd) }
     }
 
     // MARK: reader thread
 
     private func runReader() {
+        let end = readReports()
+        if end == .deviceRemoved || end == .io {
+            markRemoved(end)
+        }
+        endStream(end)
+        endUse()
+    }
+
+    /// Waits until no direct reader is left, then reads until the end.
+    private func readReports() -> HIDError {
+        while state.withLock({ $0.directReaders > 0 }) {
+            var fds = [pollfd(fd: directIdle.fileDescriptor, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: ended.fileDescriptor, events: Int16(POLLIN), revents: 0)]
+            do {
+                _ = try Syscalls.poll(&fds, timeoutMilliseconds: -1)
+            } catch {
+                return HIDError.io(error)
+            }
+            if fds[1].revents != 0 { return endReason ?? HIDError.closed }
+        }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: HIDRawIoctl.maximumReportLength,
                                                           alignment: 16)
         defer { buffer.deallocate() }
-        var end: HIDError
-        reading: while true {
+        while true {
             var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: ended.fileDescriptor, events: Int16(POLLIN), revents: 0)]
             do {
                 _ = try Syscalls.poll(&fds, timeoutMilliseconds: -1)
             } catch {
-                end = HIDError.io(error)
-                break reading
+                return HIDError.io(error)
             }
             if fds[1].revents != 0 {
-                end = endReason ?? HIDError.closed
-                break reading
+                return endReason ?? HIDError.closed
             }
             let revents = Int32(fds[0].revents)
             if revents & Int32(POLLIN) != 0 {
@@ -411,26 +614,17 @@ final class HIDDeviceCore: Sendable {
                     } catch {
                         if error.code == EAGAIN { break }
                         if error.code == ENODEV || error.code == EIO {
-                            end = HIDError.removed("read(\(path))", errno: error.code)
-                        } else {
-                            end = HIDError.io(error)
+                            return HIDError.removed("read(\(path))", errno: error.code)
                         }
-                        break reading
+                        return HIDError.io(error)
                     }
                     deliver(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
                 }
             }
             if revents & Int32(POLLHUP | POLLERR | POLLNVAL) != 0 {
-                end = HIDError.removed("poll(\(path))")
-                break reading
+                return HIDError.removed("poll(\(path))")
             }
         }
-        if end == .deviceRemoved || end == .io {
-            markRemoved(end)
-        }
-        fanOut.publish(.ended(end))
-        fanOut.finish()
-        endUse()
     }
 
     private func deliver(_ bytes: UnsafeRawBufferPointer) {
