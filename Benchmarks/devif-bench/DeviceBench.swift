@@ -105,7 +105,9 @@ struct BulkLoopbackBench: AsyncParsableCommand {
         abstract: "Bulk loopback throughput (MB/s of verified bytes) through a Loopback gadget.",
         discussion: """
             Synchronous ping-pong, as the C baseline: write --chunk bytes of a changing pattern \
-            to the OUT endpoint, read them back from the IN endpoint, verify; for --seconds.
+            to the OUT endpoint, read them back from the IN endpoint, verify; after a 0.5 s \
+            warm-up (as the C baseline: the emulated CPU translates new code on first use), \
+            for --seconds.
             """)
     @OptionGroup var device: DeviceOptions
     @Option(name: .customLong("out"), help: "OUT endpoint, hex.", transform: parseHex8) var outEndpoint: UInt8 = 0x02
@@ -129,9 +131,10 @@ struct BulkLoopbackBench: AsyncParsableCommand {
         var pattern = [UInt8](repeating: 0, count: chunk)
         var round: UInt8 = 0
         var echoed: UInt64 = 0
-        let t0 = monotonicNanoseconds()
-        let end = t0 + UInt64(seconds * 1e9)
-        var now = t0
+        let warmupEnd = monotonicNanoseconds() + 500_000_000
+        var t0 = warmupEnd, end = UInt64.max
+        var now: UInt64 = 0
+        var measuring = false
         while now < end {
             round &+= 1
             for i in pattern.indices { pattern[i] = UInt8(truncatingIfNeeded: i) &+ round }
@@ -144,8 +147,14 @@ struct BulkLoopbackBench: AsyncParsableCommand {
                 }
                 got += part.count
             }
-            echoed += UInt64(chunk)
             now = monotonicNanoseconds()
+            if measuring {
+                echoed += UInt64(chunk)
+            } else if now >= warmupEnd {
+                measuring = true
+                t0 = now
+                end = now + UInt64(seconds * 1e9)
+            }
         }
         return (echoed, now - t0)
     }
