@@ -460,7 +460,11 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         // During an unplug a transfer may fail with a protocol error a few
         // milliseconds before usbfs sees the disconnect (seen in the lab:
         // LIBUSB_TRANSFER_ERROR instead of NO_DEVICE); tell the two apart.
-        if result.status == LIBUSB_TRANSFER_NO_DEVICE
+        // Once one transfer showed the removal, the others in flight need
+        // not wait for the hang-up again (they complete one after another on
+        // one thread: 8 in flight could add up to 8 waits).
+        let knownRemoved = state.withLock { $0.phase == .removed }
+        if !knownRemoved, result.status == LIBUSB_TRANSFER_NO_DEVICE
             || (result.status == LIBUSB_TRANSFER_ERROR && disconnected(withinMilliseconds: 50)) {
             markRemoved()
         }
