@@ -20,6 +20,19 @@ let exampleDependencies: [Target.Dependency] = [
     "Devif", "DevifSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
 ]
 
+// devif-usb links the Swift runtime and Foundation statically: a process
+// then maps one file instead of about fifteen shared libraries (start-up
+// and idle RSS; see Benchmarks/README.md, rows list-32 and idle-rss).
+// `-static-stdlib` alone leaves Foundation's archives unresolved (they
+// depend on each other in a cycle), hence the linker group.
+let staticSwiftRuntime: [LinkerSetting] = [
+    .unsafeFlags(["-static-stdlib", "-Xlinker", "--start-group"]
+        + ["Foundation", "CoreFoundation", "FoundationInternationalization", "FoundationEssentials",
+           "_FoundationCollections", "_FoundationCShims", "_FoundationICU"].flatMap { ["-Xlinker", "-l:lib\($0).a"] }
+        + ["-Xlinker", "--end-group", "-lstdc++"],
+        .when(platforms: [.linux])),
+]
+
 let package = Package(
     name: "devif",
     platforms: [.macOS(.v15)],
@@ -55,7 +68,7 @@ let package = Package(
         .executableTarget(name: "devif-usb", dependencies: [
             "Devif",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        ], linkerSettings: staticSwiftRuntime),
 
         // Example I/O tools (Examples/README.md); DevifSupport is what they share.
         .target(name: "DevifSupport", dependencies: [
