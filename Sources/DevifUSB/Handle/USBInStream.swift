@@ -45,23 +45,14 @@ public final class USBInStream: Sendable {
 
     init(core: USBDeviceCore, endpoint: USBDevice.Endpoint, transferSize: Int, transfers: Int,
          timeout: Duration?) throws(USBError) {
-        guard transferSize > 0, transferSize <= 1 << 24, (1...256).contains(transfers) else {
-            throw USBError(libusbCode: LIBUSB_ERROR_INVALID_PARAM.rawValue,
-                           operation: "stream of \(transfers) x \(transferSize) bytes (1...256 transfers of 1 byte...16 MiB)")
-        }
         self.core = core
         self.ep = endpoint
         self.endpoint = endpoint.address
         self.transferSize = transferSize
         self.timeout = timeout
         self.transfers = transfers
-        var boxes: [TransferBox] = []
-        for _ in 0..<(2 * transfers) {
-            let box = try TransferBox(capacity: transferSize)
-            box.operation = "stream from " + core.describe(endpoint)
-            boxes.append(box)
-        }
-        self.boxes = boxes
+        boxes = try TransferBox.streamSet(transfers: transfers, keeping: 2 * transfers, of: transferSize,
+                                          operation: "stream from " + core.describe(endpoint))
         state.withLock { $0.spares = boxes }
         refill()
         if let error = state.withLock({ $0.end }) {
@@ -241,5 +232,24 @@ enum StreamWaiter {
         case .blocking(let s): s.signal()
         case .async(let c): c.resume()
         }
+    }
+}
+
+extension TransferBox {
+    /// The buffers of a stream or reader of `transfers` x `size` bytes
+    /// (`count` of them), after checking that shape.
+    static func streamSet(transfers: Int, keeping count: Int, of size: Int,
+                          operation: String) throws(USBError) -> [TransferBox] {
+        guard size > 0, size <= 1 << 24, (1...256).contains(transfers) else {
+            throw USBError(libusbCode: LIBUSB_ERROR_INVALID_PARAM.rawValue,
+                           operation: "\(operation): \(transfers) x \(size) bytes (1...256 transfers of 1 byte...16 MiB)")
+        }
+        var boxes: [TransferBox] = []
+        for _ in 0..<count {
+            let box = try TransferBox(capacity: size)
+            box.operation = operation
+            boxes.append(box)
+        }
+        return boxes
     }
 }

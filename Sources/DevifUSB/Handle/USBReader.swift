@@ -46,22 +46,14 @@ public final class USBReader: Sendable {
 
     init(core: USBDeviceCore, endpoint: USBDevice.Endpoint, transferSize: Int, transfers: Int,
          timeout: Duration?, handler: @escaping Handler) throws(USBError) {
-        guard transferSize > 0, transferSize <= 1 << 24, (1...256).contains(transfers) else {
-            throw USBError(libusbCode: LIBUSB_ERROR_INVALID_PARAM.rawValue,
-                           operation: "reader of \(transfers) x \(transferSize) bytes (1...256 transfers of 1 byte...16 MiB)")
-        }
         self.core = core
         self.ep = endpoint
         self.endpoint = endpoint.address
         self.transferSize = transferSize
         self.timeout = timeout
         self.handler = handler
-        var boxes: [TransferBox] = []
-        for _ in 0..<transfers {
-            let box = try TransferBox(capacity: transferSize)
-            box.operation = "reading " + core.describe(endpoint)
-            boxes.append(box)
-        }
+        let boxes = try TransferBox.streamSet(transfers: transfers, keeping: transfers, of: transferSize,
+                                              operation: "reading " + core.describe(endpoint))
         self.boxes = boxes
         state.withLock { s in
             for box in boxes {
