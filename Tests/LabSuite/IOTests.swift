@@ -547,7 +547,10 @@ func loopback(_ h: USBHandle, out: UInt8, in inp: UInt8, data: [UInt8]) async th
     }
     var back: [UInt8] = []
     while back.count < data.count {
-        guard let piece = try stream.next(timeout: .seconds(5)) else { break }
+        // Awaited, not blocking: a blocked cooperative thread can starve the
+        // writer task (2 threads in the VM); the stream's own 5 s transfer
+        // timeout bounds the wait.
+        guard let piece = try await stream.next() else { break }
         back += piece
     }
     try await writer.value
