@@ -334,6 +334,9 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
             }
             let result = assembler.assemble(raw, opener: .libusb(dev.raw))
             if cancelIfLeft(dev) { return }  // gone while assembling: neither
+            // Gone before it could be read, its departure not queued yet:
+            // neither either (the departure finds nothing to report).
+            if result.gone { LibUSB.unref(dev.raw); return }
             t.devices[dev] = result.snapshot.sourceKey
             report(result)
         case .left(let dev):
@@ -382,7 +385,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
             }
             if cancelIfRemoved(devnode) { return }
             let result = assembler.assemble(raw, opener: .wrap(context: context.raw))
-            if cancelIfRemoved(devnode) { return }
+            if cancelIfRemoved(devnode) || result.gone { return }
             // A walked device may have left (node removed) before its uevent
             // could be queued behind the walk: then report nothing.
             if fromWalk, !Sysfs.exists(devnode) { return }

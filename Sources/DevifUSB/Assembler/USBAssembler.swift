@@ -33,19 +33,24 @@ struct USBAssembler: Sendable {
         var snapshot: DeviceSnapshot
         /// Things worth a line in the log (what could not be read, and why).
         var problems: [String]
+        /// The device left before it could be read (its node and its sysfs
+        /// directory are gone or another device's): there is nothing true to
+        /// report, not even its name (the serial is read from sysfs).
+        var gone = false
     }
 
     func assemble(_ raw: RawDevice, opener: Opener) -> Result {
         var problems = raw.problems
         let chain = raw.portChain
         let devnode = Self.devnode(bus: raw.bus, address: raw.address)
-        if !waitFor({ Sysfs.exists(devnode) }) {
-            problems.append("\(devnode) did not appear within \(options.readyWait)")
-        }
-
         // sysfs: only if the directory at this port chain is still this device.
         let dir = "/sys/bus/usb/devices/\(chain)"
         let sameDevice = { Sysfs.decimal(dir + "/busnum") == Int(raw.bus) && Sysfs.decimal(dir + "/devnum") == Int(raw.address) }
+        // A device already gone never gets its node: waiting for it would
+        // hold every later arrival up (a storm of short plugs queues many).
+        if !waitFor({ Sysfs.exists(devnode) || !sameDevice() }), sameDevice() {
+            problems.append("\(devnode) did not appear within \(options.readyWait)")
+        }
         var strings: [UInt8: String] = [:]
         var sysfsPath: String?
         var active: UInt8?
@@ -140,7 +145,7 @@ struct USBAssembler: Sendable {
             serialNumber: string(raw.serialIndex), configurations: configurations,
             activeConfigurationValue: active, firmwareGUIDs: firmwareGUIDs, devnode: devnode, sysfsPath: sysfsPath,
             access: access)
-        return Result(snapshot: snapshot, problems: problems)
+        return Result(snapshot: snapshot, problems: problems, gone: sysfsPath == nil && !Sysfs.exists(devnode) && !sameDevice())
     }
 
     /// The MS OS fetch for this device, or nil when there is nothing to ask:
