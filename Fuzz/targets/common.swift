@@ -7,3 +7,16 @@ public func llvmFuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -
     fuzz(bytes)
     return 0
 }
+
+// The targets are built with -O, where the standard library's precondition
+// traps without its message. These shadow it in this module, so a broken
+// invariant says which ("Fatal error: <message>", file and line) in any build.
+func precondition(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String = String(),
+                  file: StaticString = #file, line: UInt = #line) {
+    if !condition() { fatalError(message(), file: file, line: line) }
+}
+
+func preconditionFailure(_ message: @autoclosure () -> String = String(),
+                         file: StaticString = #file, line: UInt = #line) -> Never {
+    fatalError(message(), file: file, line: line)
+}

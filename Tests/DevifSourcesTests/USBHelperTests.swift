@@ -84,22 +84,22 @@ private func configuration(value: UInt8, wTotalLength: UInt16? = nil) -> [UInt8]
 
 @Suite struct StringDescriptorTests {
     @Test func payloadChecksLengthAndType() {
-        #expect(StringDescriptorReader.payload(of: [6, 3, 0x41, 0, 0x42, 0]) == [0x41, 0, 0x42, 0])
+        #expect(StringDescriptor.payload(of: [6, 3, 0x41, 0, 0x42, 0]) == [0x41, 0, 0x42, 0])
         // bLength larger than received: only what arrived.
-        #expect(StringDescriptorReader.payload(of: [200, 3, 0x41, 0]) == [0x41, 0])
-        #expect(StringDescriptorReader.payload(of: [4, 2, 0x41, 0]) == nil)
-        #expect(StringDescriptorReader.payload(of: [1, 3]) == nil)
-        #expect(StringDescriptorReader.payload(of: [3]) == nil)
+        #expect(StringDescriptor.payload(of: [200, 3, 0x41, 0]) == [0x41, 0])
+        #expect(StringDescriptor.payload(of: [4, 2, 0x41, 0]) == nil)
+        #expect(StringDescriptor.payload(of: [1, 3]) == nil)
+        #expect(StringDescriptor.payload(of: [3]) == nil)
     }
 
     @Test func decodesUTF16LEWithReplacement() {
-        #expect(StringDescriptorReader.decode(utf16le: [0x41, 0, 0xe9, 0]) == "Aé")
+        #expect(StringDescriptor.decode(utf16le: [0x41, 0, 0xe9, 0]) == "Aé")
         // An unpaired high surrogate becomes U+FFFD; an odd trailing byte is dropped.
-        #expect(StringDescriptorReader.decode(utf16le: [0x00, 0xd8, 0x41, 0x00, 0x42]) == "\u{FFFD}A")
+        #expect(StringDescriptor.decode(utf16le: [0x00, 0xd8, 0x41, 0x00, 0x42]) == "\u{FFFD}A")
         // A surrogate pair is one scalar.
-        #expect(StringDescriptorReader.decode(utf16le: [0x3d, 0xd8, 0x00, 0xde]) == "😀")
+        #expect(StringDescriptor.decode(utf16le: [0x3d, 0xd8, 0x00, 0xde]) == "😀")
         // Trailing NUL padding goes, inner NULs stay (the consumer escapes).
-        #expect(StringDescriptorReader.decode(utf16le: [0x41, 0, 0, 0, 0x42, 0, 0, 0, 0, 0]) == "A\u{0}B")
+        #expect(StringDescriptor.decode(utf16le: [0x41, 0, 0, 0, 0x42, 0, 0, 0, 0, 0]) == "A\u{0}B")
     }
 }
 

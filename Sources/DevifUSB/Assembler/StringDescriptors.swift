@@ -27,7 +27,7 @@ struct StringDescriptorReader {
         guard let language, let body = descriptor(index: index, language: language) else { return nil }
         // An empty string counts as none, as the kernel (and so sysfs) has it:
         // what a device is called must not depend on who may open it.
-        let text = Self.decode(utf16le: body)
+        let text = StringDescriptor.decode(utf16le: body)
         return text.isEmpty ? nil : text
     }
 
@@ -38,33 +38,10 @@ struct StringDescriptorReader {
             let n = try LibUSB.controlIn(handle, requestType: 0x80, request: 6,  // GET_DESCRIPTOR
                                          value: 0x0300 | UInt16(index), index: language,
                                          buffer: &buffer, timeoutMilliseconds: timeoutMilliseconds)
-            return Self.payload(of: Array(buffer.prefix(n)))
+            return StringDescriptor.payload(of: Array(buffer.prefix(n)))
         } catch {
             if error == .timeout || error == .noDevice || error == .io { gaveUp = error }
             return nil
         }
-    }
-
-    /// The payload of a string descriptor: bLength must be at least 2 and
-    /// not more than was received, the type must be 3 (STRING).
-    static func payload(of bytes: [UInt8]) -> [UInt8]? {
-        guard bytes.count >= 2, bytes[1] == 3 else { return nil }
-        let length = min(Int(bytes[0]), bytes.count)
-        guard length >= 2 else { return nil }
-        return Array(bytes[2..<length])
-    }
-
-    /// UTF-16LE to a String: an odd trailing byte is dropped, unpaired
-    /// surrogates become U+FFFD, trailing NULs (padding) are removed.
-    static func decode(utf16le bytes: [UInt8]) -> String {
-        var units: [UInt16] = []
-        units.reserveCapacity(bytes.count / 2)
-        var i = 0
-        while i + 1 < bytes.count {
-            units.append(UInt16(bytes[i]) | UInt16(bytes[i + 1]) << 8)
-            i += 2
-        }
-        while units.last == 0 { units.removeLast() }
-        return String(decoding: units, as: UTF16.self)
     }
 }
