@@ -63,7 +63,10 @@ public final class USBDevice: Sendable {
         do {
             handle = try LibUSB.wrapSysDevice(context.raw, fd: fd)
         } catch {
+            // A device leaving as it is opened fails here with an I/O error.
+            let gone = (error == .io || error == .noDevice) && nodeHungUp(fd, withinMilliseconds: 50)
             Syscalls.close(fd)
+            if gone { throw USBError.removed("libusb_wrap_sys_device(\(path))") }
             throw error.naming("libusb_wrap_sys_device(\(path))")
         }
         self.path = path
@@ -492,16 +495,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     /// Whether usbfs reports the device disconnected (POLLHUP/POLLERR on the
     /// node), waiting up to `withinMilliseconds` for it. Only after an error.
     private func disconnected(withinMilliseconds limit: Int32) -> Bool {
-        let deadline = ContinuousClock.now + .milliseconds(Int(limit))
-        while true {
-            let left = deadline - ContinuousClock.now
-            let wait = max(0, Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
-            // No events asked: poll reports only hang-up and errors.
-            var fds = [pollfd(fd: fd, events: 0, revents: 0)]
-            guard let n = try? Syscalls.poll(&fds, timeoutMilliseconds: wait) else { return false }
-            if n > 0 { return fds[0].revents & Int16(POLLHUP | POLLERR) != 0 }
-            if wait == 0 { return false }
-        }
+        nodeHungUp(fd, withinMilliseconds: limit)
     }
 
     func describe(_ ep: USBDevice.Endpoint) -> String {
@@ -617,5 +611,21 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
                 done(r.map { Self.controlData(box, $0, isIn: isIn) })
             }
         }
+    }
+}
+
+/// Whether usbfs reports the device behind `fd` disconnected (POLLHUP or
+/// POLLERR on the node), waiting up to `limit` ms for it. Only after an
+/// error: a device that is leaving fails I/O a few ms before usbfs says so.
+func nodeHungUp(_ fd: Int32, withinMilliseconds limit: Int32) -> Bool {
+    let deadline = ContinuousClock.now + .milliseconds(Int(limit))
+    while true {
+        let left = deadline - ContinuousClock.now
+        let wait = max(0, Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+        // No events asked: poll reports only hang-up and errors.
+        var fds = [pollfd(fd: fd, events: 0, revents: 0)]
+        guard let n = try? Syscalls.poll(&fds, timeoutMilliseconds: wait) else { return false }
+        if n > 0 { return fds[0].revents & Int16(POLLHUP | POLLERR) != 0 }
+        if wait == 0 { return false }
     }
 }
