@@ -7,13 +7,10 @@ import Foundation
 import Glibc
 
 func registerReliabilityTests(_ r: inout LabRunner) {
-    // A long run: only when a --filter selects it (README, Tests). Under a
-    // loaded host the emulated VM's own teardown sometimes starts later than
-    // 100 ms after the unplug (the kernel figures it logs), so until that is
-    // decided it stays out of the full suite that CI runs.
-    if CommandLine.arguments.contains("--filter") {
-        registerSurpriseRemovalTest(&r)
-    }
+    // Timing-bound (100 ms per unplug): on a host loaded by other VMs the
+    // emulated kernel itself starts the teardown late; the figures it logs
+    // say whose share a slow unplug was.
+    registerSurpriseRemovalTest(&r)
     // The gadget limit is 126 bytes per string (configfs); 255 cannot be made
     // here, nor invalid UTF-16 or lying descriptors (the kernel's gadget layer
     // encodes them): those are covered by unit tests and the fuzzers.
