@@ -14,6 +14,7 @@ registerIOTests(&runner)
 registerRulesTests(&runner)
 registerFirmwareGUIDTests(&runner)
 registerReliabilityTests(&runner)
+registerLeakTests(&runner)
 registerNoUdevTests(&runner)
 
 let args = CommandLine.arguments.dropFirst()
