@@ -65,6 +65,28 @@ struct HandleTests {
         #expect(got.isEmpty)
     }
 
+    @Test("a notice stream asked for after close ends at once (it was never finished: kept as long as the handle, and a loop over it hung)")
+    func noticesAfterClose() async {
+        // Closed while present, and closed while a removal is still pending.
+        let present = RemovalTracker()
+        present.finish()
+        let pending = RemovalTracker()
+        pending.begin()
+        #expect(pending.removed())
+        pending.finish()
+        for (tracker, expected) in [(present, [RemovalNotice]()), (pending, [.pending])] {
+            let stream = tracker.notices()
+            let got = await withTaskGroup(of: [RemovalNotice]?.self) { group in
+                group.addTask { var got: [RemovalNotice] = []; for await n in stream { got.append(n) }; return got }
+                group.addTask { try? await Task.sleep(for: .seconds(5)); return nil }
+                let first = await group.next()!
+                group.cancelAll()
+                return first
+            }
+            #expect(got == expected)
+        }
+    }
+
     @Test("backend errors map to handle errors that keep the link and the detail")
     func errorMapping() {
         let e = HandleError.removed("usb#x#y#{z}", "bulk IN 0x81")

@@ -15,6 +15,7 @@ registerRulesTests(&runner)
 registerFirmwareGUIDTests(&runner)
 registerReliabilityTests(&runner)
 registerStormTests(&runner)
+registerLeakTests(&runner)
 registerNoUdevTests(&runner)
 
 let args = CommandLine.arguments.dropFirst()

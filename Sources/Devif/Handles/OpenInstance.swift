@@ -63,6 +63,8 @@ final class RemovalTracker: Sendable {
         var stage = Stage.none
         var listeners: [UInt64: AsyncStream<RemovalNotice>.Continuation] = [:]
         var nextID: UInt64 = 0
+        /// The handle was closed: no listener is kept from then on.
+        var finished = false
     }
     private let state = Mutex(State())
 
@@ -97,6 +99,7 @@ final class RemovalTracker: Sendable {
     /// The handle is closed: listeners' streams end.
     func finish() {
         let listeners = state.withLock { s in
+            s.finished = true
             defer { s.listeners = [:] }
             return Array(s.listeners.values)
         }
@@ -111,9 +114,15 @@ final class RemovalTracker: Sendable {
     }
 
     /// A stream of the notices; one already given is given again first.
+    /// After close it ends at once, after those (nothing would finish it).
     func notices() -> AsyncStream<RemovalNotice> {
         let (stream, continuation) = AsyncStream<RemovalNotice>.makeStream()
         state.withLock { s in
+            if s.finished, s.stage != .complete {
+                if s.stage == .pending { continuation.yield(.pending) }
+                continuation.finish()
+                return
+            }
             switch s.stage {
             case .none:
                 s.nextID += 1
