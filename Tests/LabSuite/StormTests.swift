@@ -73,61 +73,39 @@ private struct Period: Sendable {
     var hidName: String?
 }
 
-/// Every event one subscriber received, in order.
-private final class EventLog: Sendable {
-    struct Entry: Sendable, Equatable {
-        let seq: UInt64
-        let arrival: Bool
-        let link: String
-        let classGuid: GUID
-        let devnode: String?
-        let sysfsPath: String?
-        let time: Date
-    }
+/// A value threads change and one task waits on until a condition holds:
+/// the condition is checked at each change, never by polling.
+private final class Watched<Value: Sendable>: Sendable {
     private struct Waiter {
-        let predicate: @Sendable ([Entry]) -> Bool
+        let predicate: @Sendable (Value) -> Bool
         let continuation: CheckedContinuation<Void, Never>
     }
     private struct State {
-        var entries: [Entry] = []
-        var overflows: UInt64 = 0
+        var value: Value
         var waiter: Waiter?
     }
-    let name: String
-    private let state = Mutex(State())
-    init(_ name: String) { self.name = name }
+    private let state: Mutex<State>
+    init(_ value: Value) { state = Mutex(State(value: value)) }
 
-    func record(_ e: InterfaceEvent) {
-        let entry = Entry(seq: e.seq, arrival: e.event == .arrival, link: e.interface.symbolicLink,
-                          classGuid: e.interface.classGuid, devnode: e.interface.devnode,
-                          sysfsPath: e.interface.snapshot?.sysfsPath, time: e.time)
+    var value: Value { state.withLock { $0.value } }
+
+    func update(_ body: (inout Value) -> Void) {
         let ready = state.withLock { s -> Waiter? in
-            s.entries.append(entry)
-            guard let w = s.waiter, w.predicate(s.entries) else { return nil }
+            body(&s.value)
+            guard let w = s.waiter, w.predicate(s.value) else { return nil }
             s.waiter = nil
             return w
         }
         ready?.continuation.resume()
     }
 
-    func record(_ update: WatchUpdate) {
-        switch update {
-        case .event(let e): record(e)
-        case .overflow(let missed): state.withLock { $0.overflows += missed }
-        }
-    }
-
-    var entries: [Entry] { state.withLock { $0.entries } }
-    var overflows: UInt64 { state.withLock { $0.overflows } }
-
-    /// Returns once `predicate` holds for the entries so far; checked again
-    /// at each new entry, never by polling.
-    func wait(within seconds: Double, _ what: String, until predicate: @escaping @Sendable ([Entry]) -> Bool) async throws {
-        _ = try await withDeadline(seconds, "\(name): \(what)") { [self] in
+    /// Returns once `predicate` holds; fails naming `what` after `seconds`.
+    func wait(within seconds: Double, _ what: String, until predicate: @escaping @Sendable (Value) -> Bool) async throws {
+        _ = try await withDeadline(seconds, what) { [self] in
             await withTaskCancellationHandler {
                 await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
                     let now = state.withLock { s -> Bool in
-                        if predicate(s.entries) || Task.isCancelled { return true }
+                        if predicate(s.value) || Task.isCancelled { return true }
                         s.waiter = Waiter(predicate: predicate, continuation: c)
                         return false
                     }
@@ -139,6 +117,48 @@ private final class EventLog: Sendable {
             }
             return true
         }
+    }
+}
+
+/// Every event one subscriber received, in order.
+private final class EventLog: Sendable {
+    struct Entry: Sendable, Equatable {
+        let seq: UInt64
+        let arrival: Bool
+        let link: String
+        let classGuid: GUID
+        let devnode: String?
+        let sysfsPath: String?
+        let time: Date
+    }
+    private struct State {
+        var entries: [Entry] = []
+        var overflows: UInt64 = 0
+    }
+    let name: String
+    private let state = Watched(State())
+    init(_ name: String) { self.name = name }
+
+    func record(_ e: InterfaceEvent) {
+        let entry = Entry(seq: e.seq, arrival: e.event == .arrival, link: e.interface.symbolicLink,
+                          classGuid: e.interface.classGuid, devnode: e.interface.devnode,
+                          sysfsPath: e.interface.snapshot?.sysfsPath, time: e.time)
+        state.update { $0.entries.append(entry) }
+    }
+
+    func record(_ update: WatchUpdate) {
+        switch update {
+        case .event(let e): record(e)
+        case .overflow(let missed): state.update { $0.overflows += missed }
+        }
+    }
+
+    var entries: [Entry] { state.value.entries }
+    var overflows: UInt64 { state.value.overflows }
+
+    /// Returns once `predicate` holds for the entries so far.
+    func wait(within seconds: Double, _ what: String, until predicate: @escaping @Sendable ([Entry]) -> Bool) async throws {
+        try await state.wait(within: seconds, "\(name): \(what)") { predicate($0.entries) }
     }
 }
 
@@ -257,10 +277,7 @@ private func runStorm(operations: Int, seed: UInt64) async throws {
         try expect(g.plugDone(), "\(g.name): the kernel has not finished its first plug")
     }
     // udevd told devif; the monitor's line may still be on its way.
-    _ = try await withDeadline(30, "udevadm monitor to show the first plugs") {
-        while !gadgets.allSatisfy({ pace.caughtUp($0.index) }) { try await Task.sleep(for: .milliseconds(10)) }
-        return true
-    }
+    try await pace.waitAllCaughtUp(within: 30, "udevadm monitor to show the first plugs")
 
     // Handles: one thread opens a random present storm instance, does one
     // request, closes, all through the storm.
@@ -331,14 +348,12 @@ private func runStorm(operations: Int, seed: UInt64) async throws {
     stopHandles.value.store(true, ordering: .releasing)
     handlesDone.wait()
 
-    // The kernel finishes the last operations; then every subscriber must
-    // reach the final state: each plugged gadget's links present, the rest absent.
+    // The last operations finish; then every subscriber must reach the final state: each plugged gadget's links present, the rest absent.
     let pluggedAtEnd = Set(gadgets.indices.filter { periods[$0].last!.unplugged == nil })
-    _ = try await withDeadline(120, "the kernel and udevd to finish the storm's last operations") {
-        while !gadgets.allSatisfy({ pluggedAtEnd.contains($0.index) ? $0.plugDone() : $0.unplugDone() }) {
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return true
+    // udevd announces an operation after the kernel has finished it.
+    try await pace.waitAllCaughtUp(within: 120, "udevd to announce the storm's last operations")
+    for g in gadgets {
+        try expect(pluggedAtEnd.contains(g.index) ? g.plugDone() : g.unplugDone(), "\(g.name): the kernel has not finished its last operation, though udevd announced it")
     }
     // devif learns of USB devices through udevd (libusb's hotplug), which
     // works through the storm's events at its own pace; it must have caught up.
@@ -553,12 +568,12 @@ private final class LibUSBView: @unchecked Sendable {  // the callback only touc
 /// udevd's backlog rather than devif.
 private final class UdevPace: Sendable {
     enum Need: Hashable { case bind, remove, hidrawAdd, hidrawRemove }
-    private let needs: Shared<[Set<Need>]>
+    private let needs: Watched<[Set<Need>]>
     private let ready = Inbox<Bool>()
     private let process = Process()
 
     init(gadgets: Int) throws {
-        needs = Shared(Array(repeating: [], count: gadgets))
+        needs = Watched(Array(repeating: [], count: gadgets))
         process.executableURL = URL(fileURLWithPath: "/usr/bin/stdbuf")
         process.arguments = ["-oL", "/usr/bin/udevadm", "monitor", "--udev", "--subsystem-match=usb", "--subsystem-match=hidraw"]
         let out = Pipe()
@@ -582,7 +597,7 @@ private final class UdevPace: Sendable {
             case ("(hidraw)", "remove"): .hidrawRemove
             default: nil
             }
-            if let seen { needs.withLock { if k < $0.count { $0[k].remove(seen) } } }
+            if let seen { needs.update { if k < $0.count { $0[k].remove(seen) } } }
         }
     }
 
@@ -590,10 +605,15 @@ private final class UdevPace: Sendable {
     func started() async throws { _ = try await ready.next(within: 20, "udevadm monitor to start") }
 
     /// Call before the operation: what udevd must announce before the next.
-    func expect(_ gadget: Int, _ what: Set<Need>) { needs.withLock { $0[gadget] = what } }
+    func expect(_ gadget: Int, _ what: Set<Need>) { needs.update { $0[gadget] = what } }
 
     /// udevd has announced everything of the gadget's last operation.
-    func caughtUp(_ gadget: Int) -> Bool { needs.withLock { $0[gadget].isEmpty } }
+    func caughtUp(_ gadget: Int) -> Bool { needs.value[gadget].isEmpty }
+
+    /// Returns once udevd has announced every gadget's last operation.
+    func waitAllCaughtUp(within seconds: Double, _ what: String) async throws {
+        try await needs.wait(within: seconds, what) { $0.allSatisfy(\.isEmpty) }
+    }
 
     func stop() { if process.isRunning { process.terminate() } }
 }

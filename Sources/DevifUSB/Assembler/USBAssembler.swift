@@ -145,7 +145,7 @@ struct USBAssembler: Sendable {
             serialNumber: string(raw.serialIndex), configurations: configurations,
             activeConfigurationValue: active, firmwareGUIDs: firmwareGUIDs, devnode: devnode, sysfsPath: sysfsPath,
             access: access)
-        return Result(snapshot: snapshot, problems: problems, gone: sysfsPath == nil && !Sysfs.exists(devnode) && !sameDevice())
+        return Result(snapshot: snapshot, problems: problems, gone: sysfsPath == nil && !Sysfs.exists(devnode))
     }
 
     /// The MS OS fetch for this device, or nil when there is nothing to ask:
