@@ -13,7 +13,7 @@ final class FakeSource: DeviceSource {
     let failure: SourceError?
     /// The manager's sink while started. Calls are made under this lock, so no
     /// sink call begins after `stop()` returns (the protocol's promise).
-    private let sink = Mutex<(@Sendable (SourceEvent) -> Void)?>(nil)
+    private let sink = CallbackSlot<SourceEvent>()
     let startCount = Atomic<Int>(0)
     let stopCount = Atomic<Int>(0)
 
@@ -25,23 +25,19 @@ final class FakeSource: DeviceSource {
     func start(_ sink: @escaping @Sendable (SourceEvent) -> Void) throws(SourceError) {
         startCount.add(1, ordering: .relaxed)
         if let failure { throw failure }
-        self.sink.withLock { $0 = sink }
+        self.sink.set(sink)
     }
 
     func stop() {
         stopCount.add(1, ordering: .relaxed)
-        sink.withLock { $0 = nil }
+        sink.set(nil)
     }
 
     /// Hands `event` to the manager, as the source's thread would. False if
     /// the source is not running.
     @discardableResult
     func push(_ event: SourceEvent) -> Bool {
-        sink.withLock { s in
-            guard let s else { return false }
-            s(event)
-            return true
-        }
+        sink.callHoldingLock(event)
     }
 
     func arrive(_ snapshot: DeviceSnapshot) { push(.arrived(snapshot)) }

@@ -38,7 +38,7 @@ final class Pipeline: Sendable {
     private let queue = WorkQueue<(String, SourceEvent)>()
     private let watchCapacity: Int
     private let thread = Mutex<JoinableThread?>(nil)
-    private let deviceLeft = Mutex<(@Sendable (String) -> Void)?>(nil)
+    private let deviceLeft = CallbackSlot<String>()
 
     init(classifier: Classifier, registry: InstanceRegistry, sourceNames: [String], watchCapacity: Int) {
         self.classifier = classifier
@@ -144,14 +144,14 @@ final class Pipeline: Sendable {
             return links
         }
         // Open handles' I/O ends before the registry write.
-        if !links.isEmpty { deviceLeft.withLock { $0 }?(key) }
+        if !links.isEmpty { deviceLeft.call(key) }
         commit(links.map { .removal(link: $0) })
     }
 
     /// Calls `handler` (on the pipeline thread) with the key of every device
     /// that leaves, as ``deviceKey(link:)`` gives it.
     func onDeviceLeft(_ handler: @escaping @Sendable (String) -> Void) {
-        deviceLeft.withLock { $0 = handler }
+        deviceLeft.set(handler)
     }
 
     /// The key of the present device an instance belongs to (source and
