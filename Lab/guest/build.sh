@@ -8,7 +8,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:?usage: build.sh OUT_DIR}
 mkdir -p "$out"
 cc=${CC:-gcc}
-for prog in devlab-hidg devlab-uhid devlab-ffs; do
+for prog in devlab-hidg devlab-uhid devlab-uhid-churn devlab-ffs; do
   src="$here/src/$prog.c"
   bin="$out/$prog"
   if [[ ! -x "$bin" || "$src" -nt "$bin" || "$here/src/common.h" -nt "$bin" ]]; then

@@ -1,4 +1,5 @@
-// Builds the snapshot of one hidraw node from hidapi, sysfs and the node.
+// Builds the snapshot of one hidraw node from sysfs, the node and (where its
+// enumeration is safe, see hidapiEnumerationIsSafe) hidapi.
 import CHIDAPI
 import DevifCore
 import DevifLinux
@@ -66,13 +67,16 @@ enum HIDResolver {
             sysfsPath: syspath,
             access: devnode.map(accessState(of:)) ?? .unknown)
 
-        if api == nil, hidapiLists(bus) {
+        // Not ready while the HID device's uevent cannot be read (it is being
+        // made or is leaving), or while hidapi, where it is consulted, does
+        // not list the node yet.
+        if hidEvent == nil || (api == nil && hidapiEnumerationIsSafe && hidapiLists(bus)) {
             return .notYet(partial: snapshot)
         }
         return .ready(snapshot)
     }
 
-    /// Whether hidapi 0.13.1 (hidraw) lists devices on this bus at all.
+    /// Whether hidapi (hidraw) lists devices on this bus at all.
     static func hidapiLists(_ bus: BusType) -> Bool {
         bus == .usb || bus == .bluetooth || bus == .i2c || bus == .spi
     }

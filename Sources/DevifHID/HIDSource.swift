@@ -9,10 +9,11 @@ import Synchronization
 ///
 /// One monitor thread polls libudev's monitor (subsystem `hidraw`), or the
 /// kernel's uevents when udevd is not running, beside an eventfd that
-/// ``stop()`` signals. Details come from hidapi's enumeration (which has no
-/// hotplug API) plus sysfs: the report descriptor and its top-level
-/// collections, `HID_PHYS`/`HID_UNIQ`/`HID_ID`, the USB parent's port chain
-/// and bcdDevice, and whether this process may open the node.
+/// ``stop()`` signals. Details come from sysfs (the report descriptor and its
+/// top-level collections, `HID_ID`/`HID_NAME`/`HID_UNIQ`/`HID_PHYS`, the USB
+/// parent's port chain, strings and bcdDevice), from hidapi's enumeration
+/// (which has no hotplug API) where it is safe (hidapi 0.15.0 and later; see
+/// `hidapiEnumerationIsSafe`), and whether this process may open the node.
 public final class HIDSource: DeviceSource {
     public let name = "hid"
     private let options: Options
@@ -20,8 +21,9 @@ public final class HIDSource: DeviceSource {
 
     /// Tuning knobs (defaults suit production; tests may shorten them).
     public struct Options: Sendable {
-        /// How long a node hidapi does not list yet is retried before it is
-        /// reported with what sysfs gave.
+        /// How long a node that is not ready (its HID device's uevent
+        /// unreadable, or not listed by hidapi where hidapi is consulted) is
+        /// retried before it is reported with what sysfs gave.
         public var resolveTimeout: Duration = .seconds(2)
         /// Pause between two attempts to resolve such a node.
         public var retryInterval: Duration = .milliseconds(100)
@@ -241,8 +243,8 @@ private final class MonitorLoop: @unchecked Sendable {
             if now >= item.deadline {
                 pending[syspath] = nil
                 present[syspath] = partial.sourceKey
-                emit(.notice("hid: hidapi did not list \(partial.devnode ?? syspath) within "
-                    + "\(options.resolveTimeout); reporting what sysfs gave"))
+                emit(.notice("hid: \(partial.devnode ?? syspath) was not ready within \(options.resolveTimeout) "
+                    + "(its HID device's uevent could not be read, or hidapi did not list it); reporting what sysfs gave"))
                 emit(.arrived(partial))
             } else {
                 var next = item

@@ -40,11 +40,12 @@ final class ManagerFixture: Sendable {
     private let pump: Task<Void, Never>
 
     init(filter: InterfaceFilter = .all, registry: String? = nil, classFolders: [String] = [],
-         onNotice: (@Sendable (String) -> Void)? = nil) async throws {
+         sources: [any DeviceSource]? = nil, onNotice: (@Sendable (String) -> Void)? = nil) async throws {
         try LabClasses.install()
         var o = DeviceManager.Options()
         o.registryPath = registry ?? "/tmp/devif-lab-\(UUID().uuidString).sqlite"
         o.classFolders = [LabClasses.folder] + classFolders
+        o.sources = sources
         manager = try DeviceManager(options: o)
         if let onNotice { manager.onNotice(onNotice) }
         manager.start()

@@ -29,12 +29,8 @@ func registerNoUSBTests(_ r: inout LabRunner) {
 /// Runs last: it stops udevd (and starts it again at the end).
 func registerNoUdevTests(_ r: inout LabRunner) {
     r.add("environment: without udevd, USB and HID arrivals and removals come from kernel uevents") {
-        try expectEqual(try runTool("/usr/bin/pkill", ["-x", "systemd-udevd"]), 0, "pkill systemd-udevd")
+        try await stopUdevd()
         defer { restartUdevd() }
-        try await withDeadline(10, "udevd to exit") {
-            while (try? runTool("/usr/bin/pgrep", ["-x", "systemd-udevd"])) == 0 { try await Task.sleep(for: .milliseconds(50)) }
-        }
-        progress("udevd stopped")
         let notices = NoticeLog()
         let f = try await ManagerFixture(onNotice: { notices.add($0) })
         progress("manager enumerated")
@@ -60,6 +56,15 @@ func registerNoUdevTests(_ r: inout LabRunner) {
         let notUSB = notices.all.filter { $0.contains("udevd is not running") }
         try expect(notUSB.count <= 2, "the fallback notice was given \(notUSB.count) times (once per source at most)")
     }
+}
+
+/// Stops udevd and waits until it is gone; `restartUdevd()` undoes it.
+func stopUdevd() async throws {
+    try expectEqual(try runTool("/usr/bin/pkill", ["-x", "systemd-udevd"]), 0, "pkill systemd-udevd")
+    try await withDeadline(10, "udevd to exit") {
+        while (try? runTool("/usr/bin/pgrep", ["-x", "systemd-udevd"])) == 0 { try await Task.sleep(for: .milliseconds(50)) }
+    }
+    progress("udevd stopped")
 }
 
 final class NoticeLog: Sendable {

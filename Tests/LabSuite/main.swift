@@ -16,6 +16,7 @@ registerFirmwareGUIDTests(&runner)
 registerReliabilityTests(&runner)
 registerStormTests(&runner)
 registerLeakTests(&runner)
+registerHIDChurnTest(&runner)  // stops udevd, then starts it again
 registerNoUdevTests(&runner)
 
 let args = CommandLine.arguments.dropFirst()

@@ -1,6 +1,7 @@
-/* Shared helpers for the devlab device-side programs (hidg and uhid):
+/* Shared helpers for the devlab device-side programs (hidg, uhid, churn, ffs):
  * hex parsing, the report script format, the ready pipe and signals.
- * Kept header-only so build.sh stays one gcc call per program. */
+ * Kept header-only so build.sh stays one gcc call per program; inline so a
+ * program that uses only some of them builds without unused warnings. */
 #ifndef DEVLAB_COMMON_H
 #define DEVLAB_COMMON_H
 
@@ -22,7 +23,7 @@ static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 
 /* SIGTERM/SIGINT must interrupt blocking read()/write() (no SA_RESTART)
  * so that devlab can stop us while we wait on the kernel. */
-static void install_signals(void)
+static inline void install_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -33,7 +34,7 @@ static void install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static void logmsg(const char *fmt, ...)
+static inline void logmsg(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -43,7 +44,7 @@ static void logmsg(const char *fmt, ...)
     va_end(ap);
 }
 
-static _Noreturn void die(const char *fmt, ...)
+static inline _Noreturn void die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -54,14 +55,14 @@ static _Noreturn void die(const char *fmt, ...)
     exit(2);
 }
 
-static long long now_ms(void)
+static inline long long now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int hexval(int c)
+static inline int hexval(int c)
 {
     if (c >= '0' && c <= '9') return c - '0';
     c = tolower(c);
@@ -71,7 +72,7 @@ static int hexval(int c)
 
 /* Parses hex digits, ignoring spaces, ':' , ',' and an optional 0x before
  * each byte pair. Returns the byte count or -1 on a malformed string. */
-static long parse_hex(const char *s, unsigned char *out, size_t cap)
+static inline long parse_hex(const char *s, unsigned char *out, size_t cap)
 {
     size_t n = 0;
     while (*s) {
@@ -92,7 +93,7 @@ static long parse_hex(const char *s, unsigned char *out, size_t cap)
 struct step { int delay_ms; size_t len; unsigned char *data; };
 struct script { struct step *steps; size_t count; };
 
-static void load_script(const char *path, struct script *sc, size_t max_report)
+static inline void load_script(const char *path, struct script *sc, size_t max_report)
 {
     FILE *f = fopen(path, "r");
     if (!f) die("cannot open script %s: %s", path, strerror(errno));
@@ -151,7 +152,7 @@ static inline int rdesc_has_report_ids(const unsigned char *d, size_t n)
 }
 
 /* Tells the parent (devlab) that the device side is ready, then closes the pipe. */
-static void signal_ready(int fd, const char *detail)
+static inline void signal_ready(int fd, const char *detail)
 {
     if (fd < 0) return;
     char msg[256];

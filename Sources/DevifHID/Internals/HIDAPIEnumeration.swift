@@ -7,6 +7,26 @@ import Synchronization
 /// threads inside hidapi at once could double-free it.
 let hidapiLock = Mutex<Void>(())
 
+/// Whether hidapi's enumeration may be called while devices come and go.
+/// Before 0.15.0 it crashes the process (strlen of NULL) when a hidraw node
+/// it has just listed leaves before it reads its parent's `uevent`
+/// (libusb/hidapi#580, fixed in 0.15.0). The lab hit it: a storm of plugs
+/// crashed the HID source, and hidapi 0.13.1 (Debian 12) enumerating while
+/// uhid devices came and went crashed within 10 s in 5 runs of 5. Any HID
+/// device leaving, anywhere on the machine, can cause it, so below 0.15.0
+/// devif reads what hidapi would report from sysfs itself (hidapi's own
+/// source for it) and does not call hid_enumerate.
+let hidapiEnumerationIsSafe: Bool = {
+    guard let v = hid_version()?.pointee else { return false }
+    return (v.major, v.minor, v.patch) >= (0, 15, 0)
+}()
+
+/// The linked hidapi's version, for notices ("0.13.1").
+var hidapiVersionText: String {
+    guard let v = hid_version()?.pointee else { return "unknown" }
+    return "\(v.major).\(v.minor).\(v.patch)"
+}
+
 /// What hidapi reports for one hidraw node (its first entry; hidapi 0.13
 /// lists one entry per collection, all sharing path and strings).
 struct HIDAPIInfo: Sendable, Equatable {
@@ -30,12 +50,14 @@ struct HIDAPIInfo: Sendable, Equatable {
             && lhs.usages.elementsEqual(rhs.usages) { $0.page == $1.page && $0.usage == $1.usage }
     }
 
-    /// hidapi's entries for `devnode`; nil when hidapi does not list it.
-    /// hidapi 0.13.1 lists only USB, Bluetooth, I2C and SPI devices (not
+    /// hidapi's entries for `devnode`; nil when hidapi does not list it, and
+    /// always nil (without calling hidapi) when ``hidapiEnumerationIsSafe``
+    /// is false. hidapi lists only USB, Bluetooth, I2C and SPI devices (not
     /// BUS_VIRTUAL uhid ones), and has no lookup by path, so this enumerates
     /// everything and filters.
     static func lookUp(devnode: String) -> HIDAPIInfo? {
-        hidapiLock.withLock { _ in
+        guard hidapiEnumerationIsSafe else { return nil }
+        return hidapiLock.withLock { _ in
             guard let list = hid_enumerate(0, 0) else { return nil }
             defer { hid_free_enumeration(list) }
             var info: HIDAPIInfo?
