@@ -3,6 +3,7 @@
 // and a thread opens, uses and closes handles on whatever is present. Then
 // each subscriber's record is checked against the storm's own log, and
 // `list` against sysfs.
+import CLibUSB
 import Devif
 import DevifCore
 import Foundation
@@ -248,6 +249,7 @@ private func runStorm(operations: Int, seed: UInt64) async throws {
         return StormGadget(index: k, name: String(format: "st%02d", k), serial: String(format: "STORM-%02d", k),
                            isHID: k % 8 == 7, udc: "dummy_udc.\(k)", device: "\(hcd)/\(bus)/\(n)-1")
     }
+    let libusb = try LibUSBView()
     let pace = try UdevPace(gadgets: gadgets.count)
     defer { pace.stop() }
     try await pace.started()
@@ -467,6 +469,22 @@ private func runStorm(operations: Int, seed: UInt64) async throws {
         }
     }
 
+    // devif against libusb's own callbacks (usb-device instances).
+    let libusbArrivals = libusb.arrivals.withLock { $0 }
+    var devifLag: [Double] = [], notFromLibUSB = 0
+    var devifReported = Set<String>()
+    for e in reference where e.arrival && isStorm(e) && e.classGuid == usbDeviceClass {
+        guard let node = e.devnode else { continue }
+        let parts = node.split(separator: "/").suffix(2).compactMap { Int($0) }
+        guard parts.count == 2 else { continue }
+        let key = "\(parts[0])/\(parts[1])"
+        devifReported.insert(key)
+        if let t = libusbArrivals[key] { devifLag.append(e.time.timeIntervalSince(t) * 1000) } else { notFromLibUSB += 1 }
+    }
+    let stormBuses = Set(gadgets.compactMap { g in Int(g.device.split(separator: "/").last!.split(separator: "-").first!) })
+    let libusbStorm = libusbArrivals.keys.filter { stormBuses.contains(Int($0.split(separator: "/")[0]) ?? -1) }
+    let libusbOnly = libusbStorm.filter { !devifReported.contains($0) }.count
+
     // A storm device named without its serial was read after it had left.
     let nameless = Set(reference.filter { e in
         !isStorm(e) && (e.link.contains("vid_1209&pid_\(hex(loopbackPID))") || e.link.contains("vid_1209&pid_\(hex(hidPID))"))
@@ -496,6 +514,8 @@ private func runStorm(operations: Int, seed: UInt64) async throws {
            + "\(pairs) arrival+removal pairs matched to plug periods, each of the \(identified) arrivals matched to its plug period by the device's number (USB) or HID device name (hid); "
            + "\(skipped.count) link-periods with neither (device gone before it was read): lengths \(distribution(skipped))")
     figure("storm: plug to arrival (publish time) of the reported pairs: \(distribution(arrivalLatencies))")
+    figure("storm: libusb's own hotplug callback (a context of the test's) saw \(libusbStorm.count) storm device arrivals; devif published \(devifReported.count) usb-device arrivals "
+           + "(\(notFromLibUSB) of them unseen by that callback), \(libusbOnly) seen by libusb only; devif's usb-device arrival after libusb's callback: \(distribution(devifLag))")
     figure(String(format: "storm: udevadm settle returned after %.1f s once udevd had announced the last operation", milliseconds(udevLag) / 1000))
     figure("storm: slowest handle uses: \(tally.slowest.withLock { $0 }.map { "\(ms($0.0)) ms \($0.1)" }.joined(separator: "; "))")
     figure("storm: handles \(counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")); \(unexpected.count) unexpected")
@@ -511,6 +531,33 @@ func dumpThreads(_ name: String) {
     let text = (r?.output ?? "") + "\n" + (r?.stderr ?? "gdb did not run")
     _ = FileManager.default.createFile(atPath: dir + "/" + name, contents: Data(text.utf8))
     figure("storm: thread stacks in \(dir)/\(name)")
+}
+
+/// libusb's own hotplug arrivals of the storm's devices, timed, from a
+/// context of the test's own: the layer under devif's USB source, to tell
+/// devif's share of a late arrival from the VM's.
+private final class LibUSBView: @unchecked Sendable {  // the callback only touches `arrivals`
+    private let usb: RawUSB
+    private var handle: libusb_hotplug_callback_handle = 0
+    /// "bus/address" -> when libusb called back.
+    let arrivals = Mutex<[String: Date]>([:])
+
+    init() throws {
+        usb = try RawUSB()
+        let rc = libusb_hotplug_register_callback(
+            usb.ctx, Int32(LIBUSB_HOTPLUG_EVENT_DEVICE_ARRIVED.rawValue), 0, 0x1209, LIBUSB_HOTPLUG_MATCH_ANY,
+            LIBUSB_HOTPLUG_MATCH_ANY, { _, dev, _, user in
+                let now = Date()
+                let view = Unmanaged<LibUSBView>.fromOpaque(user!).takeUnretainedValue()
+                let key = "\(libusb_get_bus_number(dev))/\(libusb_get_device_address(dev))"
+                view.arrivals.withLock { $0[key] = now }
+                return 0
+            }, Unmanaged.passUnretained(self).toOpaque(), &handle)
+        guard rc == 0 else { throw LabFailure("libusb_hotplug_register_callback failed: \(rc)") }
+        usb.startEventThread()
+    }
+
+    deinit { libusb_hotplug_deregister_callback(usb.ctx, handle) }
 }
 
 /// What udevd has announced per gadget, from `udevadm monitor`: the storm
