@@ -60,6 +60,10 @@ public final class WorkQueue<Item: Sendable>: Sendable {
         }
     }
 
+    /// Whether nothing is queued now (the consumer uses it to tell a burst
+    /// from a lone item).
+    public var isEmpty: Bool { state.withLock { $0.head >= $0.items.count } }
+
     /// Removes and returns the first queued item matching `predicate`.
     public func removeFirst(where predicate: (Item) -> Bool) -> Item? {
         state.withLock { s in

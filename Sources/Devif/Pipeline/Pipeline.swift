@@ -39,6 +39,11 @@ final class Pipeline: Sendable {
     private let watchCapacity: Int
     private let thread = Mutex<JoinableThread?>(nil)
     private let deviceLeft = CallbackSlot<String>()
+    /// Registry changes applied and published but not yet committed; only the
+    /// pipeline thread touches it (see ``flushRegistry()``).
+    private let unflushed = Mutex<[RegistryIntent]>([])
+    /// A burst is committed at the latest after this many changes.
+    private static let maximumUnflushed = 256
 
     init(classifier: Classifier, registry: InstanceRegistry, sourceNames: [String], watchCapacity: Int) {
         self.classifier = classifier
@@ -53,7 +58,16 @@ final class Pipeline: Sendable {
     func start() -> Bool {
         do {
             let t = try JoinableThread { [self] in
-                while let (source, event) = queue.next() { apply(source, event) }
+                while let (source, event) = queue.next() {
+                    apply(source, event)
+                    // Group commit: a burst of events (a hub, a storm) is one
+                    // registry transaction, not one each. A commit (two fsyncs)
+                    // was most of the pipeline's time per event (lab: 14.8 of
+                    // 24.3 ms median), and in a storm the thread fell seconds
+                    // behind. A lone event is still committed at once.
+                    if queue.isEmpty || unflushed.withLock({ $0.count }) >= Self.maximumUnflushed { flushRegistry() }
+                }
+                flushRegistry()
             }
             thread.withLock { $0 = t }
             // With no sources there is nothing to wait for.
@@ -95,8 +109,11 @@ final class Pipeline: Sendable {
                 s.pendingSources.remove(source)
                 return s.pendingSources.isEmpty
             }
-            if done { reconcileRegistry(); finishEnumeration() }
+            // What a waiter or a notice handler reads next (the registry
+            // included) reflects everything before: commit before telling.
+            if done { reconcileRegistry(); flushRegistry(); finishEnumeration() }
         case .notice(let text):
+            flushRegistry()
             notice("\(source): \(text)")
         }
     }
@@ -168,7 +185,18 @@ final class Pipeline: Sendable {
         commit([.reconcile(present: present)])
     }
 
+    /// Queues `intents` for the next registry commit (in order).
     private func commit(_ intents: [RegistryIntent]) {
+        guard !intents.isEmpty else { return }
+        unflushed.withLock { $0 += intents }
+    }
+
+    /// Commits every queued change in one transaction.
+    private func flushRegistry() {
+        let intents = unflushed.withLock { pending in
+            defer { pending = [] }
+            return pending
+        }
         guard !intents.isEmpty else { return }
         do {
             _ = try registry.commit(intents)
