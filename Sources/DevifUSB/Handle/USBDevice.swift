@@ -64,7 +64,7 @@ public final class USBDevice: Sendable {
             handle = try LibUSB.wrapSysDevice(context.raw, fd: fd)
         } catch {
             // A device leaving as it is opened fails here with an I/O error.
-            let gone = (error == .io || error == .noDevice) && nodeHungUp(fd, withinMilliseconds: 50)
+            let gone = (error == .io || error == .noDevice) && nodeHungUp(fd)
             Syscalls.close(fd)
             if gone { throw USBError.removed("libusb_wrap_sys_device(\(path))") }
             throw error.naming("libusb_wrap_sys_device(\(path))")
@@ -453,7 +453,8 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
             return nil
         }
         if let failure {
-            if failure == .noDevice { markRemoved(); throw USBError.removed(box.operation) }
+            // Submitting to a leaving device can fail with an I/O error too.
+            if failure == .noDevice || (failure == .io && nodeHungUp(fd)) { markRemoved(); throw USBError.removed(box.operation) }
             throw failure
         }
     }
@@ -468,7 +469,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         // one thread: 8 in flight could add up to 8 waits).
         let knownRemoved = state.withLock { $0.phase == .removed }
         if !knownRemoved, result.status == LIBUSB_TRANSFER_NO_DEVICE
-            || (result.status == LIBUSB_TRANSFER_ERROR && disconnected(withinMilliseconds: 50)) {
+            || (result.status == LIBUSB_TRANSFER_ERROR && nodeHungUp(fd)) {
             markRemoved()
         }
         let (phase, teardown) = state.withLock { s -> (Phase, Bool) in
@@ -490,12 +491,6 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         // libusb still uses the device handle after a callback returns, so
         // the handle is never closed from inside one.
         if teardown { DispatchQueue.global().async { self.tearDown() } }
-    }
-
-    /// Whether usbfs reports the device disconnected (POLLHUP/POLLERR on the
-    /// node), waiting up to `withinMilliseconds` for it. Only after an error.
-    private func disconnected(withinMilliseconds limit: Int32) -> Bool {
-        nodeHungUp(fd, withinMilliseconds: limit)
     }
 
     func describe(_ ep: USBDevice.Endpoint) -> String {
@@ -614,10 +609,18 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     }
 }
 
+/// How long an I/O error waits for usbfs to report a disconnect before it is
+/// reported as an I/O error. It ends at the hang-up, so a leaving device
+/// costs only the kernel's own delay; a device that stays costs this much
+/// more on an error that already means "replug it". 50 ms was too short in a
+/// storm of 9 plugs a second on the emulated kernel (a control transfer on a
+/// leaving device ended in LIBUSB_ERROR_IO).
+let hangUpWaitMilliseconds: Int32 = 250
+
 /// Whether usbfs reports the device behind `fd` disconnected (POLLHUP or
 /// POLLERR on the node), waiting up to `limit` ms for it. Only after an
 /// error: a device that is leaving fails I/O a few ms before usbfs says so.
-func nodeHungUp(_ fd: Int32, withinMilliseconds limit: Int32) -> Bool {
+func nodeHungUp(_ fd: Int32, withinMilliseconds limit: Int32 = hangUpWaitMilliseconds) -> Bool {
     let deadline = ContinuousClock.now + .milliseconds(Int(limit))
     while true {
         let left = deadline - ContinuousClock.now
