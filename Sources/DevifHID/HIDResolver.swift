@@ -67,6 +67,13 @@ enum HIDResolver {
             sysfsPath: syspath,
             access: devnode.map(accessState(of:)) ?? .unknown)
 
+        // Read while it left? The kernel removes the hidraw node before its
+        // HID device and before the USB interface and device above it, so
+        // a node still in sysfs now means everything above was readable
+        // while it was read; otherwise an attribute missing above (a serial)
+        // may only mean it had gone, and the device would be misnamed (seen
+        // in a storm: a gadget's hidraw node named by port chain).
+        guard Sysfs.exists(syspath) else { return .gone }
         // Not ready while the HID device's uevent cannot be read (it is being
         // made or is leaving), or while hidapi, where it is consulted, does
         // not list the node yet.

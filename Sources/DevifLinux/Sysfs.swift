@@ -35,6 +35,9 @@ public enum Sysfs {
         return UInt64(text.trimmingASCIIWhitespace(), radix: 16)
     }
 
+    /// Whether `path` exists (for sysfs: whether that device is still there).
+    public static func exists(_ path: String) -> Bool { Syscalls.access(path, F_OK) == nil }
+
     /// A directory's `uevent` file, parsed; nil when unreadable or malformed.
     public static func uevent(of directory: String) -> Uevent? {
         guard let bytes = try? read(directory + "/uevent", limit: 8192) else { return nil }

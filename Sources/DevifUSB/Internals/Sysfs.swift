@@ -10,8 +10,6 @@ extension Sysfs {
         return Int(text.trimmingASCIIWhitespace())
     }
 
-    static func exists(_ path: String) -> Bool { Syscalls.access(path, F_OK) == nil }
-
     /// The names in a directory (no `.`/`..`); empty when it cannot be read.
     static func list(_ path: String) -> [String] {
         guard let dir = opendir(path) else { return [] }
