@@ -21,12 +21,6 @@ let hidapiEnumerationIsSafe: Bool = {
     return (v.major, v.minor, v.patch) >= (0, 15, 0)
 }()
 
-/// The linked hidapi's version, for notices ("0.13.1").
-var hidapiVersionText: String {
-    guard let v = hid_version()?.pointee else { return "unknown" }
-    return "\(v.major).\(v.minor).\(v.patch)"
-}
-
 /// What hidapi reports for one hidraw node (its first entry; hidapi 0.13
 /// lists one entry per collection, all sharing path and strings).
 struct HIDAPIInfo: Sendable, Equatable {
