@@ -1,6 +1,7 @@
 // devif-lab-suite: the lab test suite. Runs inside the lab VM (Lab/test boots
 // it); every test drives real gadgets or uhid devices.
-//   devif-lab-suite [--filter TEXT] [--list]
+//   devif-lab-suite [--filter TEXT] [--repeat N] [--list]
+// --repeat runs the chosen tests N times in one boot (for hunting a flaky one).
 import Foundation
 
 // Order matters: the no-USB test runs before the USB modules are loaded,
@@ -24,7 +25,14 @@ if args.contains("--list") {
     (beforeInit.tests + runner.tests).forEach { print($0.name) }
     exit(0)
 }
-let filter = args.firstIndex(of: "--filter").flatMap { args.index(after: $0) < args.endIndex ? args[args.index(after: $0)] : nil }
+func value(of option: String) -> String? {
+    args.firstIndex(of: option).flatMap { args.index(after: $0) < args.endIndex ? args[args.index(after: $0)] : nil }
+}
+let filter = value(of: "--filter")
+guard let repeats = value(of: "--repeat").map({ Int($0) }) ?? 1, repeats > 0 else {
+    FileHandle.standardError.write(Data("devif-lab-suite: --repeat takes a positive count\n".utf8))
+    exit(64)
+}
 
 // Results also go to a file: the VM console mixes in other output.
 let resultsPath = ProcessInfo.processInfo.environment["LAB_RESULTS"].map { $0 + "/lab-suite.txt" }
@@ -43,7 +51,11 @@ do {
     log("\(passed0) passed, \(failed0 + 1) failed")
     exit(1)
 }
-let (passed1, failed1) = await runner.run(filter: filter, log: log)
+var (passed1, failed1) = (0, 0)
+for _ in 0..<repeats {
+    let (p, f) = await runner.run(filter: filter, log: log)
+    (passed1, failed1) = (passed1 + p, failed1 + f)
+}
 let (passed, failed) = (passed0 + passed1, failed0 + failed1)
 log("\(passed) passed, \(failed) failed")
 exit(failed == 0 && passed > 0 ? 0 : 1)
