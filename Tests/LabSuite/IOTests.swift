@@ -81,6 +81,74 @@ func registerIOTests(_ r: inout LabRunner) {
         figure("bulk-loopback 1 MiB: \(j["megabytesPerSecond"] ?? "?") MB/s in \(j["seconds"] ?? "?") s")
     }
 
+    // A stop() racing a resubmission once left a transfer in flight for a
+    // stream nobody read: the next stream on the endpoint timed out, its
+    // data taken (CI, 2026-12-02; before the fix 26 of 3300 loopbacks here
+    // failed so). Streams: 1100 loopbacks, each through a new stream stopped
+    // right after its data, each stream's transfers all back within 2 s (the
+    // loopback helper checks). Readers: 400 rounds of 1-5 echoes, stopped
+    // from a thread spinning on the handler's last echo, after a varied
+    // delay, so stop() meets the resubmission; every transfer back within 2 s (none has a timeout: a
+    // stray one never comes back), and the next reader gets every echo.
+    r.add("io: streams and readers stopped while their transfers complete leave none in flight; the next one on the endpoint gets every echo") {
+        let f = try await ManagerFixture()
+        defer { f.stop() }
+        try Devlab.run(["create", "iq1", "loopback", "--vid", "1209", "--pid", "0d0b", "--serial", "LAB-IQ-1"])
+        try Devlab.plug("iq1")
+        let link = "usb#vid_1209&pid_0d0b#LAB-IQ-1#\(LabClasses.vendorBulk)"
+        _ = try await f.next(1, "the loopback's arrival", where: { $0.interface.symbolicLink == link })
+        let h = try f.manager.openUSB(link)
+        defer { h.close() }
+        let out = try h.endpoints.first { !$0.isIn && $0.kind == .bulk }.orFail("no bulk OUT endpoint")
+        let inp = try h.endpoints.first { $0.isIn && $0.kind == .bulk }.orFail("no bulk IN endpoint")
+        let readerRounds = 400
+        var loopbacks = 0
+        for round in 0..<100 {
+            for size in [1, 2, 511, 512, 513, 1024, 1536, 4095, 4096, 4097, 8192] {
+                let data = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ round) }
+                let back = try await loopback(h, out: out.address, in: inp.address, data: data)
+                try expect(back == data, "round \(round), \(size) bytes: got \(back.count) bytes, \(zip(back, data).filter { $0 != $1 }.count) differ")
+                loopbacks += 1
+            }
+        }
+        var echoes = 0, slowest = Duration.zero
+        for round in 0..<readerRounds {
+            let packets = (0..<(1 + round % 5)).map { i in (0..<64).map { UInt8(truncatingIfNeeded: round &* 7 &+ i &* 3 &+ $0) } }
+            let got = Inbox<[UInt8]>()
+            let seen = Shared(0), lastEcho = Flag()
+            let reader = try h.startReading(endpoint: inp.address, transferSize: 512, transfers: 4) { chunk in
+                got.post(Array(chunk))
+                if seen.withLock({ $0 += 1; return $0 }) == packets.count { lastEcho.raise() }
+                return .continue
+            }
+            // Spinning, then a varied delay: a thread's wake-up would come
+            // long after the resubmission; this lands stop() around it.
+            let stopped = Inbox<ContinuousClock.Instant>()
+            let delay = (round &* 2654435761) % 4000
+            Thread {
+                lastEcho.spin()
+                var x = 0
+                for k in 0..<delay { x &+= k }
+                blackHole(x)
+                reader.stop()
+                stopped.post(.now)
+            }.start()
+            for (i, p) in packets.enumerated() {
+                try await h.write(endpoint: out.address, p)
+                let back = try await got.next(within: 2, "round \(round): echo \(i)")
+                try expectEqual(back, p, "round \(round): echo \(i)")
+            }
+            let t0 = try await stopped.next(within: 2, "round \(round): the stop")
+            let ended = Inbox<HandleError?>()
+            Task { ended.post(await reader.finished()) }
+            let end = try await ended.next(within: 2, "round \(round): every transfer back after stop()")
+            slowest = max(slowest, .now - t0)
+            try expect(end == nil, "round \(round): a stopped reader reports \(String(describing: end))")
+            echoes += packets.count
+        }
+        figure("stop while completing: \(loopbacks) loopbacks through new streams; \(echoes) echoes through \(readerRounds) readers, slowest stop to every transfer back \(ms(slowest)) ms")
+    }
+
     r.add("io: a bulk stream ends with deviceRemoved within 100 ms of an unplug, removal notices come in order, the link opens again") {
         let f = try await ManagerFixture()
         defer { f.stop() }
@@ -529,12 +597,20 @@ func syncTransfers(_ h: USBHandle, out: UInt8, in inp: UInt8) throws -> [UInt8] 
     return dd
 }
 
+/// A one-way flag a thread spins on (no wake-up latency).
+final class Flag: Sendable {
+    private let raised = Atomic<Bool>(false)
+    func raise() { raised.store(true, ordering: .releasing) }
+    func spin() { while !raised.load(ordering: .acquiring) {} }
+}
+
+@inline(never) func blackHole(_ x: Int) { _ = x }
+
 /// Sends `data` through a Loopback device (its buffers are 4096 bytes; a
 /// short last piece ends with a ZLP) and collects what comes back.
 func loopback(_ h: USBHandle, out: UInt8, in inp: UInt8, data: [UInt8]) async throws -> [UInt8] {
     let chunk = 4096
     let stream = try h.inStream(endpoint: inp, transferSize: chunk, transfers: 4, timeout: .seconds(5))
-    defer { stream.stop() }
     let writer = Task { () async throws -> Void in
         var offset = 0
         while offset < data.count {
@@ -546,13 +622,40 @@ func loopback(_ h: USBHandle, out: UInt8, in inp: UInt8, data: [UInt8]) async th
         }
     }
     var back: [UInt8] = []
-    while back.count < data.count {
-        // Awaited, not blocking: a blocked cooperative thread can starve the
-        // writer task (2 threads in the VM); the stream's own 5 s transfer
-        // timeout bounds the wait.
-        guard let piece = try await stream.next() else { break }
-        back += piece
+    var failure: (any Error)?
+    do {
+        while back.count < data.count {
+            // Awaited, not blocking: a blocked cooperative thread can starve the
+            // writer task (2 threads in the VM); the stream's own 5 s transfer
+            // timeout bounds the wait.
+            guard let piece = try await stream.next() else { break }
+            back += piece
+        }
+    } catch {
+        failure = error
     }
+    // Every transfer must come back: one left in flight would take the data
+    // meant for the next stream on the endpoint.
+    stream.stop()
+    let ended = Inbox<Bool>()
+    Task { _ = await stream.finished(); ended.post(true) }
+    let drained = (try? await ended.next(within: 2, "the stream's transfers back after stop()")) == true
+    if let failure {
+        // A reader that times out may only be the echo of a writer that failed.
+        let wrote: String
+        do { try await writer.value; wrote = "the writer finished" } catch { wrote = "the writer failed: \(error)" }
+        // Where the data went: still in the device (nothing read it), or taken.
+        let late: String
+        if !drained {
+            late = "the stream's transfers were not all back 2 s after stop()"
+        } else if let bytes = try? await h.read(endpoint: inp, length: data.count + 4096, timeout: .seconds(1)) {
+            late = "a read after it got \(bytes.count) bytes"
+        } else {
+            late = "a read after it got nothing in 1 s"
+        }
+        throw LabFailure("loopback of \(data.count) bytes: \(back.count) came back, then \(failure); \(wrote); \(late)")
+    }
+    try expect(drained, "loopback of \(data.count) bytes: the stream's transfers were not all back 2 s after stop()")
     try await writer.value
     return back
 }

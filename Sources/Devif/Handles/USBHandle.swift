@@ -97,6 +97,16 @@ public struct USBHandle: Sendable, CustomStringConvertible {
             try await ref.performAsync { () async throws(USBError) in try await stream.next() }
         }
         public func stop() { stream.stop() }
+        /// Blocks until the stream has ended and every transfer is back (the
+        /// endpoint is then free for another stream or read); nil when it
+        /// was stopped, else why it ended. See ``USBInStream/wait()``.
+        @discardableResult
+        public func wait() -> HandleError? { stream.wait().map { HandleError($0, link: ref.instance.link) } }
+        /// The async form of ``wait()``.
+        @discardableResult
+        public func finished() async -> HandleError? {
+            await stream.finished().map { HandleError($0, link: ref.instance.link) }
+        }
     }
 
     /// Reads an IN endpoint in push mode, the fastest way to stream: `handler`

@@ -14,7 +14,9 @@ import Synchronization
 /// refilling, so a slow reader slows the device down (it NAKs) instead of
 /// losing data. ``stop()`` cancels what is in flight; so do
 /// removal and closing the device, which end the stream with
-/// ``USBError/deviceRemoved`` or ``USBError/closed``.
+/// ``USBError/deviceRemoved`` or ``USBError/closed``. ``finished()`` waits
+/// until every transfer is back, after which the endpoint is free for
+/// another stream or read.
 public final class USBInStream: Sendable {
     /// The endpoint read.
     public let endpoint: UInt8
@@ -32,6 +34,16 @@ public final class USBInStream: Sendable {
         var waiters: [UInt64: StreamWaiter] = [:]
         var nextWaiter: UInt64 = 0
         var bytes: UInt64 = 0
+        /// Waiting in ``finished()`` / ``wait()``.
+        var drainWaiters: [StreamWaiter] = []
+
+        var isOver: Bool { (stopped || end != nil) && inFlight == 0 }
+        /// The drain waiters to wake, once the stream is over.
+        mutating func takeDrainWaiters() -> [StreamWaiter] {
+            guard isOver else { return [] }
+            defer { drainWaiters = [] }
+            return drainWaiters
+        }
     }
 
 
@@ -77,11 +89,16 @@ public final class USBInStream: Sendable {
                     s.spares.append(box)
                     if s.end == nil { s.end = error }
                     defer { s.waiters = [:] }
-                    return Array(s.waiters.values)
+                    return Array(s.waiters.values) + s.takeDrainWaiters()
                 }
+                for b in boxes { b.cancel() }
                 for w in woken { w.wake() }
                 return
             }
+            // stop() may have come between taking the box and submitting it,
+            // and found it idle: cancel it here, or it would stay in flight
+            // for a stream nobody reads and take the endpoint's next data.
+            if state.withLock({ $0.stopped || $0.end != nil }) { box.cancel() }
         }
     }
 
@@ -93,6 +110,7 @@ public final class USBInStream: Sendable {
     }
 
     private func completed(_ box: TransferBox, _ result: Result<Int, USBError>) {
+        var ending = false
         let woken = state.withLock { s -> [StreamWaiter] in
             s.inFlight -= 1
             switch result {
@@ -100,15 +118,20 @@ public final class USBInStream: Sendable {
             case .failure(let error):
                 s.spares.append(box)
                 // The first error ends the stream (a cancel after stop is not an error).
-                if s.end == nil, !s.stopped { s.end = error }
+                if s.end == nil, !s.stopped {
+                    s.end = error
+                    ending = true
+                }
             }
             if s.end != nil || s.stopped {
                 defer { s.waiters = [:] }
-                return Array(s.waiters.values)
+                return Array(s.waiters.values) + s.takeDrainWaiters()
             }
             guard let first = s.waiters.keys.min() else { return [] }
             return [s.waiters.removeValue(forKey: first)!]
         }
+        // The rest would wait for data (or forever, without a timeout).
+        if ending { for b in boxes { b.cancel() } }
         for w in woken { w.wake() }
         refill()
     }
@@ -119,10 +142,39 @@ public final class USBInStream: Sendable {
         let woken = state.withLock { s -> [StreamWaiter] in
             s.stopped = true
             defer { s.waiters = [:] }
-            return Array(s.waiters.values)
+            return Array(s.waiters.values) + s.takeDrainWaiters()
         }
         for box in boxes { box.cancel() }
         for w in woken { w.wake() }
+    }
+
+    /// Blocks until the stream has ended (``stop()``, removal, closing, an
+    /// error) and every transfer is back from libusb; returns what ended it
+    /// (nil: ``stop()``). Not from the event thread.
+    @discardableResult
+    public func wait() -> USBError? {
+        let semaphore = DispatchSemaphore(value: 0)
+        let parked = state.withLock { s -> Bool in
+            guard !s.isOver else { return false }
+            s.drainWaiters.append(.blocking(semaphore))
+            return true
+        }
+        if parked { semaphore.wait() }
+        return state.withLock { $0.end }
+    }
+
+    /// The async form of ``wait()``.
+    @discardableResult
+    public func finished() async -> USBError? {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let parked = state.withLock { s -> Bool in
+                guard !s.isOver else { return false }
+                s.drainWaiters.append(.async(c))
+                return true
+            }
+            if !parked { c.resume() }
+        }
+        return state.withLock { $0.end }
     }
 
     private enum Take { case chunk(TransferBox, Int), ended(USBError?), wait }

@@ -81,6 +81,11 @@ public final class USBReader: Sendable {
         do throws(USBError) {
             try core.submit(box, type: type, endpoint: ep.address, length: transferSize, timeout: timeout,
                             zlp: false, wrapped: completion)
+            // stop() from another thread may have come after the check that
+            // let this box go out, and found it idle: cancel it here, or it
+            // would stay in flight (with no timeout, for ever) and wait()
+            // would not return.
+            if state.withLock({ $0.stopping }) { box.cancel() }
         } catch {
             let last = state.withLock { s -> Bool in
                 s.inFlight -= 1

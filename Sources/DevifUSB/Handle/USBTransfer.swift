@@ -58,14 +58,25 @@ final class TransferBox: @unchecked Sendable {  // fields are written only in `i
                             length: Int32(length), timeoutMilliseconds: Self.milliseconds(timeout),
                             zeroLengthPacket: zeroLengthPacket, callback: transferCompleted,
                             userData: Unmanaged.passRetained(self).toOpaque())
-        lock.withLock { $0 = (.pending, false) }
-        do {
-            try LibUSB.submitTransfer(transfer)
-        } catch {
-            lock.withLock { $0.phase = .idle }
+        // The lock is held across the submission: a cancel() from another
+        // thread either finds the box idle (its owner re-checks after
+        // submitting) or pending and really in flight, never in between,
+        // where libusb would answer NOT_FOUND and the cancel would be lost.
+        // A completion that comes at once waits for the lock and finds the
+        // box pending.
+        let submitted = lock.withLock { s -> USBError? in
+            do throws(USBError) {
+                try LibUSB.submitTransfer(transfer)
+                s = (.pending, false)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let submitted {
             Unmanaged.passUnretained(self).release()
             self.completion = nil
-            throw error.naming(operation)
+            throw submitted.naming(operation)
         }
     }
 
