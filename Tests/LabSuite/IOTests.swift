@@ -90,7 +90,7 @@ func registerIOTests(_ r: inout LabRunner) {
     // from a thread spinning on the handler's last echo, after a varied
     // delay, so stop() meets the resubmission; every transfer back within 2 s (none has a timeout: a
     // stray one never comes back), and the next reader gets every echo.
-    r.add("io: streams and readers stopped while their transfers complete leave none in flight; the next one on the endpoint gets every echo") {
+    r.add("io: streams and readers stopped while their transfers complete, and streams dropped without stop(), leave none in flight; the next one on the endpoint gets every echo") {
         let f = try await ManagerFixture()
         defer { f.stop() }
         try Devlab.run(["create", "iq1", "loopback", "--vid", "1209", "--pid", "0d0b", "--serial", "LAB-IQ-1"])
@@ -146,7 +146,25 @@ func registerIOTests(_ r: inout LabRunner) {
             try expect(end == nil, "round \(round): a stopped reader reports \(String(describing: end))")
             echoes += packets.count
         }
-        figure("stop while completing: \(loopbacks) loopbacks through new streams; \(echoes) echoes through \(readerRounds) readers, slowest stop to every transfer back \(ms(slowest)) ms")
+        // A stream dropped without stop() stops: its transfers would otherwise
+        // stay in flight and take the next stream's echo.
+        let droppedRounds = 50
+        for round in 0..<droppedRounds {
+            do {
+                let dropped = try h.inStream(endpoint: inp.address, transferSize: 4096, transfers: 4, timeout: .seconds(5))
+                if round % 2 == 1 {
+                    // Half of them have taken data and resubmitted first.
+                    let p = (0..<100).map { UInt8(truncatingIfNeeded: round &+ $0) }
+                    try await h.write(endpoint: out.address, p)
+                    let back = try dropped.next(timeout: .seconds(2))
+                    try expectEqual(back, p, "dropped round \(round): the echo through the stream about to be dropped")
+                }
+            }
+            let data = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ round) }
+            let back = try await loopback(h, out: out.address, in: inp.address, data: data)
+            try expect(back == data, "dropped round \(round): the stream after a dropped one got \(back.count) of \(data.count) bytes")
+        }
+        figure("stop while completing: \(loopbacks) loopbacks through new streams; \(echoes) echoes through \(readerRounds) readers, slowest stop to every transfer back \(ms(slowest)) ms; \(droppedRounds) streams dropped without stop(), each next stream got its echo")
     }
 
     r.add("io: a bulk stream ends with deviceRemoved within 100 ms of an unplug, removal notices come in order, the link opens again") {

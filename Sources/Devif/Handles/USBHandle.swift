@@ -75,6 +75,7 @@ public struct USBHandle: Sendable, CustomStringConvertible {
     }
 
     /// Reads an IN endpoint continuously with `transfers` transfers in flight.
+    /// Dropping every copy of the stream stops it (see ``DevifUSB/USBInStream``).
     public func inStream(endpoint: UInt8, transferSize: Int = 16384, transfers: Int = 8,
                          timeout: Duration? = nil) throws(HandleError) -> InStream {
         let stream = try ref.perform { () throws(USBError) in

@@ -17,193 +17,42 @@ import Synchronization
 /// ``USBError/deviceRemoved`` or ``USBError/closed``. ``finished()`` waits
 /// until every transfer is back, after which the endpoint is free for
 /// another stream or read.
+///
+/// Dropping the last reference stops the stream, as ``stop()`` does: its
+/// transfers are cancelled and come back on their own, so a forgotten
+/// stream does not keep the endpoint's data. (To reuse the endpoint at once,
+/// `stop()` and `finished()` first: they wait until the transfers are back.)
 public final class USBInStream: Sendable {
     /// The endpoint read.
-    public let endpoint: UInt8
+    public var endpoint: UInt8 { engine.endpoint }
     /// Bytes of every chunk taken so far.
-    public var bytesReceived: UInt64 { state.withLock { $0.bytes } }
+    public var bytesReceived: UInt64 { engine.bytesReceived }
 
-    private struct State {
-        var ready: [(box: TransferBox, count: Int)] = []
-        var readyHead = 0
-        /// Idle buffers, submitted when fewer than `transfers` are in flight.
-        var spares: [TransferBox] = []
-        var inFlight = 0
-        var end: USBError?
-        var stopped = false
-        var waiters: [UInt64: StreamWaiter] = [:]
-        var nextWaiter: UInt64 = 0
-        var bytes: UInt64 = 0
-        /// Waiting in ``finished()`` / ``wait()``.
-        var drainWaiters: [StreamWaiter] = []
-
-        var isOver: Bool { (stopped || end != nil) && inFlight == 0 }
-        /// The drain waiters to wake, once the stream is over.
-        mutating func takeDrainWaiters() -> [StreamWaiter] {
-            guard isOver else { return [] }
-            defer { drainWaiters = [] }
-            return drainWaiters
-        }
-    }
-
-
-    private let core: USBDeviceCore
-    private let ep: USBDevice.Endpoint
-    private let transferSize: Int
-    private let timeout: Duration?
-    private let state = Mutex(State())
-    private let boxes: [TransferBox]
-    private let transfers: Int
+    // The transfers' completions hold the engine, never this owner, so the
+    // owner's deinit runs when its holders let go, however many are in flight.
+    private let engine: Engine
 
     init(core: USBDeviceCore, endpoint: USBDevice.Endpoint, transferSize: Int, transfers: Int,
          timeout: Duration?) throws(USBError) {
-        self.core = core
-        self.ep = endpoint
-        self.endpoint = endpoint.address
-        self.transferSize = transferSize
-        self.timeout = timeout
-        self.transfers = transfers
-        boxes = try TransferBox.streamSet(transfers: transfers, keeping: 2 * transfers, of: transferSize,
-                                          operation: "stream from " + core.describe(endpoint))
-        state.withLock { $0.spares = boxes }
-        refill()
-        if let error = state.withLock({ $0.end }) {
-            stop()
-            throw error
-        }
+        engine = try Engine(core: core, endpoint: endpoint, transferSize: transferSize, transfers: transfers,
+                            timeout: timeout)
     }
 
-    /// Submits spare buffers until `transfers` are in flight (or the stream
-    /// ended). Called at start, by completions and by readers.
-    private func refill() {
-        while true {
-            let box = state.withLock { s -> TransferBox? in
-                guard s.end == nil, !s.stopped, s.inFlight < transfers, let box = s.spares.popLast() else { return nil }
-                s.inFlight += 1
-                return box
-            }
-            guard let box else { return }
-            do throws(USBError) { try submit(box) } catch {
-                let woken = state.withLock { s -> [StreamWaiter] in
-                    s.inFlight -= 1
-                    s.spares.append(box)
-                    if s.end == nil { s.end = error }
-                    defer { s.waiters = [:] }
-                    return Array(s.waiters.values) + s.takeDrainWaiters()
-                }
-                for b in boxes { b.cancel() }
-                for w in woken { w.wake() }
-                return
-            }
-            // stop() may have come between taking the box and submitting it,
-            // and found it idle: cancel it here, or it would stay in flight
-            // for a stream nobody reads and take the endpoint's next data.
-            if state.withLock({ $0.stopped || $0.end != nil }) { box.cancel() }
-        }
-    }
-
-    private func submit(_ box: TransferBox) throws(USBError) {
-        let type = ep.kind == .interrupt ? LibUSB.transferTypeInterrupt : LibUSB.transferTypeBulk
-        try core.submit(box, type: type, endpoint: ep.address, length: transferSize, timeout: timeout, zlp: false) {
-            [self] box, result in completed(box, result)
-        }
-    }
-
-    private func completed(_ box: TransferBox, _ result: Result<Int, USBError>) {
-        var ending = false
-        let woken = state.withLock { s -> [StreamWaiter] in
-            s.inFlight -= 1
-            switch result {
-            case .success(let n): s.ready.append((box, n))
-            case .failure(let error):
-                s.spares.append(box)
-                // The first error ends the stream (a cancel after stop is not an error).
-                if s.end == nil, !s.stopped {
-                    s.end = error
-                    ending = true
-                }
-            }
-            if s.end != nil || s.stopped {
-                defer { s.waiters = [:] }
-                return Array(s.waiters.values) + s.takeDrainWaiters()
-            }
-            guard let first = s.waiters.keys.min() else { return [] }
-            return [s.waiters.removeValue(forKey: first)!]
-        }
-        // The rest would wait for data (or forever, without a timeout).
-        if ending { for b in boxes { b.cancel() } }
-        for w in woken { w.wake() }
-        refill()
-    }
+    deinit { engine.stop() }
 
     /// Stops reading: transfers in flight are cancelled, waiting readers get
     /// nil. Idempotent.
-    public func stop() {
-        let woken = state.withLock { s -> [StreamWaiter] in
-            s.stopped = true
-            defer { s.waiters = [:] }
-            return Array(s.waiters.values) + s.takeDrainWaiters()
-        }
-        for box in boxes { box.cancel() }
-        for w in woken { w.wake() }
-    }
+    public func stop() { engine.stop() }
 
     /// Blocks until the stream has ended (``stop()``, removal, closing, an
     /// error) and every transfer is back from libusb; returns what ended it
     /// (nil: ``stop()``). Not from the event thread.
     @discardableResult
-    public func wait() -> USBError? {
-        let semaphore = DispatchSemaphore(value: 0)
-        let parked = state.withLock { s -> Bool in
-            guard !s.isOver else { return false }
-            s.drainWaiters.append(.blocking(semaphore))
-            return true
-        }
-        if parked { semaphore.wait() }
-        return state.withLock { $0.end }
-    }
+    public func wait() -> USBError? { engine.wait() }
 
     /// The async form of ``wait()``.
     @discardableResult
-    public func finished() async -> USBError? {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let parked = state.withLock { s -> Bool in
-                guard !s.isOver else { return false }
-                s.drainWaiters.append(.async(c))
-                return true
-            }
-            if !parked { c.resume() }
-        }
-        return state.withLock { $0.end }
-    }
-
-    private enum Take { case chunk(TransferBox, Int), ended(USBError?), wait }
-
-    private func take() -> Take {
-        state.withLock { s -> Take in
-            if s.stopped { return .ended(nil) }
-            if s.readyHead < s.ready.count {
-                let item = s.ready[s.readyHead]
-                s.readyHead += 1
-                if s.readyHead > 64, s.readyHead * 2 > s.ready.count {
-                    s.ready.removeFirst(s.readyHead)
-                    s.readyHead = 0
-                }
-                s.bytes += UInt64(item.count)
-                return .chunk(item.box, item.count)
-            }
-            if let end = s.end { return .ended(end) }
-            return .wait
-        }
-    }
-
-    /// Copies the chunk out and returns its buffer to the spares.
-    private func consume(_ box: TransferBox, _ count: Int) throws(USBError) -> [UInt8] {
-        let data = Array(UnsafeRawBufferPointer(rebasing: box.buffer[0..<count]))
-        state.withLock { $0.spares.append(box) }
-        refill()
-        return data
-    }
+    public func finished() async -> USBError? { await engine.finished() }
 
     /// The next chunk (at most the transfer size; a short one ends a device
     /// transfer), waiting at most `timeout` (nil: no limit); nil after
@@ -211,58 +60,244 @@ public final class USBInStream: Sendable {
     /// - Throws: ``USBError/timeout`` when nothing came in time, the error
     ///   that ended the stream (``USBError/deviceRemoved``, ``USBError/closed``,
     ///   a stall).
-    public func next(timeout: Duration?) throws(USBError) -> [UInt8]? {
-        let deadline = timeout.map { DispatchTime.now() + .nanoseconds(Int(clamping: $0.components.seconds * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000)) }
-        while true {
-            switch take() {
-            case .chunk(let box, let n): return try consume(box, n)
-            case .ended(let error):
-                if let error { throw error }
-                return nil
-            case .wait:
-                let semaphore = DispatchSemaphore(value: 0)
-                let id = state.withLock { s -> UInt64? in
-                    // Re-check under the lock: a completion may have come meanwhile.
-                    if s.readyHead < s.ready.count || s.end != nil || s.stopped { return nil }
-                    s.nextWaiter += 1
-                    s.waiters[s.nextWaiter] = .blocking(semaphore)
-                    return s.nextWaiter
-                }
-                guard let id else { continue }
-                if semaphore.wait(timeout: deadline ?? .distantFuture) == .timedOut {
-                    let removed = state.withLock { $0.waiters.removeValue(forKey: id) != nil }
-                    if removed { throw USBError.timeoutError("stream from " + core.describe(ep)) }
-                    // Woken while timing out: take what came.
-                }
-            }
-        }
-    }
+    public func next(timeout: Duration?) throws(USBError) -> [UInt8]? { try engine.next(timeout: timeout) }
 
     /// The async form of ``next(timeout:)`` without a timeout; task
     /// cancellation ends the wait with ``USBError/cancelled`` (the stream
     /// keeps running).
-    public func next() async throws(USBError) -> [UInt8]? {
-        while true {
-            switch take() {
-            case .chunk(let box, let n): return try consume(box, n)
-            case .ended(let error):
-                if let error { throw error }
-                return nil
-            case .wait:
-                let id = state.withLock { s -> UInt64 in s.nextWaiter += 1; return s.nextWaiter }
-                await withTaskCancellationHandler {
-                    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                        let parked = state.withLock { s -> Bool in
-                            if s.readyHead < s.ready.count || s.end != nil || s.stopped || Task.isCancelled { return false }
-                            s.waiters[id] = .async(c)
-                            return true
-                        }
-                        if !parked { c.resume() }
-                    }
-                } onCancel: {
-                    state.withLock { $0.waiters.removeValue(forKey: id) }?.wake()
+    public func next() async throws(USBError) -> [UInt8]? { try await engine.next() }
+}
+
+extension USBInStream {
+    /// The running stream: its buffers, transfers and readers. See ``USBInStream``.
+    final class Engine: Sendable {
+        let endpoint: UInt8
+        var bytesReceived: UInt64 { state.withLock { $0.bytes } }
+
+        private struct State {
+            var ready: [(box: TransferBox, count: Int)] = []
+            var readyHead = 0
+            /// Idle buffers, submitted when fewer than `transfers` are in flight.
+            var spares: [TransferBox] = []
+            var inFlight = 0
+            var end: USBError?
+            var stopped = false
+            var waiters: [UInt64: StreamWaiter] = [:]
+            var nextWaiter: UInt64 = 0
+            var bytes: UInt64 = 0
+            /// Waiting in ``finished()`` / ``wait()``.
+            var drainWaiters: [StreamWaiter] = []
+
+            var isOver: Bool { (stopped || end != nil) && inFlight == 0 }
+            /// The drain waiters to wake, once the stream is over.
+            mutating func takeDrainWaiters() -> [StreamWaiter] {
+                guard isOver else { return [] }
+                defer { drainWaiters = [] }
+                return drainWaiters
+            }
+        }
+
+
+        private let core: USBDeviceCore
+        private let ep: USBDevice.Endpoint
+        private let transferSize: Int
+        private let timeout: Duration?
+        private let state = Mutex(State())
+        private let boxes: [TransferBox]
+        private let transfers: Int
+
+        init(core: USBDeviceCore, endpoint: USBDevice.Endpoint, transferSize: Int, transfers: Int,
+             timeout: Duration?) throws(USBError) {
+            self.core = core
+            self.ep = endpoint
+            self.endpoint = endpoint.address
+            self.transferSize = transferSize
+            self.timeout = timeout
+            self.transfers = transfers
+            boxes = try TransferBox.streamSet(transfers: transfers, keeping: 2 * transfers, of: transferSize,
+                                              operation: "stream from " + core.describe(endpoint))
+            state.withLock { $0.spares = boxes }
+            refill()
+            if let error = state.withLock({ $0.end }) {
+                stop()
+                throw error
+            }
+        }
+
+        /// Submits spare buffers until `transfers` are in flight (or the stream
+        /// ended). Called at start, by completions and by readers.
+        private func refill() {
+            while true {
+                let box = state.withLock { s -> TransferBox? in
+                    guard s.end == nil, !s.stopped, s.inFlight < transfers, let box = s.spares.popLast() else { return nil }
+                    s.inFlight += 1
+                    return box
                 }
-                if Task.isCancelled { throw USBError.cancelled("waiting for the stream from " + core.describe(ep)) }
+                guard let box else { return }
+                do throws(USBError) { try submit(box) } catch {
+                    let woken = state.withLock { s -> [StreamWaiter] in
+                        s.inFlight -= 1
+                        s.spares.append(box)
+                        if s.end == nil { s.end = error }
+                        defer { s.waiters = [:] }
+                        return Array(s.waiters.values) + s.takeDrainWaiters()
+                    }
+                    for b in boxes { b.cancel() }
+                    for w in woken { w.wake() }
+                    return
+                }
+                // stop() may have come between taking the box and submitting it,
+                // and found it idle: cancel it here, or it would stay in flight
+                // for a stream nobody reads and take the endpoint's next data.
+                if state.withLock({ $0.stopped || $0.end != nil }) { box.cancel() }
+            }
+        }
+
+        private func submit(_ box: TransferBox) throws(USBError) {
+            let type = ep.kind == .interrupt ? LibUSB.transferTypeInterrupt : LibUSB.transferTypeBulk
+            try core.submit(box, type: type, endpoint: ep.address, length: transferSize, timeout: timeout, zlp: false) {
+                [self] box, result in completed(box, result)
+            }
+        }
+
+        private func completed(_ box: TransferBox, _ result: Result<Int, USBError>) {
+            var ending = false
+            let woken = state.withLock { s -> [StreamWaiter] in
+                s.inFlight -= 1
+                switch result {
+                case .success(let n): s.ready.append((box, n))
+                case .failure(let error):
+                    s.spares.append(box)
+                    // The first error ends the stream (a cancel after stop is not an error).
+                    if s.end == nil, !s.stopped {
+                        s.end = error
+                        ending = true
+                    }
+                }
+                if s.end != nil || s.stopped {
+                    defer { s.waiters = [:] }
+                    return Array(s.waiters.values) + s.takeDrainWaiters()
+                }
+                guard let first = s.waiters.keys.min() else { return [] }
+                return [s.waiters.removeValue(forKey: first)!]
+            }
+            // The rest would wait for data (or forever, without a timeout).
+            if ending { for b in boxes { b.cancel() } }
+            for w in woken { w.wake() }
+            refill()
+        }
+
+        func stop() {
+            let woken = state.withLock { s -> [StreamWaiter] in
+                s.stopped = true
+                defer { s.waiters = [:] }
+                return Array(s.waiters.values) + s.takeDrainWaiters()
+            }
+            for box in boxes { box.cancel() }
+            for w in woken { w.wake() }
+        }
+
+        func wait() -> USBError? {
+            let semaphore = DispatchSemaphore(value: 0)
+            let parked = state.withLock { s -> Bool in
+                guard !s.isOver else { return false }
+                s.drainWaiters.append(.blocking(semaphore))
+                return true
+            }
+            if parked { semaphore.wait() }
+            return state.withLock { $0.end }
+        }
+
+        func finished() async -> USBError? {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let parked = state.withLock { s -> Bool in
+                    guard !s.isOver else { return false }
+                    s.drainWaiters.append(.async(c))
+                    return true
+                }
+                if !parked { c.resume() }
+            }
+            return state.withLock { $0.end }
+        }
+
+        private enum Take { case chunk(TransferBox, Int), ended(USBError?), wait }
+
+        private func take() -> Take {
+            state.withLock { s -> Take in
+                if s.stopped { return .ended(nil) }
+                if s.readyHead < s.ready.count {
+                    let item = s.ready[s.readyHead]
+                    s.readyHead += 1
+                    if s.readyHead > 64, s.readyHead * 2 > s.ready.count {
+                        s.ready.removeFirst(s.readyHead)
+                        s.readyHead = 0
+                    }
+                    s.bytes += UInt64(item.count)
+                    return .chunk(item.box, item.count)
+                }
+                if let end = s.end { return .ended(end) }
+                return .wait
+            }
+        }
+
+        /// Copies the chunk out and returns its buffer to the spares.
+        private func consume(_ box: TransferBox, _ count: Int) throws(USBError) -> [UInt8] {
+            let data = Array(UnsafeRawBufferPointer(rebasing: box.buffer[0..<count]))
+            state.withLock { $0.spares.append(box) }
+            refill()
+            return data
+        }
+
+        func next(timeout: Duration?) throws(USBError) -> [UInt8]? {
+            let deadline = timeout.map { DispatchTime.now() + .nanoseconds(Int(clamping: $0.components.seconds * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000)) }
+            while true {
+                switch take() {
+                case .chunk(let box, let n): return try consume(box, n)
+                case .ended(let error):
+                    if let error { throw error }
+                    return nil
+                case .wait:
+                    let semaphore = DispatchSemaphore(value: 0)
+                    let id = state.withLock { s -> UInt64? in
+                        // Re-check under the lock: a completion may have come meanwhile.
+                        if s.readyHead < s.ready.count || s.end != nil || s.stopped { return nil }
+                        s.nextWaiter += 1
+                        s.waiters[s.nextWaiter] = .blocking(semaphore)
+                        return s.nextWaiter
+                    }
+                    guard let id else { continue }
+                    if semaphore.wait(timeout: deadline ?? .distantFuture) == .timedOut {
+                        let removed = state.withLock { $0.waiters.removeValue(forKey: id) != nil }
+                        if removed { throw USBError.timeoutError("stream from " + core.describe(ep)) }
+                        // Woken while timing out: take what came.
+                    }
+                }
+            }
+        }
+
+        func next() async throws(USBError) -> [UInt8]? {
+            while true {
+                switch take() {
+                case .chunk(let box, let n): return try consume(box, n)
+                case .ended(let error):
+                    if let error { throw error }
+                    return nil
+                case .wait:
+                    let id = state.withLock { s -> UInt64 in s.nextWaiter += 1; return s.nextWaiter }
+                    await withTaskCancellationHandler {
+                        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                            let parked = state.withLock { s -> Bool in
+                                if s.readyHead < s.ready.count || s.end != nil || s.stopped || Task.isCancelled { return false }
+                                s.waiters[id] = .async(c)
+                                return true
+                            }
+                            if !parked { c.resume() }
+                        }
+                    } onCancel: {
+                        state.withLock { $0.waiters.removeValue(forKey: id) }?.wake()
+                    }
+                    if Task.isCancelled { throw USBError.cancelled("waiting for the stream from " + core.describe(ep)) }
+                }
             }
         }
     }
