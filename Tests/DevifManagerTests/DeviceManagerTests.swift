@@ -26,6 +26,21 @@ struct DeviceManagerTests {
         #expect(await h.manager.waitUntilEnumerated(timeout: .zero) == true)
     }
 
+    @Test("waitUntilEnumerated ends at once on cancellation, and many waiters all wake on enumeration",
+          .timeLimit(.minutes(1)))
+    func enumerationWaitCancelsAndWakesAll() async throws {
+        let usb = FakeSource("usb")
+        let h = try Harness([usb])
+        let manager = h.manager
+        // An hour's timeout: only cancellation can end it in time.
+        let cancelled = Task { await manager.waitUntilEnumerated(timeout: .seconds(3600)) }
+        cancelled.cancel()
+        #expect(await cancelled.value == false)
+        let waiting = (0..<200).map { _ in Task { await manager.waitUntilEnumerated(timeout: .seconds(3600)) } }
+        usb.enumerated()
+        for w in waiting { #expect(await w.value == true) }
+    }
+
     @Test("a source that cannot start counts as enumerated and is reported once")
     func failingSourceIsReportedOnce() async throws {
         let message = "no hidraw nodes can be read: load the hidraw module"

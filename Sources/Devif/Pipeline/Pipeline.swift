@@ -218,38 +218,47 @@ final class Pipeline: Sendable {
     }
 
     func waitUntilEnumerated(timeout: Duration) async -> Bool {
-        // A waiter is an id + continuation, so a timed-out waiter can remove
-        // and resume itself: a task group waits for every child, so no child
-        // may stay parked.
+        // A parked waiter is resumed by the end of enumeration, by its timer
+        // or by cancellation, whichever comes first (the others find it gone).
+        // The timer is a dispatch source cancelled on return, not a sleeping
+        // task: a cancelled Task.sleep keeps its task until the deadline.
         let id = UInt64.random(in: 1...UInt64.max)
-        return await withTaskGroup(of: Bool.self) { group in
-            group.addTask { [self] in
-                await withTaskCancellationHandler {
-                    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                        let ready = state.withLock { s -> Bool in
-                            if s.enumerationDone || Task.isCancelled { return true }
-                            s.waiters.append((id, c))
-                            return false
-                        }
-                        if ready { c.resume() }
-                    }
-                } onCancel: {
-                    let parked = state.withLock { s -> CheckedContinuation<Void, Never>? in
-                        guard let k = s.waiters.firstIndex(where: { $0.0 == id }) else { return nil }
-                        return s.waiters.remove(at: k).1
-                    }
-                    parked?.resume()
+        let timer = Mutex<(any DispatchSourceTimer)?>(nil)
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let ready = state.withLock { s -> Bool in
+                    if s.enumerationDone || Task.isCancelled || timeout <= .zero { return true }
+                    s.waiters.append((id, c))
+                    return false
                 }
-                return state.withLock { $0.enumerationDone }
+                if ready { c.resume(); return }
+                let (seconds, attoseconds) = timeout.components
+                // Capped at about 30 years: DispatchTime counts nanoseconds in 64 bits.
+                let interval = min(Double(seconds) + Double(attoseconds) / 1e18, 1e9)
+                timer.withLock { t in
+                    let source = DispatchSource.makeTimerSource(queue: .global())
+                    source.setEventHandler { [self] in resumeWaiter(id) }
+                    source.schedule(deadline: .now() + interval)
+                    source.activate()
+                    t = source
+                }
+                // Resumed meanwhile: the code after the wait may have found no timer to cancel.
+                if !state.withLock({ $0.waiters.contains { $0.0 == id } }) { timer.withLock { $0?.cancel() } }
             }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first || state.withLock { $0.enumerationDone }
+        } onCancel: {
+            resumeWaiter(id)
         }
+        timer.withLock { $0?.cancel() }
+        return state.withLock { $0.enumerationDone }
+    }
+
+    /// Resumes the waiter `id` if it is still parked.
+    private func resumeWaiter(_ id: UInt64) {
+        let parked = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            guard let k = s.waiters.firstIndex(where: { $0.0 == id }) else { return nil }
+            return s.waiters.remove(at: k).1
+        }
+        parked?.resume()
     }
 
     func notice(_ text: String) {
