@@ -103,40 +103,10 @@ enum HIDResolver {
         return text
     }
 
-    /// `access(R_OK|W_OK)`; on denial, the node's mode and owner and what fixes it.
+    /// Whether the node opens read-write; on denial, its mode and owner and what fixes it.
     static func accessState(of devnode: String) -> AccessState {
-        guard let error = Syscalls.access(devnode, R_OK | W_OK) else { return .ok }
-        guard let info = try? Syscalls.stat(devnode) else {
-            return .denied(reason: "\(devnode) cannot be checked: \(error)")
-        }
-        let mode = info.st_mode & 0o7777
-        let owner = userName(info.st_uid) + ":" + groupName(info.st_gid)
-        return .denied(reason: "\(devnode) is \(permissionText(mode)) (\(String(mode, radix: 8))) \(owner) and this process "
-            + "(uid \(getuid()), gid \(getgid())) may not read and write it (\(error.codeName ?? "errno \(error.code)")); "
-            + "a udev rule granting access fixes this (devif can generate one)")
-    }
-
-    private static func permissionText(_ mode: mode_t) -> String {
-        let letters: [Character] = ["r", "w", "x"]
-        return String((0..<9).map { bit in mode & (0o400 >> mode_t(bit)) != 0 ? letters[bit % 3] : "-" })
-    }
-
-    private static func userName(_ uid: uid_t) -> String {
-        var entry = passwd()
-        var result: UnsafeMutablePointer<passwd>?
-        var buffer = [CChar](repeating: 0, count: 4096)
-        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.pw_name
-        else { return String(uid) }
-        return String(cString: name)
-    }
-
-    private static func groupName(_ gid: gid_t) -> String {
-        var entry = group()
-        var result: UnsafeMutablePointer<group>?
-        var buffer = [CChar](repeating: 0, count: 4096)
-        guard getgrgid_r(gid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.gr_name
-        else { return String(gid) }
-        return String(cString: name)
+        guard let denial = NodeAccess.denial(devnode) else { return .ok }
+        return .denied(reason: denial + "; a udev rule granting access fixes this (devif can generate one)")
     }
 }
 

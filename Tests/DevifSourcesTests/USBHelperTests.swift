@@ -109,11 +109,6 @@ private func configuration(value: UInt8, wTotalLength: UInt16? = nil) -> [UInt8]
         #expect(USBAssembler.devnode(bus: 255, address: 127) == "/dev/bus/usb/255/127")
     }
 
-    @Test func modeStringLooksLikeLs() {
-        #expect(USBAssembler.modeString(0o020664) == "crw-rw-r--")
-        #expect(USBAssembler.modeString(0o100600) == "-rw-------")
-    }
-
     @Test func errorsCompareByCodeAndSayWhatToDo() {
         let e = USBError(libusbCode: -3, operation: "libusb_open")
         #expect(e == .access)

@@ -185,6 +185,12 @@ func registerRulesTests(_ r: inout LabRunner) {
                    "rules check as nobody does not name \(bHidraw) with its fix: \(nobody.output.prefix(3000))")
         try expect(nobody.output.contains("\(aNode): cannot be opened") && nobody.output.contains("ATTR{idProduct}==\"0c01\""),
                    "rules check as nobody does not name \(aNode) with its fix: \(nobody.output.prefix(3000))")
+        for node in [bHidraw, aNode] {
+            // The why: the node's mode and owner beside the process's ids.
+            let why = "  why: \(node) is crw-"
+            try expect(nobody.output.contains(why) && nobody.output.contains("(uid 65534, gid 65534) may not open it read-write (EACCES)"),
+                       "rules check as nobody does not say why \(node) is denied: \(nobody.output.prefix(3000))")
+        }
         let plugdev = try runProcess("/usr/bin/setpriv", ["--reuid", "65534", "--regid", "65534", "--groups", "\(getgrnam("plugdev")!.pointee.gr_gid)",
                                                           rulesTool, "rules", "check", "--quiet"], timeout: 120)
         try expect(!plugdev.output.contains("\(bHidraw): cannot be opened"),

@@ -101,6 +101,30 @@ public enum Syscalls {
         Glibc.access(path, mode) == 0 ? nil : .current("access", path)
     }
 
+    /// `faccessat(path, mode, AT_EACCESS)`: as `access`, with the effective
+    /// ids (those open() uses); nil when allowed.
+    public static func effectiveAccess(_ path: String, _ mode: Int32) -> LinuxError? {
+        faccessat(AT_FDCWD, path, mode, AT_EACCESS) == 0 ? nil : .current("faccessat", path)
+    }
+
+    /// The name of user `uid`, or nil when it has none.
+    public static func userName(_ uid: uid_t) -> String? {
+        var entry = passwd(), result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.pw_name
+        else { return nil }
+        return String(cString: name)
+    }
+
+    /// The name of group `gid`, or nil when it has none.
+    public static func groupName(_ gid: gid_t) -> String? {
+        var entry = group(), result: UnsafeMutablePointer<group>?
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard getgrgid_r(gid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.gr_name
+        else { return nil }
+        return String(cString: name)
+    }
+
     /// `stat(path)` (follows symbolic links).
     public static func stat(_ path: String) throws(LinuxError) -> Glibc.stat {
         var result = Glibc.stat()

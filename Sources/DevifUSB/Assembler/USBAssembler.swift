@@ -189,42 +189,12 @@ struct USBAssembler: Sendable {
 
     // MARK: Access
 
-    /// Whether this process may open `devnode` read-write, by the kernel's own
-    /// permission check (`faccessat` with the effective ids, ACLs included).
+    /// Whether this process may open `devnode` read-write; on denial, its
+    /// mode and owner and the rule that fixes it.
     private func accessState(_ devnode: String, _ raw: RawDevice) -> AccessState {
-        if faccessat(AT_FDCWD, devnode, R_OK | W_OK, AT_EACCESS) == 0 { return .ok }
-        let err = errno
-        var st = stat()
-        guard stat(devnode, &st) == 0 else {
-            return .denied(reason: "\(devnode): \(String(cString: strerror(err)))")
-        }
+        guard let denial = NodeAccess.denial(devnode) else { return .ok }
         let rule = "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"\(hex4(raw.vendorID))\", ATTR{idProduct}==\"\(hex4(raw.productID))\", TAG+=\"uaccess\""
-        return .denied(reason: "\(devnode) is \(Self.modeString(st.st_mode)) \(Self.user(st.st_uid)):\(Self.group(st.st_gid)) "
-            + "and this process (uid \(geteuid()), gid \(getegid())) may not open it read-write; "
-            + "a udev rule granting access fixes this, e.g. \(rule) (or MODE=\"0660\", GROUP=\"plugdev\")")
-    }
-
-    static func modeString(_ mode: mode_t) -> String {
-        let type: Character = (mode & S_IFMT) == S_IFCHR ? "c" : "-"
-        let bits: [(mode_t, Character)] = [(0o400, "r"), (0o200, "w"), (0o100, "x"), (0o040, "r"), (0o020, "w"),
-                                           (0o010, "x"), (0o004, "r"), (0o002, "w"), (0o001, "x")]
-        return String([type] + bits.map { mode & $0.0 != 0 ? $0.1 : "-" })
-    }
-
-    static func user(_ uid: uid_t) -> String {
-        var pw = passwd(), result: UnsafeMutablePointer<passwd>?
-        var buffer = [CChar](repeating: 0, count: 1024)
-        guard getpwuid_r(uid, &pw, &buffer, buffer.count, &result) == 0, result != nil, let name = pw.pw_name
-        else { return String(uid) }
-        return String(cString: name)
-    }
-
-    static func group(_ gid: gid_t) -> String {
-        var gr = Glibc.group(), result: UnsafeMutablePointer<Glibc.group>?
-        var buffer = [CChar](repeating: 0, count: 4096)
-        guard getgrgid_r(gid, &gr, &buffer, buffer.count, &result) == 0, result != nil, let name = gr.gr_name
-        else { return String(gid) }
-        return String(cString: name)
+        return .denied(reason: denial + "; a udev rule granting access fixes this, e.g. \(rule) (or MODE=\"0660\", GROUP=\"plugdev\")")
     }
 
     // MARK: Opening
