@@ -2,7 +2,7 @@
 // bulk and control transfers on real gadgets, removal in the middle of I/O,
 // close during a blocked read, fan-out of input reports, and the example
 // tools under Examples/. Figures go to $LAB_RESULTS/figures.txt.
-import Devif
+@_spi(LabHooks) import Devif
 import DevifCore
 import DevifHID
 import DevifUSB
@@ -116,7 +116,7 @@ func registerIOTests(_ r: inout LabRunner) {
             let packets = (0..<(1 + round % 5)).map { i in (0..<64).map { UInt8(truncatingIfNeeded: round &* 7 &+ i &* 3 &+ $0) } }
             let got = Inbox<[UInt8]>()
             let seen = Shared(0), lastEcho = Flag()
-            let reader = try h.startReading(endpoint: inp.address, transferSize: 512, transfers: 4) { chunk in
+            let reader = try h.startReading(endpoint: inp.address, transferSize: 512, transfers: 1 + round % 4) { chunk in
                 got.post(Array(chunk))
                 if seen.withLock({ $0 += 1; return $0 }) == packets.count { lastEcho.raise() }
                 return .continue
@@ -164,7 +164,40 @@ func registerIOTests(_ r: inout LabRunner) {
             let back = try await loopback(h, out: out.address, in: inp.address, data: data)
             try expect(back == data, "dropped round \(round): the stream after a dropped one got \(back.count) of \(data.count) bytes")
         }
-        figure("stop while completing: \(loopbacks) loopbacks through new streams; \(echoes) echoes through \(readerRounds) readers, slowest stop to every transfer back \(ms(slowest)) ms; \(droppedRounds) streams dropped without stop(), each next stream got its echo")
+        // The race made certain: a debug-build hook calls stop() at the exact
+        // moment between a completion deciding to resubmit and the submission.
+        let hookedRounds = 20
+        for round in 0..<hookedRounds {
+            let got = Inbox<[UInt8]>()
+            // With one transfer nothing else comes back after the stop to
+            // cancel a stray resubmission; with four, the others would.
+            let reader = try h.startReading(endpoint: inp.address, transferSize: 512,
+                                            transfers: round % 2 == 0 ? 1 : 4) { chunk in
+                got.post(Array(chunk))
+                return .continue
+            }
+            reader.beforeResubmit.set { [reader] in reader.stop() }
+            defer { reader.beforeResubmit.set(nil) }
+            let p = (0..<64).map { UInt8(truncatingIfNeeded: round &* 5 &+ $0) }
+            try await h.write(endpoint: out.address, p)
+            try expectEqual(try await got.next(within: 2, "hooked reader \(round): the echo"), p, "hooked reader \(round): the echo")
+            let ended = Inbox<HandleError?>()
+            Task { ended.post(await reader.finished()) }
+            let end = try await ended.next(within: 2, "hooked reader \(round): every transfer back after a stop() just before a resubmission")
+            try expect(end == nil, "hooked reader \(round): ended with \(String(describing: end))")
+
+            let stream = try h.inStream(endpoint: inp.address, transferSize: 4096, transfers: 4, timeout: .seconds(5))
+            stream.beforeSubmit.set { [stream] in stream.stop() }
+            defer { stream.beforeSubmit.set(nil) }
+            try await h.write(endpoint: out.address, p)
+            let drained = Inbox<Bool>()
+            Task { _ = await stream.finished(); drained.post(true) }
+            _ = try await drained.next(within: 2, "hooked stream \(round): every transfer back after a stop() just before a refill's submission")
+            let data = (0..<700).map { UInt8(truncatingIfNeeded: $0 &+ round) }
+            let back = try await loopback(h, out: out.address, in: inp.address, data: data)
+            try expect(back == data, "hooked stream \(round): the next stream got \(back.count) of \(data.count) bytes")
+        }
+        figure("stop while completing: \(loopbacks) loopbacks through new streams; \(echoes) echoes through \(readerRounds) readers, slowest stop to every transfer back \(ms(slowest)) ms; \(droppedRounds) streams dropped without stop(), each next stream got its echo; \(hookedRounds) readers and \(hookedRounds) streams stopped by a hook just before a resubmission")
     }
 
     r.add("io: a bulk stream ends with deviceRemoved within 100 ms of an unplug, removal notices come in order, the link opens again") {

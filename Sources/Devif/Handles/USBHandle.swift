@@ -1,5 +1,5 @@
 import DevifCore
-import DevifUSB
+@_spi(LabHooks) import DevifUSB
 import Synchronization
 
 /// An open USB instance: bulk, interrupt and control transfers (sync and
@@ -98,6 +98,10 @@ public struct USBHandle: Sendable, CustomStringConvertible {
             try await ref.performAsync { () async throws(USBError) in try await stream.next() }
         }
         public func stop() { stream.stop() }
+        #if DEBUG
+        /// Lab tests only: see ``DevifUSB/USBInStream``'s hook of the same name.
+        @_spi(LabHooks) public var beforeSubmit: CallbackSlot<Void> { stream.beforeSubmit }
+        #endif
         /// Blocks until the stream has ended and every transfer is back (the
         /// endpoint is then free for another stream or read); nil when it
         /// was stopped, else why it ended. See ``USBInStream/wait()``.
@@ -151,6 +155,10 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         public var bytesReceived: UInt64 { reader.bytesReceived }
         /// Stops reading; ``wait()`` returns once the transfers are back.
         public func stop() { reader.stop() }
+        #if DEBUG
+        /// Lab tests only: see ``DevifUSB/USBReader``'s hook of the same name.
+        @_spi(LabHooks) public var beforeResubmit: CallbackSlot<Void> { reader.beforeResubmit }
+        #endif
 
         /// Blocks until the reader has ended; nil when it was stopped (by
         /// ``stop()`` or the handler), else why it ended

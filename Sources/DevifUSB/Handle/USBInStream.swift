@@ -1,4 +1,5 @@
 import CLibUSB
+import DevifCore
 import Dispatch
 import Synchronization
 
@@ -31,6 +32,13 @@ public final class USBInStream: Sendable {
     // The transfers' completions hold the engine, never this owner, so the
     // owner's deinit runs when its holders let go, however many are in flight.
     private let engine: Engine
+
+    #if DEBUG
+    /// Lab tests only (debug builds): called when a refill has taken a spare
+    /// buffer, just before submitting it: a stop() arriving there must still
+    /// leave nothing in flight.
+    @_spi(LabHooks) public var beforeSubmit: CallbackSlot<Void> { engine.beforeSubmit }
+    #endif
 
     init(core: USBDeviceCore, endpoint: USBDevice.Endpoint, transferSize: Int, transfers: Int,
          timeout: Duration?) throws(USBError) {
@@ -105,6 +113,9 @@ extension USBInStream {
         private let state = Mutex(State())
         private let boxes: [TransferBox]
         private let transfers: Int
+        #if DEBUG
+        let beforeSubmit = CallbackSlot<Void>()
+        #endif
 
         init(core: USBDeviceCore, endpoint: USBDevice.Endpoint, transferSize: Int, transfers: Int,
              timeout: Duration?) throws(USBError) {
@@ -134,6 +145,9 @@ extension USBInStream {
                     return box
                 }
                 guard let box else { return }
+                #if DEBUG
+                beforeSubmit.call(())
+                #endif
                 do throws(USBError) { try submit(box) } catch {
                     let woken = state.withLock { s -> [StreamWaiter] in
                         s.inFlight -= 1

@@ -1,4 +1,5 @@
 import CLibUSB
+import DevifCore
 import Dispatch
 import Synchronization
 
@@ -43,6 +44,13 @@ public final class USBReader: Sendable {
     private let boxes: [TransferBox]
     private let state = Mutex(State())
     private let bytes = Atomic<UInt64>(0)
+
+    #if DEBUG
+    /// Lab tests only (debug builds): called on the event thread when a
+    /// completion has decided to resubmit, just before it does: a stop()
+    /// arriving there must still end the reader.
+    @_spi(LabHooks) public let beforeResubmit = CallbackSlot<Void>()
+    #endif
 
     init(core: USBDeviceCore, endpoint: USBDevice.Endpoint, transferSize: Int, transfers: Int,
          timeout: Duration?, handler: @escaping Handler) throws(USBError) {
@@ -119,6 +127,9 @@ public final class USBReader: Sendable {
             return s.completions[ObjectIdentifier(box)]
         }
         if let next {
+            #if DEBUG
+            beforeResubmit.call(())
+            #endif
             submit(box, next)
             return
         }
