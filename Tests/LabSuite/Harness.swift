@@ -58,6 +58,16 @@ func withDeadline<T: Sendable>(_ seconds: Double, _ what: String,
     }
 }
 
+/// Waits at most `seconds` for `body`, which need not end on cancellation
+/// (a stream's or reader's `finished()`): it runs in a task of its own and
+/// is left to end when it will. `withDeadline` would wait for it.
+func within<T: Sendable>(_ seconds: Double, _ what: String,
+                         _ body: @escaping @Sendable () async -> T) async throws -> T {
+    let result = Inbox<T>()
+    Task { result.post(await body()) }
+    return try await result.next(within: seconds, what)
+}
+
 /// An unbounded, thread-safe inbox that C callbacks and event streams post
 /// into and one test task takes from (always with a deadline). Taking with a
 /// predicate takes the oldest matching element and leaves the others queued:

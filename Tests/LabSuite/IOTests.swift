@@ -139,9 +139,7 @@ func registerIOTests(_ r: inout LabRunner) {
                 try expectEqual(back, p, "round \(round): echo \(i)")
             }
             let t0 = try await stopped.next(within: 2, "round \(round): the stop")
-            let ended = Inbox<HandleError?>()
-            Task { ended.post(await reader.finished()) }
-            let end = try await ended.next(within: 2, "round \(round): every transfer back after stop()")
+            let end = try await within(2, "round \(round): every transfer back after stop()") { await reader.finished() }
             slowest = max(slowest, .now - t0)
             try expect(end == nil, "round \(round): a stopped reader reports \(String(describing: end))")
             echoes += packets.count
@@ -181,18 +179,18 @@ func registerIOTests(_ r: inout LabRunner) {
             let p = (0..<64).map { UInt8(truncatingIfNeeded: round &* 5 &+ $0) }
             try await h.write(endpoint: out.address, p)
             try expectEqual(try await got.next(within: 2, "hooked reader \(round): the echo"), p, "hooked reader \(round): the echo")
-            let ended = Inbox<HandleError?>()
-            Task { ended.post(await reader.finished()) }
-            let end = try await ended.next(within: 2, "hooked reader \(round): every transfer back after a stop() just before a resubmission")
+            let end = try await within(2, "hooked reader \(round): every transfer back after a stop() just before a resubmission") {
+                await reader.finished()
+            }
             try expect(end == nil, "hooked reader \(round): ended with \(String(describing: end))")
 
             let stream = try h.inStream(endpoint: inp.address, transferSize: 4096, transfers: 4, timeout: .seconds(5))
             stream.beforeSubmit.set { [stream] in stream.stop() }
             defer { stream.beforeSubmit.set(nil) }
             try await h.write(endpoint: out.address, p)
-            let drained = Inbox<Bool>()
-            Task { _ = await stream.finished(); drained.post(true) }
-            _ = try await drained.next(within: 2, "hooked stream \(round): every transfer back after a stop() just before a refill's submission")
+            _ = try await within(2, "hooked stream \(round): every transfer back after a stop() just before a refill's submission") {
+                await stream.finished()
+            }
             let data = (0..<700).map { UInt8(truncatingIfNeeded: $0 &+ round) }
             let back = try await loopback(h, out: out.address, in: inp.address, data: data)
             try expect(back == data, "hooked stream \(round): the next stream got \(back.count) of \(data.count) bytes")
@@ -299,9 +297,7 @@ func registerIOTests(_ r: inout LabRunner) {
         let dd = try deviceDescriptor(h)
         try expectEqual(Array(dd[8...11]), [0x09, 0x12, 0x0a, 0x0d], "device descriptor beside the reader")
         reader.stop()
-        let stopEnd = Inbox<HandleError?>()
-        Task { stopEnd.post(await reader.finished()) }
-        let stopped = try await stopEnd.next(within: 10, "the reader to end after stop()")
+        let stopped = try await within(10, "the reader to end after stop()") { await reader.finished() }
         try expect(stopped == nil, "a stopped reader reports \(String(describing: stopped))")
         let after = reader.bytesReceived
         try expect(after >= UInt64(target), "bytes counted: \(after)")
@@ -688,9 +684,7 @@ func loopback(_ h: USBHandle, out: UInt8, in inp: UInt8, data: [UInt8]) async th
     // Every transfer must come back: one left in flight would take the data
     // meant for the next stream on the endpoint.
     stream.stop()
-    let ended = Inbox<Bool>()
-    Task { _ = await stream.finished(); ended.post(true) }
-    let drained = (try? await ended.next(within: 2, "the stream's transfers back after stop()")) == true
+    let drained = (try? await within(2, "the stream's transfers back after stop()") { _ = await stream.finished(); return true }) == true
     if let failure {
         // A reader that times out may only be the echo of a writer that failed.
         let wrote: String

@@ -212,26 +212,22 @@ extension USBInStream {
         }
 
         func wait() -> USBError? {
-            let semaphore = DispatchSemaphore(value: 0)
-            let parked = state.withLock { s -> Bool in
-                guard !s.isOver else { return false }
-                s.drainWaiters.append(.blocking(semaphore))
-                return true
-            }
-            if parked { semaphore.wait() }
+            StreamWaiter.block(parkUntilOver)
             return state.withLock { $0.end }
         }
 
         func finished() async -> USBError? {
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                let parked = state.withLock { s -> Bool in
-                    guard !s.isOver else { return false }
-                    s.drainWaiters.append(.async(c))
-                    return true
-                }
-                if !parked { c.resume() }
-            }
+            await StreamWaiter.suspend(parkUntilOver)
             return state.withLock { $0.end }
+        }
+
+        /// Parks `waiter` until the stream is over; false if it already is.
+        private func parkUntilOver(_ waiter: StreamWaiter) -> Bool {
+            state.withLock { s -> Bool in
+                guard !s.isOver else { return false }
+                s.drainWaiters.append(waiter)
+                return true
+            }
         }
 
         private enum Take { case chunk(TransferBox, Int), ended(USBError?), wait }
@@ -254,6 +250,20 @@ extension USBInStream {
             }
         }
 
+        private enum Poll { case value([UInt8]?), wait }
+
+        /// A chunk (copied out, its buffer back to the spares), nil at the
+        /// end of a stopped stream, the error that ended it, or `.wait`.
+        private func poll() throws(USBError) -> Poll {
+            switch take() {
+            case .chunk(let box, let n): return .value(try consume(box, n))
+            case .ended(let error):
+                if let error { throw error }
+                return .value(nil)
+            case .wait: return .wait
+            }
+        }
+
         /// Copies the chunk out and returns its buffer to the spares.
         private func consume(_ box: TransferBox, _ count: Int) throws(USBError) -> [UInt8] {
             let data = Array(UnsafeRawBufferPointer(rebasing: box.buffer[0..<count]))
@@ -265,53 +275,40 @@ extension USBInStream {
         func next(timeout: Duration?) throws(USBError) -> [UInt8]? {
             let deadline = timeout.map { DispatchTime.now() + .nanoseconds(Int(clamping: $0.components.seconds * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000)) }
             while true {
-                switch take() {
-                case .chunk(let box, let n): return try consume(box, n)
-                case .ended(let error):
-                    if let error { throw error }
-                    return nil
-                case .wait:
-                    let semaphore = DispatchSemaphore(value: 0)
-                    let id = state.withLock { s -> UInt64? in
-                        // Re-check under the lock: a completion may have come meanwhile.
-                        if s.readyHead < s.ready.count || s.end != nil || s.stopped { return nil }
-                        s.nextWaiter += 1
-                        s.waiters[s.nextWaiter] = .blocking(semaphore)
-                        return s.nextWaiter
-                    }
-                    guard let id else { continue }
-                    if semaphore.wait(timeout: deadline ?? .distantFuture) == .timedOut {
-                        let removed = state.withLock { $0.waiters.removeValue(forKey: id) != nil }
-                        if removed { throw USBError.timeoutError("stream from " + core.describe(ep)) }
-                        // Woken while timing out: take what came.
-                    }
+                if case .value(let chunk) = try poll() { return chunk }
+                let semaphore = DispatchSemaphore(value: 0)
+                let id = state.withLock { s -> UInt64? in
+                    // Re-check under the lock: a completion may have come meanwhile.
+                    if s.readyHead < s.ready.count || s.end != nil || s.stopped { return nil }
+                    s.nextWaiter += 1
+                    s.waiters[s.nextWaiter] = .blocking(semaphore)
+                    return s.nextWaiter
+                }
+                guard let id else { continue }
+                if semaphore.wait(timeout: deadline ?? .distantFuture) == .timedOut {
+                    let removed = state.withLock { $0.waiters.removeValue(forKey: id) != nil }
+                    if removed { throw USBError.timeoutError("stream from " + core.describe(ep)) }
+                    // Woken while timing out: take what came.
                 }
             }
         }
 
         func next() async throws(USBError) -> [UInt8]? {
             while true {
-                switch take() {
-                case .chunk(let box, let n): return try consume(box, n)
-                case .ended(let error):
-                    if let error { throw error }
-                    return nil
-                case .wait:
-                    let id = state.withLock { s -> UInt64 in s.nextWaiter += 1; return s.nextWaiter }
-                    await withTaskCancellationHandler {
-                        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                            let parked = state.withLock { s -> Bool in
-                                if s.readyHead < s.ready.count || s.end != nil || s.stopped || Task.isCancelled { return false }
-                                s.waiters[id] = .async(c)
-                                return true
-                            }
-                            if !parked { c.resume() }
+                if case .value(let chunk) = try poll() { return chunk }
+                let id = state.withLock { s -> UInt64 in s.nextWaiter += 1; return s.nextWaiter }
+                await withTaskCancellationHandler {
+                    await StreamWaiter.suspend { waiter in
+                        state.withLock { s -> Bool in
+                            if s.readyHead < s.ready.count || s.end != nil || s.stopped || Task.isCancelled { return false }
+                            s.waiters[id] = waiter
+                            return true
                         }
-                    } onCancel: {
-                        state.withLock { $0.waiters.removeValue(forKey: id) }?.wake()
                     }
-                    if Task.isCancelled { throw USBError.cancelled("waiting for the stream from " + core.describe(ep)) }
+                } onCancel: {
+                    state.withLock { $0.waiters.removeValue(forKey: id) }?.wake()
                 }
+                if Task.isCancelled { throw USBError.cancelled("waiting for the stream from " + core.describe(ep)) }
             }
         }
     }
@@ -332,6 +329,20 @@ enum StreamWaiter {
         switch self {
         case .blocking(let s): s.signal()
         case .async(let c): c.resume()
+        }
+    }
+
+    /// Blocks the calling thread until woken, unless `park` (which registers
+    /// the waiter under its owner's lock) returns false: nothing to wait for.
+    static func block(_ park: (StreamWaiter) -> Bool) {
+        let semaphore = DispatchSemaphore(value: 0)
+        if park(.blocking(semaphore)) { semaphore.wait() }
+    }
+
+    /// The async form of ``block(_:)``.
+    static func suspend(_ park: (StreamWaiter) -> Bool) async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            if !park(.async(c)) { c.resume() }
         }
     }
 }

@@ -165,27 +165,23 @@ public final class USBReader: Sendable {
     /// (nil: ``stop()`` or the handler's `.stop`). Not from the event thread.
     @discardableResult
     public func wait() -> USBError? {
-        let semaphore = DispatchSemaphore(value: 0)
-        let parked = state.withLock { s -> Bool in
-            guard !s.finished else { return false }
-            s.waiters.append(.blocking(semaphore))
-            return true
-        }
-        if parked { semaphore.wait() }
+        StreamWaiter.block(parkUntilFinished)
         return state.withLock { $0.end }
     }
 
     /// The async form of ``wait()``.
     @discardableResult
     public func finished() async -> USBError? {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let parked = state.withLock { s -> Bool in
-                guard !s.finished else { return false }
-                s.waiters.append(.async(c))
-                return true
-            }
-            if !parked { c.resume() }
-        }
+        await StreamWaiter.suspend(parkUntilFinished)
         return state.withLock { $0.end }
+    }
+
+    /// Parks `waiter` until every transfer is back; false if they are.
+    private func parkUntilFinished(_ waiter: StreamWaiter) -> Bool {
+        state.withLock { s -> Bool in
+            guard !s.finished else { return false }
+            s.waiters.append(waiter)
+            return true
+        }
     }
 }
