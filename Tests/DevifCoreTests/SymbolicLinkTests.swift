@@ -41,7 +41,7 @@ import Testing
                 == "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a")
     }
 
-    // MARK: The examples in DESIGN.md
+    // MARK: The examples in ARCHITECTURE.md (and Sources/DevifCore/Links/LINK-FORMAT.md)
 
     @Test func designExamples() {
         let device = InstanceIdentity(kind: .usb, vendorID: 0x1209, productID: 0x0001,
