@@ -2,7 +2,8 @@
 // devif: the device interface model (classes, instances, symbolic links,
 // hotplug, handles) for Linux USB and HID devices.
 //
-// Targets follow the pipeline in DESIGN.md:
+// Linux only (libusb, hidraw, udev, usbfs). Targets follow the pipeline in
+// ARCHITECTURE.md:
 //   DevifCore            pure Swift: classes, catalog, snapshots, classifier,
 //                        symbolic links, registry, fan-out, handle table
 //   DevifRegistrySQLite  the registry's storage (SQLite, WAL) behind a core protocol
@@ -35,7 +36,6 @@ let staticSwiftRuntime: [LinkerSetting] = [
 
 let package = Package(
     name: "devif",
-    platforms: [.macOS(.v15)],
     products: [
         .library(name: "Devif", targets: ["Devif"]),
         .library(name: "DevifCore", targets: ["DevifCore"]),
@@ -43,6 +43,9 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // `swift package generate-documentation` (DocC); CI builds the docs with it.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
     ],
     targets: [
         // C libraries, found through pkg-config; each module map is the whole shim.
@@ -64,10 +67,12 @@ let package = Package(
         .target(name: "DevifHID", dependencies: ["DevifCore", "DevifLinux", "CHIDAPI", "CUdev"]),
         .target(name: "Devif", dependencies: [
             "DevifCore", "DevifLinux", "DevifRegistrySQLite", "DevifUSB", "DevifHID",
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "devif-usb", dependencies: [
             "Devif",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ], linkerSettings: staticSwiftRuntime),
 
         // Example I/O tools (Examples/README.md); DevifSupport is what they share.

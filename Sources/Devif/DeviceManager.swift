@@ -3,6 +3,7 @@ import DevifHID
 import DevifRegistrySQLite
 import DevifUSB
 import Foundation
+import Logging
 import Synchronization
 
 /// The device interface manager: lists the present instances of interface
@@ -35,6 +36,15 @@ public final class DeviceManager: Sendable {
         public var sources: [any DeviceSource]?
         /// Queue length of each watcher before it is told it fell behind.
         public var watchCapacity = 4096
+        /// Where the manager's diagnostics go (swift-log): notices (a source
+        /// that cannot run, a registry problem) at `.notice`, every arrival
+        /// and removal, every handle opened and every removal that ends
+        /// open handles at `.debug`. The
+        /// default discards them, as a library should until its application
+        /// chooses; pass your application's logger to route them. The same
+        /// notices also reach ``DeviceManager/onNotice(_:)`` for programs that
+        /// act on them.
+        public var logger = Logger.discarding
 
         public init() {}
     }
@@ -45,6 +55,8 @@ public final class DeviceManager: Sendable {
     public let catalogDiagnostics: [CatalogDiagnostic]
     /// The registry of every instance ever seen.
     public let registry: InstanceRegistry
+    /// The logger given in ``Options/logger``.
+    public let logger: Logger
 
     let pipeline: Pipeline
     private let sources: [any DeviceSource]
@@ -59,6 +71,7 @@ public final class DeviceManager: Sendable {
     /// does not stop the manager: it remembers in memory only and says why
     /// through ``onNotice(_:)``.
     public init(options: Options = Options()) throws(ManagerError) {
+        logger = options.logger
         var notices: [String] = []
         if let catalog = options.catalog {
             self.catalog = catalog
@@ -91,7 +104,8 @@ public final class DeviceManager: Sendable {
                                            msOS10ProbeMemory: MSOS10ProbeMemory(store: registry.store))
         sources = options.sources ?? [USBSource(options: usbOptions), HIDSource()]
         pipeline = Pipeline(classifier: Classifier(catalog: catalog), registry: registry,
-                            sourceNames: sources.map(\.name), watchCapacity: options.watchCapacity)
+                            sourceNames: sources.map(\.name), watchCapacity: options.watchCapacity,
+                            logger: options.logger)
         for n in notices { pipeline.notice(n) }
         pipeline.onDeviceLeft { [weak self] key in self?.devicesLeft(key) }
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Devif
 import DevifCore
 import Foundation
+import Logging
 
 @main
 struct DevifUSBCommand: AsyncParsableCommand {
@@ -41,8 +42,22 @@ struct CommonOptions: ParsableArguments {
     @Flag(name: .customLong("quiet"), help: "Do not print notices (such as a missing USB bus) on stderr.")
     var quiet = false
 
+    @Flag(name: [.customShort("v"), .customLong("verbose")],
+          help: "Log the library's diagnostics on stderr: every arrival, removal and handle, with details.")
+    var verbose = false
+
+    func validate() throws {
+        if quiet && verbose { throw ValidationError("--quiet and --verbose cannot be combined") }
+    }
+
     func managerOptions() -> DeviceManager.Options {
         var o = DeviceManager.Options()
+        if verbose {
+            // The library's diagnostics at debug level, on stderr (stdout stays clean for JSON).
+            var logger = Logger(label: "devif", factory: { StreamLogHandler.standardError(label: $0) })
+            logger.logLevel = .debug
+            o.logger = logger
+        }
         o.registryPath = registryPath
         o.classFolders = classFolders.isEmpty ? nil : classFolders
         return o
@@ -89,7 +104,8 @@ func startedManager(_ common: CommonOptions, classArgument: ClassArgument? = nil
         throw fail("\(error)", Exit.unavailable)
     }
     let filter = InterfaceFilter(classGuid: try resolveClass(classArgument, in: manager.catalog))
-    manager.onNotice { common.notice($0) }
+    // With --verbose the logger prints notices already.
+    if !common.verbose { manager.onNotice { common.notice($0) } }
     manager.start()
     if !(await manager.waitUntilEnumerated(timeout: .seconds(15))) {
         common.notice("the device sources did not finish enumerating within 15 s; the list may be incomplete")

@@ -7,7 +7,11 @@ struct ListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
         abstract: "List the present instances (of one class, or all).",
-        discussion: "With --all, also the instances seen before that are not present now (from the registry).")
+        discussion: """
+            With --all, also the instances seen before that are not present now (from the registry). \
+            With --tree, devices with their interfaces and HID nodes beneath them, each node with \
+            its classes and their symbolic links.
+            """)
 
     @Option(name: .customLong("class"), help: ArgumentHelp("A class GUID or name (see `devif-usb classes`).", valueName: "class"))
     var classArgument: ClassArgument?
@@ -18,7 +22,14 @@ struct ListCommand: AsyncParsableCommand {
     @Flag(name: .customLong("json"), help: "Print one JSON array of instance objects.")
     var json = false
 
+    @Flag(name: .customLong("tree"), help: "Show devices with their interfaces and HID nodes beneath them.")
+    var tree = false
+
     @OptionGroup var common: CommonOptions
+
+    func validate() throws {
+        if json && tree { throw ValidationError("--json and --tree cannot be combined: the JSON array is flat; group it by portChain") }
+    }
 
     func run() async throws {
         let (manager, filter) = try await startedManager(common, classArgument: classArgument)
@@ -28,6 +39,8 @@ struct ListCommand: AsyncParsableCommand {
             print(JSONValue.array(items.map(\.json)).serialized())
         } else if items.isEmpty {
             print(all ? "No instances seen yet." : "No instances present.")
+        } else if tree {
+            for line in TreeView(color: common.useColor).render(items) { print(line) }
         } else {
             printTable(items, color: common.useColor)
         }

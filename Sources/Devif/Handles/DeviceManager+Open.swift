@@ -87,8 +87,10 @@ extension DeviceManager {
                 ref.markRemoved()
                 return ref
             }
+            logger.debug("handle opened", metadata: ["link": "\(link)", "device": "\(key)"])
             return HandleRef(handle: handle, instance: instance, table: handles)
         } catch {
+            logger.debug("open failed", metadata: ["link": "\(link)", "error": "\(error)"])
             instance.close()
             throw HandleError(error, link: link)
         }
@@ -101,6 +103,9 @@ extension DeviceManager {
             guard instance.deviceKey == key else { return false }
             removed.append(instance)
             return true
+        }
+        if !removed.isEmpty {
+            logger.debug("device left: its handles' I/O ends", metadata: ["device": "\(key)", "handles": "\(removed.count)"])
         }
         for instance in removed { instance.markRemoved() }
     }

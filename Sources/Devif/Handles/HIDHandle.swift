@@ -18,6 +18,10 @@ public struct HIDHandle: Sendable, CustomStringConvertible {
 
     public var description: String { "HID handle \(handle) to \(symbolicLink)" }
 
+    /// What ``inputReports(capacity:)`` delivers: a report, one too long for
+    /// the buffer, or the end of the stream.
+    public typealias InputEvent = HIDDevice.InputEvent
+
     @discardableResult
     public func close() -> Bool { ref.close() }
 
@@ -37,7 +41,7 @@ public struct HIDHandle: Sendable, CustomStringConvertible {
 
     /// Every input report from now on, for this subscriber (see
     /// ``HIDDevice/inputReports(capacity:)``): overflow is reported, never silent.
-    public func inputReports(capacity: Int = 256) -> FanOut<HIDDevice.InputEvent>.Subscription {
+    public func inputReports(capacity: Int = 256) -> FanOut<InputEvent>.Subscription {
         device.inputReports(capacity: capacity)
     }
 

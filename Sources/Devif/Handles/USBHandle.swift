@@ -33,6 +33,13 @@ public struct USBHandle: Sendable, CustomStringConvertible {
 
     public var description: String { "USB handle \(handle) to \(symbolicLink)" }
 
+    /// An endpoint of a claimed interface: address, kind, packet size, interface.
+    public typealias Endpoint = USBDevice.Endpoint
+    /// What a push-mode reader's handler returns: `.continue` or `.stop`.
+    public typealias ReadAction = USBReader.Action
+    /// A push-mode reader's handler: each transfer's bytes, valid during the call.
+    public typealias ReadHandler = USBReader.Handler
+
     /// Endpoints of the active configuration.
     public var endpoints: [USBDevice.Endpoint] { device.endpoints }
 
@@ -121,7 +128,7 @@ public struct USBHandle: Sendable, CustomStringConvertible {
     /// ``DevifUSB/USBReader``.
     public func startReading(endpoint: UInt8, transferSize: Int = 16384, transfers: Int = 8,
                              timeout: Duration? = nil,
-                             _ handler: @escaping USBReader.Handler) throws(HandleError) -> Reader {
+                             _ handler: @escaping ReadHandler) throws(HandleError) -> Reader {
         // A running reader counts as a call in progress for removal notices
         // (`.complete` comes once it has ended).
         ref.instance.tracker.begin()

@@ -3,7 +3,7 @@ import Foundation
 
 /// A JSON value with ordered object keys: the CLI's output has a fixed key
 /// order and explicit nulls, which JSONEncoder does not promise.
-public enum JSONValue: Sendable, Equatable {
+package enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     case int(Int64)
@@ -12,16 +12,16 @@ public enum JSONValue: Sendable, Equatable {
     case array([JSONValue])
     case object([(String, JSONValue)])
 
-    public static func == (a: JSONValue, b: JSONValue) -> Bool { a.serialized() == b.serialized() }
+    package static func == (a: JSONValue, b: JSONValue) -> Bool { a.serialized() == b.serialized() }
 
     /// Compact JSON text (one line): safe to print one object per line.
-    public func serialized() -> String {
+    package func serialized() -> String {
         var out = ""
         write(to: &out)
         return out
     }
 
-    public func write(to out: inout String) {
+    package func write(to out: inout String) {
         switch self {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
@@ -74,14 +74,14 @@ public enum JSONValue: Sendable, Equatable {
 }
 
 extension JSONValue {
-    public init(_ s: String?) { self = s.map { .string($0) } ?? .null }
-    public init(_ i: Int?) { self = i.map { .int(Int64($0)) } ?? .null }
+    package init(_ s: String?) { self = s.map { .string($0) } ?? .null }
+    package init(_ i: Int?) { self = i.map { .int(Int64($0)) } ?? .null }
 }
 
 extension DeviceInterface {
     /// The instance object of `list --json` and `watch --json`: exactly these
     /// keys, in this order, null where unknown.
-    public var json: JSONValue {
+    package var json: JSONValue {
         .object([
             ("symbolicLink", .string(symbolicLink)),
             ("classGuid", .string(classGuid.description)),
@@ -103,7 +103,7 @@ extension DeviceInterface {
 
 extension InterfaceEvent {
     /// The instance object plus `seq`, `event` and `time` (RFC 3339, UTC, milliseconds).
-    public var json: JSONValue {
+    package var json: JSONValue {
         guard case .object(var fields) = interface.json else { return .null }
         fields.append(("seq", .int(Int64(bitPattern: seq))))
         fields.append(("event", .string(event.rawValue)))
@@ -113,7 +113,7 @@ extension InterfaceEvent {
 }
 
 /// RFC 3339 with milliseconds in UTC, e.g. `2026-11-25T01:02:03.456Z`.
-public func rfc3339(_ date: Date) -> String {
+package func rfc3339(_ date: Date) -> String {
     date.formatted(.iso8601.year().month().day().dateSeparator(.dash)
         .time(includingFractionalSeconds: true).timeSeparator(.colon).timeZone(separator: .omitted))
 }

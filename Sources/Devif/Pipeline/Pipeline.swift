@@ -1,6 +1,7 @@
 import DevifCore
 import DevifLinux
 import Foundation
+import Logging
 import Synchronization
 
 /// The middle of the pipeline: takes source events on one thread, in order,
@@ -37,6 +38,9 @@ final class Pipeline: Sendable {
     private let state: Mutex<State>
     private let queue = WorkQueue<(String, SourceEvent)>()
     private let watchCapacity: Int
+    /// Diagnostics for the application's log: notices at `.notice`, every
+    /// published change at `.debug` (the typed events stay the API to act on).
+    private let logger: Logger
     private let thread = Mutex<JoinableThread?>(nil)
     private let deviceLeft = CallbackSlot<String>()
     /// Registry changes applied and published but not yet committed; only the
@@ -45,7 +49,9 @@ final class Pipeline: Sendable {
     /// A burst is committed at the latest after this many changes.
     private static let maximumUnflushed = 256
 
-    init(classifier: Classifier, registry: InstanceRegistry, sourceNames: [String], watchCapacity: Int) {
+    init(classifier: Classifier, registry: InstanceRegistry, sourceNames: [String], watchCapacity: Int,
+         logger: Logger = .discarding) {
+        self.logger = logger
         self.classifier = classifier
         self.registry = registry
         self.watchCapacity = watchCapacity
@@ -109,6 +115,7 @@ final class Pipeline: Sendable {
                 s.pendingSources.remove(source)
                 return s.pendingSources.isEmpty
             }
+            logger.debug("source enumerated", metadata: ["source": "\(source)"])
             // What a waiter or a notice handler reads next (the registry
             // included) reflects everything before: commit before telling.
             if done { reconcileRegistry(); flushRegistry(); finishEnumeration() }
@@ -141,6 +148,7 @@ final class Pipeline: Sendable {
                     links.append(link.rawValue)
                     fanOut.publish(InterfaceEvent(seq: s.seq, event: .arrival, time: now, interface: i))
                     records.append(i.registryRecord)
+                    logger.debug("arrival", metadata: Self.metadata(i, seq: s.seq, device: key))
                 }
             }
             s.linksByKey[key] = links
@@ -157,6 +165,7 @@ final class Pipeline: Sendable {
                 entry.interface.present = false
                 s.seq += 1
                 fanOut.publish(InterfaceEvent(seq: s.seq, event: .removal, time: now, interface: entry.interface))
+                logger.debug("removal", metadata: Self.metadata(entry.interface, seq: s.seq, device: key))
             }
             return links
         }
@@ -262,6 +271,7 @@ final class Pipeline: Sendable {
     }
 
     func notice(_ text: String) {
+        logger.notice("\(text)")
         let handlers = state.withLock { s -> [@Sendable (String) -> Void] in
             s.notices.append(text)
             return s.noticeHandlers
@@ -275,6 +285,10 @@ final class Pipeline: Sendable {
             return s.notices
         }
         for n in past { handler(n) }
+    }
+
+    private static func metadata(_ i: DeviceInterface, seq: UInt64, device: String) -> Logger.Metadata {
+        ["link": "\(i.symbolicLink)", "seq": "\(seq)", "device": "\(device)", "devnode": "\(i.devnode ?? "-")"]
     }
 
     // MARK: Queries and watches

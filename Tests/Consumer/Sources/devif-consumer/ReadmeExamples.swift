@@ -1,0 +1,54 @@
+// README's Swift code blocks, verbatim inside functions (their `import`
+// lines at the top of this file), so the build proves they compile against
+// the package as a user sees it. Scripts/consumer checks that every block is
+// here; it fails, saying which, when README changes without this file.
+// Compiled, never run.
+import Devif
+
+func readmeLibrary() async throws {
+    let manager = try DeviceManager()          // catalog, registry, USB and HID sources
+    manager.start()                            // the sources run on their own threads
+    _ = await manager.waitUntilEnumerated(timeout: .seconds(10))
+
+    // The present HID instances, then every change, with no gap between the two.
+    let watch = manager.watch(InterfaceFilter(classGuid: WellKnownClass.hid.guid))
+    for i in watch.snapshot { print("present", i.symbolicLink, i.devnode ?? "-") }
+    for await update in watch.updates {
+        switch update {
+        case .event(let e): print(e.seq, e.event, e.interface.symbolicLink)
+        case .overflow(let missed): print("fell behind by \(missed); resync with manager.interfaces(...)")
+        }
+    }
+}
+
+func readmeHandles(_ manager: DeviceManager, payload: [UInt8],
+                   consume: @escaping @Sendable (UnsafeRawBufferPointer) -> Void) async throws {
+    // USB: a Loopback device's instance; transfers claim the endpoint's interface.
+    let usb = try manager.openUSB("usb#vid_1209&pid_0e12#EX-LOOP-1#{6f3c2d1e-0b7a-4c55-9a61-3d2c1b0a9f01}")
+    defer { usb.close() }
+    try await usb.write(endpoint: 0x02, Array("hello".utf8))
+    let echo = try await usb.read(endpoint: 0x81, length: 4096, timeout: .seconds(1))
+    let device = try await usb.controlIn(requestType: 0x80, request: 6, value: 0x0100, index: 0, length: 18)
+    let stream = try usb.inStream(endpoint: 0x81, transferSize: 16384, transfers: 8)
+    while let chunk = try await stream.next() { /* ... */ }   // nil after stop()
+    stream.stop()
+    await stream.finished()        // every transfer back: the endpoint is free again
+    // (a stream dropped without stop() stops too, but is not waited for)
+
+    // Push mode, the fastest way to stream: the handler sees each transfer's bytes
+    // on devif's event thread (no copy, no thread hop) and it is resubmitted at once.
+    let reader = try usb.startReading(endpoint: 0x81, transferSize: 16384, transfers: 8) { bytes in
+        consume(bytes)                                   // do not block here
+        return .continue                                 // or .stop
+    }
+    let why = await reader.finished()                   // nil after stop(), else e.g. .deviceRemoved
+
+    // HID: reports, and a stream of input reports every subscriber gets in full.
+    let hid = try manager.openHID("hid#vid_1209&pid_0e11&mi_00#EX-HID-1#{4d1e55b2-f16f-11cf-88cb-001111000030}")
+    try hid.write(outputReport: [0] + payload)            // report ID 0: unnumbered
+    let report = try hid.read(timeout: .milliseconds(500))
+    for await delivery in hid.inputReports() { /* .event(.report(r)), or .overflow(missed:) */ }
+
+    // Removal: I/O in progress throws HandleError.deviceRemoved; holders are told.
+    for await notice in usb.removalNotices() { print(notice) }   // .pending, then .complete
+}
