@@ -8,11 +8,17 @@ import Foundation
 public struct DeviceInterface: Sendable, Hashable {
     /// The persistent name, e.g. `usb#vid_1209&pid_0001#SER-0001#{a5dcbf10-...}`.
     public var symbolicLink: String
+    /// The GUID of the interface class this instance is in (the last part of
+    /// ``symbolicLink``).
     public var classGuid: GUID
     /// The class's short name from the catalog (`usb-device`, `hid`, ...).
     public var className: String?
+    /// `usb` for a USB device or interface (libusb), `hid` for a hidraw node:
+    /// which of ``DeviceManager/openUSB(_:)`` and ``DeviceManager/openHID(_:)`` opens it.
     public var kind: DeviceKind
+    /// The vendor ID (USB idVendor; for HID not on USB, the kernel's `HID_ID`).
     public var vendorId: UInt16
+    /// The product ID (USB idProduct; for HID not on USB, the kernel's `HID_ID`).
     public var productId: UInt16
     /// Raw serial number as the device gave it (untrusted); nil if none.
     public var serialNumber: String?
@@ -22,7 +28,9 @@ public struct DeviceInterface: Sendable, Hashable {
     public var portChain: String?
     /// The node to open (`/dev/bus/usb/001/004`, `/dev/hidraw2`); nil when absent.
     public var devnode: String?
+    /// The manufacturer string the device gave (untrusted); nil if none.
     public var manufacturer: String?
+    /// The product string the device gave (untrusted); nil if none.
     public var product: String?
     /// Present now, or only remembered from an earlier plug.
     public var present: Bool
@@ -37,10 +45,15 @@ public struct DeviceInterface: Sendable, Hashable {
         symbolicLink.lastIndex(of: "#").map { symbolicLink[..<$0] } ?? symbolicLink[...]
     }
 
+    /// Whether this process may open an instance's device node.
     public enum Access: String, Sendable, Hashable {
+        /// `ok`: the node can be opened; `denied`: the kernel refuses this process
+        /// (`devif-usb rules check` says why and which udev rule fixes it).
         case ok, denied
     }
 
+    /// An instance from its parts. The manager makes these; a program needs
+    /// this only to build instances of its own (in tests, say).
     public init(symbolicLink: String, classGuid: GUID, className: String?, kind: DeviceKind,
                 vendorId: UInt16, productId: UInt16, serialNumber: String?, interfaceNumber: Int?,
                 portChain: String?, devnode: String?, manufacturer: String?, product: String?,
@@ -65,14 +78,23 @@ public struct DeviceInterface: Sendable, Hashable {
 
 /// An arrival or removal of one ``DeviceInterface``.
 public struct InterfaceEvent: Sendable, Hashable {
-    public enum Kind: String, Sendable, Hashable { case arrival, removal }
+    /// Whether an event is an arrival or a removal.
+    public enum Kind: String, Sendable, Hashable {
+        /// `arrival`: the instance appeared (plugged in, or present when the
+        /// manager started); `removal`: it went away.
+        case arrival, removal
+    }
     /// Increases by one with every event this manager publishes: a gap means
     /// missed events (reported as an overflow), never a silent loss.
     public var seq: UInt64
+    /// Whether the instance arrived or was removed.
     public var event: Kind
+    /// When the manager saw the change.
     public var time: Date
+    /// The instance: for a removal, as it was while present.
     public var interface: DeviceInterface
 
+    /// An event from its parts (the manager makes these; tests may too).
     public init(seq: UInt64, event: Kind, time: Date, interface: DeviceInterface) {
         self.seq = seq
         self.event = event
@@ -84,11 +106,16 @@ public struct InterfaceEvent: Sendable, Hashable {
 /// Which instances a query or a watch is about. Every criterion given must
 /// match (AND); an empty filter matches everything.
 public struct InterfaceFilter: Sendable, Hashable {
+    /// Only instances of this class; nil: any class.
     public var classGuid: GUID?
+    /// Only instances with this vendor ID; nil: any.
     public var vendorId: UInt16?
+    /// Only instances with this product ID; nil: any.
     public var productId: UInt16?
+    /// Only USB or only HID instances; nil: both.
     public var kind: DeviceKind?
 
+    /// A filter from the criteria given (all must match); no argument: everything.
     public init(classGuid: GUID? = nil, vendorId: UInt16? = nil, productId: UInt16? = nil, kind: DeviceKind? = nil) {
         self.classGuid = classGuid
         self.vendorId = vendorId
@@ -96,8 +123,10 @@ public struct InterfaceFilter: Sendable, Hashable {
         self.kind = kind
     }
 
+    /// The empty filter: every instance.
     public static let all = InterfaceFilter()
 
+    /// Whether `i` meets every criterion of this filter.
     public func matches(_ i: DeviceInterface) -> Bool {
         (classGuid.map { $0 == i.classGuid } ?? true)
             && (vendorId.map { $0 == i.vendorId } ?? true)

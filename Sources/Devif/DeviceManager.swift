@@ -24,7 +24,7 @@ public final class DeviceManager: Sendable {
     /// How a manager is set up; the defaults suit a command-line tool.
     public struct Options: Sendable {
         /// The registry file; nil: `$DEVIF_REGISTRY`, else the default
-        /// location for this user (see ``RegistryLocation``).
+        /// location for this user (see ``/DevifCore/RegistryLocation``).
         public var registryPath: String?
         /// Keep the registry in memory only (nothing persists).
         public var inMemoryRegistry = false
@@ -46,6 +46,8 @@ public final class DeviceManager: Sendable {
         /// act on them.
         public var logger = Logger.discarding
 
+        /// The defaults: the user's registry file, the default class folders, the
+        /// USB and HID sources, and a watch capacity of 4096.
         public init() {}
     }
 

@@ -2,6 +2,7 @@ import DevifCore
 
 /// What a watcher receives after its snapshot.
 public enum WatchUpdate: Sendable {
+    /// An arrival or removal that matches the watch's filter.
     case event(InterfaceEvent)
     /// The watcher fell behind and `missed` events were dropped here; call
     /// ``DeviceManager/interfaces(_:)`` to resync.
@@ -28,6 +29,8 @@ public struct InterfaceWatch: Sendable {
     /// Stops the watch and frees its queue.
     public func cancel() { subscription.cancel() }
 
+    /// The changes after a watch's snapshot, as an async sequence of
+    /// ``WatchUpdate``s (see ``InterfaceWatch/updates``).
     public struct Updates: AsyncSequence, Sendable {
         public typealias Element = WatchUpdate
         public typealias Failure = Never
@@ -38,6 +41,8 @@ public struct InterfaceWatch: Sendable {
             Iterator(base: subscription.makeAsyncIterator(), filter: filter)
         }
 
+        /// Iterates ``InterfaceWatch/Updates``: ``next()`` waits for the next
+        /// change that matches the filter, or an overflow; nil once the watch ended.
         public struct Iterator: AsyncIteratorProtocol {
             var base: FanOut<InterfaceEvent>.Subscription.Iterator
             let filter: InterfaceFilter
@@ -59,5 +64,8 @@ public struct InterfaceWatch: Sendable {
 public final class WatchToken: Sendable {
     let subscription: FanOut<InterfaceEvent>.CallbackSubscription
     init(subscription: FanOut<InterfaceEvent>.CallbackSubscription) { self.subscription = subscription }
+    /// Stops the callbacks. Any thread, including the handler itself;
+    /// idempotent; does not wait, so one change already taken may still reach
+    /// the handler.
     public func cancel() { subscription.cancel() }
 }

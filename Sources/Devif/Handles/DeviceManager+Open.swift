@@ -4,9 +4,12 @@ import DevifUSB
 
 /// An open instance of either kind (see ``DeviceManager/open(_:)``).
 public enum OpenedInterface: Sendable {
+    /// A USB instance (a device or an interface), opened as by ``DeviceManager/openUSB(_:)``.
     case usb(USBHandle)
+    /// A HID instance (a hidraw node), opened as by ``DeviceManager/openHID(_:)``.
     case hid(HIDHandle)
 
+    /// Closes the handle, whichever kind it is; false if it was closed already.
     @discardableResult
     public func close() -> Bool {
         switch self {

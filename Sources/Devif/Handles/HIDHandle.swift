@@ -10,7 +10,9 @@ import DevifHID
 /// ``removalNotices()`` says `.pending` then `.complete`. ``close()`` ends a
 /// blocked ``read(timeout:)`` at once.
 public struct HIDHandle: Sendable, CustomStringConvertible {
+    /// The symbolic link this handle was opened with.
     public var symbolicLink: String { ref.instance.link }
+    /// The handle's slot and generation in the manager's table.
     public var handle: Handle { ref.handle }
 
     let ref: HandleRef
@@ -22,9 +24,14 @@ public struct HIDHandle: Sendable, CustomStringConvertible {
     /// the buffer, or the end of the stream.
     public typealias InputEvent = HIDDevice.InputEvent
 
+    /// Closes the handle: a blocked ``read(timeout:)`` ends at once with
+    /// ``HandleError/closed``, and the input report streams end. Returns false
+    /// if it was closed already. Safe from any thread or task, twice.
     @discardableResult
     public func close() -> Bool { ref.close() }
 
+    /// `.pending` then `.complete` when the device goes away (see ``RemovalNotice``);
+    /// the stream ends after `.complete` or when the handle is closed.
     public func removalNotices() -> AsyncStream<RemovalNotice> { ref.instance.tracker.notices() }
 
     /// Sends an output report; the first byte is the report ID (0 when the
@@ -40,24 +47,32 @@ public struct HIDHandle: Sendable, CustomStringConvertible {
     }
 
     /// Every input report from now on, for this subscriber (see
-    /// ``HIDDevice/inputReports(capacity:)``): overflow is reported, never silent.
+    /// `HIDDevice.inputReports(capacity:)` in DevifHID): overflow is reported, never silent.
     public func inputReports(capacity: Int = 256) -> FanOut<InputEvent>.Subscription {
         device.inputReports(capacity: capacity)
     }
 
+    /// Reads feature report `id`. `length` is the buffer size including the
+    /// report ID byte; the result starts with the ID and has as many bytes as
+    /// the device returned.
     public func getFeatureReport(id: UInt8, length: Int) throws(HandleError) -> [UInt8] {
         try ref.perform { () throws(HIDError) in try device.getFeatureReport(id: id, length: length) }
     }
 
+    /// Sends a feature report; the first byte is the report ID (0 when the
+    /// device does not number its reports). Returns the bytes the kernel accepted.
     @discardableResult
     public func sendFeatureReport(_ report: [UInt8]) throws(HandleError) -> Int {
         try ref.perform { () throws(HIDError) in try device.sendFeatureReport(report) }
     }
 
+    /// Reads input report `id` on request (a GET_REPORT, not the interrupt
+    /// stream); some drivers refuse it (``HandleError/unsupported``).
     public func getInputReport(id: UInt8, length: Int) throws(HandleError) -> [UInt8] {
         try ref.perform { () throws(HIDError) in try device.getInputReport(id: id, length: length) }
     }
 
+    /// The device's report descriptor, as raw bytes.
     public func reportDescriptor() throws(HandleError) -> [UInt8] {
         try ref.perform { () throws(HIDError) in try device.reportDescriptor() }
     }

@@ -37,17 +37,25 @@ public struct HandleError: Error, Sendable, Equatable, CustomStringConvertible {
     public static let notPresent = HandleError(.notPresent, link: "", detail: "")
     /// A USB operation on a HID instance or the reverse.
     public static let wrongKind = HandleError(.wrongKind, link: "", detail: "")
+    /// This process may not open the device node (`devif-usb rules check`
+    /// prints the udev rule that fixes it).
     public static let permissionDenied = HandleError(.permissionDenied, link: "", detail: "")
     /// Another program or a kernel driver holds the interface.
     public static let busy = HandleError(.busy, link: "", detail: "")
+    /// The operation did not complete within its timeout.
     public static let timeout = HandleError(.timeout, link: "", detail: "")
     /// The operation's Task was cancelled.
     public static let cancelled = HandleError(.cancelled, link: "", detail: "")
     /// The device stalled the endpoint or request (clear the halt to go on).
     public static let stall = HandleError(.stall, link: "", detail: "")
+    /// The device or its driver does not support the operation.
     public static let unsupported = HandleError(.unsupported, link: "", detail: "")
+    /// An argument was refused: an endpoint, interface or setting the device
+    /// does not have, or a report too long.
     public static let invalidArgument = HandleError(.invalidArgument, link: "", detail: "")
+    /// Another I/O failure; ``detail`` says which.
     public static let io = HandleError(.io, link: "", detail: "")
+    /// Every slot of the manager's handle table is in use: close some handles.
     public static let tooManyHandles = HandleError(.tooManyHandles, link: "", detail: "")
 
     public var description: String {

@@ -55,6 +55,10 @@ public struct USBHandle: Sendable, CustomStringConvertible {
 
     // MARK: Transfers
 
+    /// Sends `data` on an OUT endpoint (bulk or interrupt, as the endpoint is),
+    /// blocking the calling thread; returns the bytes sent. `zeroLengthPacket`:
+    /// end with a zero-length packet when the length is a multiple of the
+    /// packet size. `timeout` nil: no limit.
     @discardableResult
     public func write(endpoint: UInt8, _ data: [UInt8], timeout: Duration? = .seconds(5),
                       zeroLengthPacket: Bool = false) throws(HandleError) -> Int {
@@ -63,10 +67,15 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         }
     }
 
+    /// Receives at most `length` bytes from an IN endpoint (bulk or
+    /// interrupt), blocking the calling thread. `timeout` nil: no limit.
     public func read(endpoint: UInt8, length: Int, timeout: Duration? = .seconds(5)) throws(HandleError) -> [UInt8] {
         try ref.perform { () throws(USBError) in try device.read(endpoint: endpoint, length: length, timeout: timeout) }
     }
 
+    /// The async form of the blocking `write`: sends `data` on an OUT endpoint
+    /// and returns the bytes sent; cancelling the task cancels the transfer
+    /// (``HandleError/cancelled``).
     @discardableResult
     public func write(endpoint: UInt8, _ data: [UInt8], timeout: Duration? = .seconds(5),
                       zeroLengthPacket: Bool = false) async throws(HandleError) -> Int {
@@ -75,6 +84,8 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         }
     }
 
+    /// The async form of the blocking `read`: at most `length` bytes from an IN
+    /// endpoint; cancelling the task cancels the transfer (``HandleError/cancelled``).
     public func read(endpoint: UInt8, length: Int, timeout: Duration? = .seconds(5)) async throws(HandleError) -> [UInt8] {
         try await ref.performAsync { () async throws(USBError) in
             try await device.read(endpoint: endpoint, length: length, timeout: timeout)
@@ -82,7 +93,7 @@ public struct USBHandle: Sendable, CustomStringConvertible {
     }
 
     /// Reads an IN endpoint continuously with `transfers` transfers in flight.
-    /// Dropping every copy of the stream stops it (see ``DevifUSB/USBInStream``).
+    /// Dropping every copy of the stream stops it (see `USBInStream` in DevifUSB).
     public func inStream(endpoint: UInt8, transferSize: Int = 16384, transfers: Int = 8,
                          timeout: Duration? = nil) throws(HandleError) -> InStream {
         let stream = try ref.perform { () throws(USBError) in
@@ -97,21 +108,24 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         let stream: USBInStream
         /// Bytes taken so far.
         public var bytesReceived: UInt64 { stream.bytesReceived }
-        /// The next chunk; nil after ``stop()``. See ``USBInStream/next(timeout:)``.
+        /// The next chunk; nil after ``stop()``. See `USBInStream.next(timeout:)` in DevifUSB.
         public func next(timeout: Duration?) throws(HandleError) -> [UInt8]? {
             try ref.perform { () throws(USBError) in try stream.next(timeout: timeout) }
         }
+        /// The async form of ``next(timeout:)``: the next chunk, or nil after ``stop()``.
         public func next() async throws(HandleError) -> [UInt8]? {
             try await ref.performAsync { () async throws(USBError) in try await stream.next() }
         }
+        /// Stops the stream: ``next()`` then returns nil; ``finished()`` tells
+        /// when every transfer is back.
         public func stop() { stream.stop() }
         #if DEBUG
-        /// Lab tests only: see ``DevifUSB/USBInStream``'s hook of the same name.
+        /// Lab tests only: see `USBInStream`'s hook of the same name.
         @_spi(LabHooks) public var beforeSubmit: CallbackSlot<Void> { stream.beforeSubmit }
         #endif
         /// Blocks until the stream has ended and every transfer is back (the
         /// endpoint is then free for another stream or read); nil when it
-        /// was stopped, else why it ended. See ``USBInStream/wait()``.
+        /// was stopped, else why it ended. See `USBInStream.wait()` in DevifUSB.
         @discardableResult
         public func wait() -> HandleError? { stream.wait().map { HandleError($0, link: ref.instance.link) } }
         /// The async form of ``wait()``.
@@ -125,7 +139,7 @@ public struct USBHandle: Sendable, CustomStringConvertible {
     /// gets each transfer's bytes on devif's event thread as it completes
     /// (valid only during the call; do not block there) and returns
     /// `.continue` or `.stop`; the transfer is resubmitted at once. See
-    /// ``DevifUSB/USBReader``.
+    /// `USBReader` in DevifUSB.
     public func startReading(endpoint: UInt8, transferSize: Int = 16384, transfers: Int = 8,
                              timeout: Duration? = nil,
                              _ handler: @escaping ReadHandler) throws(HandleError) -> Reader {
@@ -163,7 +177,7 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         /// Stops reading; ``wait()`` returns once the transfers are back.
         public func stop() { reader.stop() }
         #if DEBUG
-        /// Lab tests only: see ``DevifUSB/USBReader``'s hook of the same name.
+        /// Lab tests only: see `USBReader`'s hook of the same name.
         @_spi(LabHooks) public var beforeResubmit: CallbackSlot<Void> { reader.beforeResubmit }
         #endif
 
@@ -194,6 +208,8 @@ public struct USBHandle: Sendable, CustomStringConvertible {
 
     // MARK: Control
 
+    /// A control transfer with an IN data stage of at most `length` bytes,
+    /// blocking the calling thread; returns the bytes received.
     public func controlIn(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16, length: Int,
                           timeout: Duration? = .seconds(5)) throws(HandleError) -> [UInt8] {
         try ref.perform { () throws(USBError) in
@@ -202,6 +218,8 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         }
     }
 
+    /// A control transfer with an OUT data stage (`data`, or none); returns the
+    /// bytes sent.
     @discardableResult
     public func controlOut(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16, data: [UInt8] = [],
                            timeout: Duration? = .seconds(5)) throws(HandleError) -> Int {
@@ -211,6 +229,8 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         }
     }
 
+    /// The async form of the blocking `controlIn`; cancelling the task cancels
+    /// the transfer.
     public func controlIn(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16, length: Int,
                           timeout: Duration? = .seconds(5)) async throws(HandleError) -> [UInt8] {
         try await ref.performAsync { () async throws(USBError) in
@@ -221,14 +241,18 @@ public struct USBHandle: Sendable, CustomStringConvertible {
 
     // MARK: Interfaces and endpoints
 
+    /// Claims interface `number` (a bound kernel driver is detached, and given
+    /// back on release or close). Claiming twice is harmless.
     public func claim(interface number: Int) throws(HandleError) {
         try ref.perform { () throws(USBError) in try device.claim(interface: number) }
     }
 
+    /// Releases a claimed interface, giving it back to its kernel driver, if any.
     public func release(interface number: Int) throws(HandleError) {
         try ref.perform { () throws(USBError) in try device.release(interface: number) }
     }
 
+    /// Selects alternate setting `setting` of claimed interface `number`.
     public func setAlternateSetting(_ setting: Int, interface number: Int) throws(HandleError) {
         try ref.perform { () throws(USBError) in try device.setAlternateSetting(setting, interface: number) }
     }

@@ -4,12 +4,12 @@ import Synchronization
 
 /// Keeps a folder of symbolic links in step with a manager, without udev
 /// rules: `<root>/<class>/<symbolic link>` -> the instance's device node, one
-/// folder per class (``LinkLayout``), with the library's names (including the
+/// folder per class (``/DevifCore/LinkLayout``), with the library's names (including the
 /// registry's `serial@port` for a second device with the same serial).
 ///
 /// Safety, because the folder may be shared with other programs and device
 /// strings are hostile:
-/// - Every name is one path component (``LinkLayout/isSafeComponent(_:)``)
+/// - Every name is one path component (``/DevifCore/LinkLayout/isSafeComponent(_:)``)
 ///   and every file operation is relative to a descriptor of the root or of a
 ///   class folder opened with `O_NOFOLLOW`, so nothing is created outside the
 ///   root and no symbolic link on the way is followed.

@@ -1,5 +1,5 @@
 /// Where an instance's link goes in a link folder (`/dev/devif` for the udev
-/// rules, any folder for ``LinkFolder``): one folder per class, one entry per
+/// rules, any folder for Devif's `LinkFolder`): one folder per class, one entry per
 /// instance, named by its symbolic link:
 ///
 ///     <root>/usb-device/usb#vid_1209&pid_0001#SER-0001#{a5dcbf10-6530-11d2-901f-00c04fb951ed}

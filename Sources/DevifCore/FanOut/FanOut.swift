@@ -155,6 +155,9 @@ public final class FanOut<Event: Sendable>: Sendable {
     ///   - capacity: queue length, as in ``subscribe(capacity:)``.
     ///   - name: a label for the delivery thread, shown as `fanout-<name>` in
     ///     debuggers and `ps` (cut to Linux's 15 bytes).
+    ///   - onStart: called first on the delivery thread, before any delivery.
+    ///   - onEnd: called last on the delivery thread, after the last delivery.
+    ///   - handler: called with each delivery, in order, on the delivery thread.
     @inlinable
     public func subscribe(
         capacity: Int = FanOut.defaultCapacity,

@@ -36,7 +36,9 @@ public final class InstanceRegistry: Sendable {
 
     /// Opens the registry kept in `store`, loading every record.
     ///
-    /// - Parameter clock: the time source for change times (tests pass a fixed clock).
+    /// - Parameters:
+    ///   - store: where the records are kept (SQLite, or in memory).
+    ///   - clock: the time source for change times (tests pass a fixed clock).
     public init(store: any RegistryStore,
                 clock: @escaping @Sendable () -> Date = { Date() }) throws(RegistryError) {
         let contents = try store.load()

@@ -96,7 +96,7 @@ public struct MSOS10ProbeMemory: Sendable {
     }
 
     /// The memory of the process's most recently opened registry still open
-    /// (see ``registryOpened(_:)``); nil when there is none.
+    /// (see `registryOpened(_:)`); nil when there is none.
     public static var current: MSOS10ProbeMemory? {
         latest.withLock { $0?.registry }.map { MSOS10ProbeMemory(store: $0.store) }
     }

@@ -78,6 +78,9 @@ public enum RegistryChangePlanner {
     /// Later intents see the effect of earlier ones in the same batch.
     ///
     /// - Parameters:
+    ///   - intents: the arrivals, removals and reconciliations to apply, in order.
+    ///   - lastSequence: the number of the store's last change.
+    ///   - time: when the changes happen (rounded to the millisecond).
     ///   - lookup: the store's current record for a link.
     ///   - presentLinks: the links of every record the store holds as present.
     public static func plan(
