@@ -146,11 +146,13 @@ struct LabRunner {
         tests.append(LabTest(name: name, body: body))
     }
 
-    /// Runs the tests in order (or those whose name contains `filter`),
-    /// prints one line each, and returns (passed, failed).
+    /// Runs the tests in order (or those whose name contains `filter`, or
+    /// one of its `|`-separated parts), prints one line each, and returns
+    /// (passed, failed).
     func run(filter: String?, log: (String) -> Void) async -> (Int, Int) {
         var passed = 0, failed = 0
-        for test in tests where filter.map({ test.name.contains($0) }) ?? true {
+        let parts = filter.map { $0.split(separator: "|").map(String.init) }
+        for test in tests where parts.map({ $0.contains { test.name.contains($0) } }) ?? true {
             let start = ContinuousClock.now
             progress("begin \(test.name)")
             do {

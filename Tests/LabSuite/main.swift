@@ -1,6 +1,8 @@
 // devif-lab-suite: the lab test suite. Runs inside the lab VM (Lab/test boots
 // it); every test drives real gadgets or uhid devices.
 //   devif-lab-suite [--filter TEXT] [--repeat N] [--list]
+// --filter keeps the tests whose name contains TEXT (or one of its
+// |-separated parts: --filter "cli:|consumer:").
 // --repeat runs the chosen tests N times in one boot (for hunting a flaky one).
 import Foundation
 
@@ -13,6 +15,7 @@ registerStackTests(&runner)
 registerDiscoveryTests(&runner)
 registerIOTests(&runner)
 registerRulesTests(&runner)
+registerCLIOutputTests(&runner)
 registerFirmwareGUIDTests(&runner)
 registerReliabilityTests(&runner)
 registerStormTests(&runner)
