@@ -30,7 +30,9 @@
 public enum CatalogParser {
     /// The classes a file defines, in order, and its problems.
     public struct Parsed: Sendable {
+        /// The classes the file defines, in file order.
         public var definitions: [ClassDefinition]
+        /// What was wrong in the file (the lines concerned were skipped).
         public var diagnostics: [CatalogDiagnostic]
         /// `probe = …` lines of `[ms-os-1.0]` sections, in order.
         public var msOS10Probes: [MSOS10ProbeRule] = []

@@ -2,17 +2,21 @@ import Foundation
 
 /// A class and the rules that make a device one of its instances.
 public struct ClassDefinition: Hashable, Sendable, Codable {
+    /// The class: GUID, name, description, origin.
     public var interfaceClass: InterfaceClass
     /// `match = …` lines; the class matches a subject if any rule does.
     /// Empty for a class that only names a GUID (firmware-declared) and for the
     /// well-known classes, whose fixed rules live in ``Classifier``.
     public var rules: [MatchRule]
 
+    /// A definition of `interfaceClass` with these match rules (none: the class
+    /// only names its GUID, for devices that declare it in firmware).
     public init(interfaceClass: InterfaceClass, rules: [MatchRule] = []) {
         self.interfaceClass = interfaceClass
         self.rules = rules
     }
 
+    /// The class's GUID.
     public var guid: GUID { interfaceClass.guid }
 }
 
@@ -25,6 +29,7 @@ public struct CatalogDiagnostic: Hashable, Sendable, Codable, CustomStringConver
     /// What was wrong and what was expected.
     public var message: String
 
+    /// A problem found at `line` of `file` (nil: the file as a whole).
     public init(file: String, line: Int?, message: String) {
         self.file = file
         self.line = line
@@ -102,6 +107,7 @@ public struct ClassCatalog: Hashable, Sendable, Codable {
 
     /// The result of loading a catalog: never fails for content.
     public struct LoadResult: Sendable {
+        /// The catalog: the built-in classes (unless left out) and every good class read.
         public var catalog: ClassCatalog
         /// Problems found, in the order met.
         public var diagnostics: [CatalogDiagnostic]

@@ -14,6 +14,7 @@ public struct MSOS10ProbeRule: Hashable, Sendable, Codable, CustomStringConverti
     /// `bcd-device=`: bcdDevice, exactly.
     public var bcdDevice: UInt16?
 
+    /// A rule with these criteria; one left nil matches any value.
     public init(vendorID: UInt16? = nil, productID: UInt16? = nil, bcdDevice: UInt16? = nil) {
         self.vendorID = vendorID
         self.productID = productID

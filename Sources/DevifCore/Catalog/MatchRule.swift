@@ -18,16 +18,21 @@ public struct MatchRule: Hashable, Sendable, Codable, CustomStringConvertible {
     public var bcdDevice: UInt16?
     /// `device-class=`, `device-subclass=`, `device-protocol=`: the device descriptor's triple.
     public var deviceClass: UInt8?
+    /// `device-subclass=`: bDeviceSubClass.
     public var deviceSubclass: UInt8?
+    /// `device-protocol=`: bDeviceProtocol.
     public var deviceProtocol: UInt8?
     /// `interface=`: bInterfaceNumber (USB interface rules; the HID's interface for HID rules).
     public var interfaceNumber: UInt8?
     /// `usb-class=`, `usb-subclass=`, `usb-protocol=`: the interface descriptor's triple.
     public var interfaceClass: UInt8?
+    /// `usb-subclass=`: bInterfaceSubClass.
     public var interfaceSubclass: UInt8?
+    /// `usb-protocol=`: bInterfaceProtocol.
     public var interfaceProtocol: UInt8?
     /// `hid-usage-page=`, `hid-usage=`: a top-level collection with this usage (both must hold for the same one).
     public var hidUsagePage: UInt16?
+    /// `hid-usage=`: the usage of that top-level collection.
     public var hidUsage: UInt16?
     /// `hid-bus=`: the HID bus.
     public var hidBus: BusType?
@@ -35,6 +40,8 @@ public struct MatchRule: Hashable, Sendable, Codable, CustomStringConvertible {
     /// subject declares that GUID in its MS OS descriptors.
     public var firmwareGUID: FirmwareGUIDCriterion?
 
+    /// A rule with no criterion yet (the parser fills it in; an empty rule is
+    /// refused when a catalog is read).
     public init() {}
 
     /// What a rule can declare it needs from firmware.
@@ -47,6 +54,8 @@ public struct MatchRule: Hashable, Sendable, Codable, CustomStringConvertible {
 
     /// What a rule is matched against.
     public enum Target: String, Hashable, Sendable, Codable {
+        /// `usbDevice`: a whole USB device; `usbInterface`: each interface of the
+        /// active configuration; `hid`: each hidraw node.
         case usbDevice = "usb-device", usbInterface = "usb-interface", hid
     }
 

@@ -126,6 +126,7 @@ public struct GUIDParseError: Error, Equatable, Sendable, CustomStringConvertibl
     /// The text as given.
     public let input: String
 
+    /// An error about `input`.
     public init(input: String) { self.input = input }
 
     public var description: String {

@@ -12,6 +12,8 @@ public struct InterfaceClass: Hashable, Sendable, Codable, CustomStringConvertib
     /// Where this definition came from (built in, a catalog file, or firmware).
     public var origin: ClassOrigin
 
+    /// A class from its parts (a class file or ``WellKnownClass`` make these;
+    /// ``isValidName(_:)`` tells whether `name` is acceptable in a file).
     public init(guid: GUID, name: String, description: String, origin: ClassOrigin) {
         self.guid = guid
         self.name = name

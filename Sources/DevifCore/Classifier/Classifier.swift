@@ -19,8 +19,10 @@
 /// instance (and a HID snapshot's own). A GUID no catalog entry defines is a
 /// class named ``InterfaceClass/firmwareDeclaredName``.
 public struct Classifier: Sendable {
+    /// The classes snapshots are matched against.
     public var catalog: ClassCatalog
 
+    /// A classifier for the classes of `catalog`.
     public init(catalog: ClassCatalog) {
         self.catalog = catalog
     }

@@ -12,6 +12,7 @@ public struct Instance: Hashable, Sendable, Codable {
     public var sysfsPath: String?
     /// Raw device strings, for display only (escape before printing).
     public var manufacturer: String?
+    /// The product string (raw, for display only).
     public var product: String?
     /// The interface's iInterface string (interface instances and single-interface devices).
     public var interfaceString: String?
@@ -22,6 +23,7 @@ public struct Instance: Hashable, Sendable, Codable {
     /// Whether this process may open ``devnode``.
     public var access: AccessState
 
+    /// An instance from its parts (the ``Classifier`` makes these).
     public init(identity: InstanceIdentity, memberships: [ClassMembership], devnode: String? = nil,
                 sysfsPath: String? = nil, manufacturer: String? = nil, product: String? = nil,
                 interfaceString: String? = nil, usbClass: ClassTriple? = nil, hidUsages: [HIDUsage] = [],
@@ -53,12 +55,14 @@ public struct Instance: Hashable, Sendable, Codable {
 
 /// One class an instance belongs to, with the instance's link in it.
 public struct ClassMembership: Hashable, Sendable, Codable {
+    /// The class.
     public var interfaceClass: InterfaceClass
     /// The link in its usual form: by serial, or by location when there is no
     /// serial. (``InstanceIdentity/symbolicLink(for:includeLocation:)`` gives
     /// the serial+location form.)
     public var symbolicLink: SymbolicLink
 
+    /// The membership of an instance with link `symbolicLink` in `interfaceClass`.
     public init(interfaceClass: InterfaceClass, symbolicLink: SymbolicLink) {
         self.interfaceClass = interfaceClass
         self.symbolicLink = symbolicLink

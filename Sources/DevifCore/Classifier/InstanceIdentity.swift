@@ -7,7 +7,9 @@
 public struct InstanceIdentity: Hashable, Sendable, Codable, CustomStringConvertible {
     /// A USB device/interface, or a hidraw node.
     public var kind: DeviceKind
+    /// idVendor (for HID not on USB, the kernel's `HID_ID` vendor).
     public var vendorID: UInt16
+    /// idProduct (for HID not on USB, the kernel's `HID_ID` product).
     public var productID: UInt16
     /// The USB interface for an interface instance, or a HID device's USB
     /// interface; nil for a whole device or HID not on USB.
@@ -21,6 +23,7 @@ public struct InstanceIdentity: Hashable, Sendable, Codable, CustomStringConvert
     /// when there is no serial, or when two present devices share one.
     public var location: String
 
+    /// An identity from its parts (the ``Classifier`` makes these from snapshots).
     public init(kind: DeviceKind, vendorID: UInt16, productID: UInt16, interfaceNumber: UInt8? = nil,
                 busType: BusType = .usb, serialNumber: String?, location: String) {
         self.kind = kind

@@ -222,6 +222,8 @@ public struct UdevRulesOptions: Sendable {
     /// The file's name (shown in its header; must sort before 73 to grant uaccess).
     public var fileName: String
 
+    /// Options for ``UdevRules/generate(catalog:options:)``; by default links
+    /// under `/dev/devif`, no access grant, the file name `70-devif.rules`.
     public init(program: String, classFolders: [String], linkRoot: String = "devif", grants: [UdevAccessGrant] = [],
                 fileName: String = UdevRules.defaultFileName) {
         self.program = program
@@ -234,6 +236,7 @@ public struct UdevRulesOptions: Sendable {
 
 /// Access to the nodes of one class's instances.
 public struct UdevAccessGrant: Hashable, Sendable {
+    /// How access is granted.
     public enum Access: Hashable, Sendable, CustomStringConvertible {
         /// `TAG+="uaccess"`: the user of the active local session gets an ACL.
         case uaccess
@@ -248,9 +251,12 @@ public struct UdevAccessGrant: Hashable, Sendable {
         }
     }
 
+    /// The class whose instances' nodes get access.
     public var classGUID: GUID
+    /// How: the seat's user (uaccess) or a group.
     public var access: Access
 
+    /// A grant of `access` to the nodes of class `classGUID`'s instances.
     public init(classGUID: GUID, access: Access) {
         self.classGUID = classGUID
         self.access = access
@@ -260,5 +266,6 @@ public struct UdevAccessGrant: Hashable, Sendable {
 /// Rules that cannot be generated as asked; the message says what to change.
 public struct UdevRulesError: Error, Sendable, Equatable, CustomStringConvertible {
     public let description: String
+    /// An error saying `description`.
     public init(_ description: String) { self.description = description }
 }

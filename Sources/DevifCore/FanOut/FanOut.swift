@@ -241,6 +241,7 @@ extension FanOut {
 
         /// Iterates the deliveries; `nil` when the stream has ended.
         public struct Iterator: AsyncIteratorProtocol {
+            /// What ``next()`` returns: an event, or an overflow notice.
             public typealias Element = Delivery
             public typealias Failure = Never
 

@@ -10,6 +10,7 @@ public struct SHA256: Sendable {
     private var pending: [UInt8] = []
     private var byteCount: UInt64 = 0
 
+    /// A hash with no input yet.
     public init() {}
 
     /// The 32-byte digest of `bytes`.

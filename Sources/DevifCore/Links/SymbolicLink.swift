@@ -14,9 +14,13 @@
 public struct SymbolicLink: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
     /// The link text.
     public let rawValue: String
+    /// `usb` or `hid`: the link's first part.
     public let kind: DeviceKind
+    /// The `vid_` part.
     public let vendorID: UInt16
+    /// The `pid_` part.
     public let productID: UInt16
+    /// The `mi_` part: the USB interface; nil when the link has none.
     public let interfaceNumber: UInt8?
     /// `.usb` when the link has no `bus_` part.
     public let busType: BusType
@@ -24,6 +28,7 @@ public struct SymbolicLink: Hashable, Comparable, Sendable, Codable, CustomStrin
     public let serial: LinkField?
     /// Present when there is no serial, or when the link was made with the location.
     public let location: LinkField?
+    /// The class GUID, the link's last part.
     public let classGUID: GUID
 
     /// Linux NAME_MAX: no link is longer, whatever the device sends.

@@ -44,6 +44,7 @@ public struct HIDReportDescriptor: Hashable, Sendable {
         /// Byte offset of the Collection item.
         public var offset: Int
 
+        /// A collection from its parts (the parser makes these; tests compare with them).
         public init(type: UInt8, usage: HIDUsage?, depth: Int, offset: Int) {
             self.type = type
             self.usage = usage
@@ -57,17 +58,22 @@ public struct HIDReportDescriptor: Hashable, Sendable {
 
     /// The size of one report.
     public struct Report: Hashable, Sendable, Comparable {
+        /// Which of a device's three report spaces a report is in.
         public enum Kind: UInt8, Hashable, Sendable, Comparable {
+            /// `input`: device to host (the interrupt stream, GET_REPORT);
+            /// `output`: host to device; `feature`: either way, on request.
             case input = 0, output = 1, feature = 2
             public static func < (lhs: Kind, rhs: Kind) -> Bool { lhs.rawValue < rhs.rawValue }
         }
 
+        /// Input, output or feature.
         public var kind: Kind
         /// 0 when the descriptor uses no report IDs.
         public var reportID: UInt8
         /// The report's data size in bits, without the report ID byte.
         public var bits: Int
 
+        /// A report size from its parts.
         public init(kind: Kind, reportID: UInt8, bits: Int) {
             self.kind = kind
             self.reportID = reportID
@@ -88,13 +94,16 @@ public struct HIDReportDescriptor: Hashable, Sendable {
         /// Byte offset of the item at fault (or the descriptor's length for
         /// problems found at its end).
         public var offset: Int
+        /// What is wrong.
         public var kind: Kind
 
+        /// An issue of `kind` at byte `offset`.
         public init(offset: Int, kind: Kind) {
             self.offset = offset
             self.kind = kind
         }
 
+        /// The problems the parser reports.
         public enum Kind: Hashable, Sendable {
             /// An item's data runs past the end (parsing stops).
             case truncatedItem(needed: Int, available: Int)
@@ -160,6 +169,7 @@ public struct HIDReportDescriptor: Hashable, Sendable {
     /// buffer is 16 KiB, so nothing real comes close.
     public static let maximumReportBits = 1 << 20
 
+    /// A parse result from its parts (the parser makes these; tests compare with them).
     public init(collections: [Collection], reportIDs: [UInt8], reports: [Report], issues: [Issue]) {
         self.collections = collections
         self.reportIDs = reportIDs

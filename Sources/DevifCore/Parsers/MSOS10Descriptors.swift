@@ -33,9 +33,12 @@ public enum MSOS10 {
     public struct ExtendedCompatID: Hashable, Sendable {
         /// One function section.
         public struct Function: Hashable, Sendable {
+            /// bFirstInterfaceNumber: the function's first interface.
             public var firstInterfaceNumber: UInt8
+            /// The function's compatible and sub-compatible IDs.
             public var id: MSOSCompatibleID
 
+            /// A function section from its parts.
             public init(firstInterfaceNumber: UInt8, id: MSOSCompatibleID) {
                 self.firstInterfaceNumber = firstInterfaceNumber
                 self.id = id
@@ -46,12 +49,17 @@ public enum MSOS10 {
         public var totalLength: Int
         /// bCount of the header.
         public var declaredCount: Int
+        /// The function sections, in descriptor order.
         public var functions: [Function]
+        /// What was wrong, in input order (a fatal issue last: parsing stopped there).
         public var issues: [MSOSDescriptorIssue]
 
+        /// The size of the header (dwLength, bcdVersion, wIndex, bCount, reserved).
         public static let headerLength = 16
+        /// The size of one function section.
         public static let functionLength = 24
 
+        /// A descriptor from its parts (``parse(_:)`` makes these).
         public init(totalLength: Int, declaredCount: Int, functions: [Function], issues: [MSOSDescriptorIssue]) {
             self.totalLength = totalLength
             self.declaredCount = declaredCount
@@ -120,17 +128,21 @@ public enum MSOS10 {
         public var totalLength: Int
         /// wCount of the header.
         public var declaredCount: Int
+        /// The custom property sections, in descriptor order.
         public var properties: [MSOSRegistryProperty]
         /// GUIDs from DeviceInterfaceGUID (REG_SZ) / DeviceInterfaceGUIDs
         /// (REG_MULTI_SZ) properties, source ``FirmwareGUID/Source/msOS10``,
         /// with the interface number the caller gave.
         public var declaredInterfaceGUIDs: [FirmwareGUID]
+        /// What was wrong, in input order (a fatal issue last: parsing stopped there).
         public var issues: [MSOSDescriptorIssue]
 
+        /// The size of the header (dwLength, bcdVersion, wIndex, wCount).
         public static let headerLength = 10
         /// dwSize, dwPropertyDataType, wPropertyNameLength, dwPropertyDataLength.
         public static let sectionOverhead = 14
 
+        /// A descriptor from its parts (``parse(_:interfaceNumber:)`` makes these).
         public init(totalLength: Int, declaredCount: Int, properties: [MSOSRegistryProperty],
                     declaredInterfaceGUIDs: [FirmwareGUID], issues: [MSOSDescriptorIssue]) {
             self.totalLength = totalLength

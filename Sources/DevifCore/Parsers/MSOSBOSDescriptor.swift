@@ -17,6 +17,7 @@ public struct BOSDescriptor: Hashable, Sendable {
         /// Offset of its bLength in the BOS descriptor.
         public var offset: Int
 
+        /// A capability from its parts.
         public init(type: UInt8, data: [UInt8], offset: Int) {
             self.type = type
             self.data = data
@@ -47,6 +48,7 @@ public struct BOSDescriptor: Hashable, Sendable {
         /// (wIndex 8 MS_OS_20_SET_ALT_ENUMERATION, wValue = this code).
         public var altEnumCode: UInt8
 
+        /// A set info from its parts.
         public init(windowsVersion: UInt32, descriptorSetTotalLength: UInt16, vendorCode: UInt8, altEnumCode: UInt8) {
             self.windowsVersion = windowsVersion
             self.descriptorSetTotalLength = descriptorSetTotalLength
@@ -75,8 +77,10 @@ public struct BOSDescriptor: Hashable, Sendable {
     /// Every MS OS 2.0 set info of every MS OS 2.0 platform capability, in
     /// order. Use ``msOS20DescriptorSet(forWindowsVersion:)`` to pick one.
     public var msOS20DescriptorSets: [MSOS20SetInfo]
+    /// What was wrong, in input order (a fatal issue last: parsing stopped there).
     public var issues: [MSOSDescriptorIssue]
 
+    /// A descriptor from its parts (``parse(_:)`` makes these).
     public init(totalLength: Int, declaredCapabilityCount: Int, capabilities: [DeviceCapability],
                 msOS20DescriptorSets: [MSOS20SetInfo], issues: [MSOSDescriptorIssue]) {
         self.totalLength = totalLength

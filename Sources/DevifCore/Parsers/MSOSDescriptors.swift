@@ -16,13 +16,19 @@
 public struct MSOSDescriptorIssue: Error, Hashable, Sendable, CustomStringConvertible {
     /// Which descriptor the offset is in.
     public enum Descriptor: String, Hashable, Sendable {
+        /// The BOS descriptor and its capabilities.
         case bos = "BOS descriptor"
+        /// An MS OS 2.0 descriptor set.
         case msOS20Set = "MS OS 2.0 descriptor set"
+        /// The MS OS 1.0 string descriptor (index 0xEE).
         case msOS10String = "MS OS 1.0 string descriptor"
+        /// An MS OS 1.0 Extended Compat ID descriptor.
         case msOS10CompatID = "MS OS 1.0 Extended Compat ID descriptor"
+        /// An MS OS 1.0 Extended Properties descriptor.
         case msOS10Properties = "MS OS 1.0 Extended Properties descriptor"
     }
 
+    /// What is wrong; ``isFatal`` tells whether parsing stopped there.
     public enum Kind: Hashable, Sendable {
         /// Fewer bytes than a header or a declared length needs (parsing stops).
         case truncated(needed: Int, available: Int)
@@ -58,11 +64,14 @@ public struct MSOSDescriptorIssue: Error, Hashable, Sendable, CustomStringConver
         }
     }
 
+    /// Which descriptor the issue is in.
     public var descriptor: Descriptor
     /// Byte offset, from the start of the descriptor given to the parser.
     public var offset: Int
+    /// What is wrong.
     public var kind: Kind
 
+    /// An issue of `kind` at byte `offset` of `descriptor`.
     public init(descriptor: Descriptor, offset: Int, kind: Kind) {
         self.descriptor = descriptor
         self.offset = offset
@@ -103,6 +112,7 @@ public struct MSOSCompatibleID: Hashable, Sendable {
     /// The 8 bytes as sent (NUL padded).
     public var subCompatibleIDBytes: [UInt8]
 
+    /// An ID from the 8 bytes of each field, as sent.
     public init(compatibleIDBytes: [UInt8], subCompatibleIDBytes: [UInt8]) {
         self.compatibleIDBytes = compatibleIDBytes
         self.subCompatibleIDBytes = subCompatibleIDBytes
@@ -137,6 +147,7 @@ public struct MSOSRegistryProperty: Hashable, Sendable {
     /// Offset of the descriptor or section that carried it.
     public var offset: Int
 
+    /// A property from its parts.
     public init(dataType: UInt32, name: String?, data: [UInt8], offset: Int) {
         self.dataType = dataType
         self.name = name
@@ -170,16 +181,25 @@ public struct MSOSRegistryProperty: Hashable, Sendable {
 public struct MSOS20DescriptorSet: Hashable, Sendable {
     /// Descriptor types (wDescriptorType).
     public enum DescriptorType: UInt16, Sendable {
+        /// The headers: MS_OS_20_SET_HEADER_DESCRIPTOR (0),
+        /// MS_OS_20_SUBSET_HEADER_CONFIGURATION (1), MS_OS_20_SUBSET_HEADER_FUNCTION (2).
         case setHeader = 0x00, configurationSubsetHeader = 0x01, functionSubsetHeader = 0x02
+        /// Features: MS_OS_20_FEATURE_COMPATBLE_ID (3, the specification's spelling),
+        /// MS_OS_20_FEATURE_REG_PROPERTY (4), MS_OS_20_FEATURE_MIN_RESUME_TIME (5).
         case compatibleID = 0x03, registryProperty = 0x04, minResumeTime = 0x05
+        /// Features: MS_OS_20_FEATURE_MODEL_ID (6), MS_OS_20_FEATURE_CCGP_DEVICE (7),
+        /// MS_OS_20_FEATURE_VENDOR_REVISION (8).
         case modelID = 0x06, ccgpDevice = 0x07, vendorRevision = 0x08
     }
 
     /// The compatible IDs and registry properties of the device or of one function.
     public struct Features: Hashable, Sendable {
+        /// Compatible ID descriptors (normally one, such as `WINUSB`).
         public var compatibleIDs: [MSOSCompatibleID]
+        /// Registry property descriptors (`DeviceInterfaceGUIDs`, ...).
         public var registryProperties: [MSOSRegistryProperty]
 
+        /// Features from their parts; none by default.
         public init(compatibleIDs: [MSOSCompatibleID] = [], registryProperties: [MSOSRegistryProperty] = []) {
             self.compatibleIDs = compatibleIDs
             self.registryProperties = registryProperties
@@ -194,8 +214,10 @@ public struct MSOS20DescriptorSet: Hashable, Sendable {
         public var configurationValue: UInt8?
         /// bFirstInterface: the function's first interface number.
         public var firstInterface: UInt8
+        /// The function's compatible IDs and registry properties.
         public var features: Features
 
+        /// A function subset from its parts.
         public init(configurationValue: UInt8?, firstInterface: UInt8, features: Features) {
             self.configurationValue = configurationValue
             self.firstInterface = firstInterface
@@ -217,11 +239,13 @@ public struct MSOS20DescriptorSet: Hashable, Sendable {
     /// source ``FirmwareGUID/Source/msOS20``, interface number = the function's
     /// first interface (nil for the device).
     public var declaredInterfaceGUIDs: [FirmwareGUID]
+    /// What was wrong, in input order (a fatal issue last: parsing stopped there).
     public var issues: [MSOSDescriptorIssue]
 
     /// The fixed size of the set header.
     public static let setHeaderLength = 10
 
+    /// A set from its parts (``parse(_:)`` makes these).
     public init(windowsVersion: UInt32, totalLength: Int, device: Features, functions: [Function],
                 declaredInterfaceGUIDs: [FirmwareGUID], issues: [MSOSDescriptorIssue]) {
         self.windowsVersion = windowsVersion

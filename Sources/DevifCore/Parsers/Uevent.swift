@@ -16,6 +16,7 @@ public struct Uevent: Hashable, Sendable {
     /// Every `KEY=VALUE` pair in message order.
     public var properties: [(key: String, value: String)]
 
+    /// A uevent from its parts (the parsers make these; tests and fakes may too).
     public init(action: String, devpath: String, properties: [(key: String, value: String)]) {
         self.action = action
         self.devpath = devpath
@@ -116,7 +117,9 @@ public struct Uevent: Hashable, Sendable {
 
 /// Why a uevent message was rejected.
 public enum UeventParseError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The message has no bytes.
     case empty
+    /// The message has this many bytes, more than ``Uevent/maximumMessageBytes``.
     case tooLarge(Int)
     /// A message from udevd (`libudev` header) on the kernel's socket.
     case udevMessage
@@ -124,6 +127,7 @@ public enum UeventParseError: Error, Hashable, Sendable, CustomStringConvertible
     case badHeader
     /// A field is not `KEY=VALUE` with a plain key.
     case badProperty(String)
+    /// The message has this many properties, more than ``Uevent/maximumProperties``.
     case tooManyProperties(Int)
     /// The named property contradicts the header.
     case inconsistent(String)
@@ -154,10 +158,14 @@ func decodeUTF8(_ bytes: some Collection<UInt8>) -> String {
 /// (bus, vendor, product in hex; vendor and product are 16-bit values the
 /// kernel prints in 8 digits).
 public struct KernelHIDID: Hashable, Sendable {
+    /// The bus (`BUS_*`).
     public var bus: BusType
+    /// The vendor ID.
     public var vendorID: UInt16
+    /// The product ID.
     public var productID: UInt16
 
+    /// An ID from its parts.
     public init(bus: BusType, vendorID: UInt16, productID: UInt16) {
         self.bus = bus
         self.vendorID = vendorID

@@ -37,6 +37,7 @@ public struct MSOS10ProbeMemory: Sendable {
     /// Where the facts live.
     public let store: any RegistryStore
 
+    /// A memory kept in `store`'s facts.
     public init(store: any RegistryStore) { self.store = store }
 
     /// The fact key: `msos10/<vid>:<pid>:<bcd>` (lowercase hex).

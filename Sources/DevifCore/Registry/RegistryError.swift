@@ -28,6 +28,8 @@ public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible
     /// What to do about it, if there is something to do.
     public var recovery: String?
 
+    /// An error of `kind` about the file at `path`, saying `message` and, when
+    /// there is something to do, `recovery`.
     public init(_ kind: Kind, path: String? = nil, message: String, recovery: String? = nil) {
         self.kind = kind
         self.path = path

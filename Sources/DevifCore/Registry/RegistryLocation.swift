@@ -12,6 +12,9 @@ public struct RegistryLocation: Sendable, Equatable {
 
     /// Where a resolved location came from.
     public enum Source: Sendable, Equatable {
+        /// `parameter`: the caller's explicit path; `environment`: `DEVIF_REGISTRY`;
+        /// `system`: root's ``RegistryLocation/systemPath``; `user`: the user's XDG
+        /// state folder.
         case parameter, environment, system, user
     }
 

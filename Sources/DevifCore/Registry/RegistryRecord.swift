@@ -122,6 +122,7 @@ public struct RegistryChange: Sendable, Equatable, Codable {
     /// The record as it was right after the change.
     public var record: RegistryRecord
 
+    /// A change from its parts (stores make these when they commit).
     public init(seq: RegistrySequence, event: RegistryEvent, link: String, time: Date,
                 record: RegistryRecord) {
         self.seq = seq

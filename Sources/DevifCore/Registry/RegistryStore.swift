@@ -21,6 +21,7 @@ public struct RegistryContents: Sendable, Equatable {
     /// The highest sequence number committed so far (0 for a new registry).
     public var lastSequence: RegistrySequence
 
+    /// Contents from their parts (a store makes these when it loads).
     public init(records: [String: RegistryRecord], lastSequence: RegistrySequence) {
         self.records = records
         self.lastSequence = lastSequence

@@ -17,11 +17,15 @@ public struct BusType: RawRepresentable, Hashable, Comparable, Sendable, Codable
     public var rawValue: UInt16
     public init(rawValue: UInt16) { self.rawValue = rawValue }
 
+    /// `BUS_USB`.
     public static let usb = BusType(rawValue: 0x03)
+    /// `BUS_BLUETOOTH`.
     public static let bluetooth = BusType(rawValue: 0x05)
     /// `BUS_VIRTUAL`: uhid and other software devices.
     public static let virtual = BusType(rawValue: 0x06)
+    /// `BUS_I2C`.
     public static let i2c = BusType(rawValue: 0x18)
+    /// `BUS_SPI`.
     public static let spi = BusType(rawValue: 0x1C)
 
     private static let names: [(BusType, String)] = [

@@ -43,6 +43,8 @@ public struct DeviceSnapshot: Hashable, Sendable, Codable {
     /// Whether this process may open ``devnode``.
     public var access: AccessState
 
+    /// A snapshot from what a source read (sources make these; tests and fakes
+    /// build their own).
     public init(kind: DeviceKind, portChain: PortChain? = nil, deviceAddress: UInt8? = nil,
                 vendorID: UInt16, productID: UInt16, bcdDevice: UInt16? = nil,
                 deviceClass: ClassTriple? = nil, manufacturer: String? = nil, product: String? = nil,
@@ -81,10 +83,14 @@ public struct DeviceSnapshot: Hashable, Sendable, Codable {
 
 /// A USB class, subclass and protocol (device or interface descriptor).
 public struct ClassTriple: Hashable, Sendable, Codable, CustomStringConvertible {
+    /// bDeviceClass or bInterfaceClass.
     public var classCode: UInt8
+    /// bDeviceSubClass or bInterfaceSubClass.
     public var subclass: UInt8
+    /// bDeviceProtocol or bInterfaceProtocol.
     public var protocolCode: UInt8
 
+    /// A triple from its three codes, in descriptor order.
     public init(_ classCode: UInt8, _ subclass: UInt8, _ protocolCode: UInt8) {
         self.classCode = classCode
         self.subclass = subclass
@@ -104,6 +110,7 @@ public struct USBConfiguration: Hashable, Sendable, Codable {
     /// Every interface descriptor, one per (interface number, alternate setting).
     public var interfaces: [USBInterface]
 
+    /// A configuration from its parts.
     public init(value: UInt8, interfaces: [USBInterface]) {
         self.value = value
         self.interfaces = interfaces
@@ -131,8 +138,10 @@ public struct USBInterface: Hashable, Sendable, Codable {
     public var interfaceClass: ClassTriple
     /// iInterface string, raw.
     public var interfaceString: String?
+    /// The endpoint descriptors of this alternate setting.
     public var endpoints: [USBEndpoint]
 
+    /// An interface descriptor from its parts.
     public init(number: UInt8, alternateSetting: UInt8 = 0, interfaceClass: ClassTriple,
                 interfaceString: String? = nil, endpoints: [USBEndpoint] = []) {
         self.number = number
@@ -154,6 +163,7 @@ public struct USBEndpoint: Hashable, Sendable, Codable {
     /// bInterval.
     public var interval: UInt8
 
+    /// An endpoint descriptor from its fields.
     public init(address: UInt8, attributes: UInt8, maxPacketSize: UInt16, interval: UInt8) {
         self.address = address
         self.attributes = attributes
@@ -167,22 +177,29 @@ public struct USBEndpoint: Hashable, Sendable, Codable {
     /// The transfer type from bits 0-1 of the attributes.
     public var transferType: TransferType { TransferType(rawValue: attributes & 0x3)! }
 
+    /// An endpoint's transfer type (bmAttributes bits 0-1).
     public enum TransferType: UInt8, Sendable, Codable {
+        /// The four USB transfer types, with their bmAttributes values.
         case control = 0, isochronous = 1, bulk = 2, interrupt = 3
     }
 }
 
 /// A HID top-level collection's usage.
 public struct HIDUsage: Hashable, Sendable, Codable, CustomStringConvertible {
+    /// The usage page (1: Generic Desktop; 0xFF00-0xFFFF: vendor-defined).
     public var page: UInt16
+    /// The usage within the page (on page 1: 6 keyboard, 2 mouse).
     public var usage: UInt16
 
+    /// A usage from its page and ID.
     public init(page: UInt16, usage: UInt16) {
         self.page = page
         self.usage = usage
     }
 
+    /// Generic Desktop / Keyboard (1/6): members of the built-in `keyboard` class.
     public static let keyboard = HIDUsage(page: 0x01, usage: 0x06)
+    /// Generic Desktop / Mouse (1/2): members of the built-in `mouse` class.
     public static let mouse = HIDUsage(page: 0x01, usage: 0x02)
 
     /// `0001/0006` (hex).
@@ -204,6 +221,7 @@ public struct HIDProperties: Hashable, Sendable, Codable {
     /// uhid device: untrusted). The location of a device not on USB.
     public var physicalLocation: String?
 
+    /// HID properties from what the source read.
     public init(usages: [HIDUsage] = [], reportDescriptor: [UInt8] = [], interfaceNumber: UInt8? = nil,
                 busType: BusType, physicalLocation: String? = nil) {
         self.usages = usages
@@ -221,13 +239,16 @@ public struct HIDProperties: Hashable, Sendable, Codable {
 
 /// An interface class GUID declared by the device's firmware.
 public struct FirmwareGUID: Hashable, Sendable, Codable {
+    /// The declared GUID.
     public var guid: GUID
     /// The interface it is declared for (an MS OS 2.0 function subset's first
     /// interface, or an MS OS 1.0 extended property's interface); nil for the
     /// whole device.
     public var interfaceNumber: UInt8?
+    /// The descriptor set that declared it.
     public var source: Source
 
+    /// A declaration of `guid` for interface `interfaceNumber` (nil: the device).
     public init(guid: GUID, interfaceNumber: UInt8? = nil, source: Source) {
         self.guid = guid
         self.interfaceNumber = interfaceNumber

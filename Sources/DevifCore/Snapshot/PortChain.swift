@@ -7,6 +7,7 @@ public struct PortChain: Hashable, Comparable, Sendable, Codable, CustomStringCo
     /// Port numbers from the root hub down; empty for a root hub itself.
     public var ports: [UInt8]
 
+    /// A chain from its bus and its ports, from the root hub down.
     public init(bus: UInt8, ports: [UInt8]) {
         self.bus = bus
         self.ports = ports

@@ -18,6 +18,7 @@ public final class CallbackSlot<Argument>: Sendable {
 
     private let box = Mutex<Box?>(nil)
 
+    /// An empty slot: calling it does nothing until ``set(_:)``.
     public init() {}
 
     /// Sets the callback, or clears it with nil.

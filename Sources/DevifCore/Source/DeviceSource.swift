@@ -48,6 +48,7 @@ public struct SourceError: Error, Sendable, CustomStringConvertible {
     /// The OS or library code behind it, when there is one.
     public var code: Int32?
 
+    /// An error of source `source` saying `message`, with the OS or library code if any.
     public init(source: String, message: String, code: Int32? = nil) {
         self.source = source
         self.message = message
