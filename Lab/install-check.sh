@@ -148,19 +148,32 @@ no_destdir_inside() {
     why "files name the DESTDIR: $(tr '\n' ' ' <"$scratch/out")"
 }
 check "destdir: no installed text file names DESTDIR" no_destdir_inside
-# A file changed since install (as `devif-usb rules install --uaccess` would) stays.
+# Rules changed since install (as `devif-usb rules install --uaccess` would
+# change them) are kept by a reinstall and by uninstall.
 echo '# changed by the admin' >>"$dest/etc/udev/rules.d/70-devif.rules"
+reinstall_keeps() {
+  "$repo/Scripts/install" --destdir "$dest" "${install_args[@]}" >"$scratch/install3.txt" 2>&1 ||
+    why "reinstall failed: $(tail -3 "$scratch/install3.txt")"
+  grep -q 'changed by the admin' "$dest/etc/udev/rules.d/70-devif.rules" || why "the changed rules were overwritten"
+  grep -q "kept $dest/etc/udev/rules.d/70-devif.rules" "$scratch/install3.txt" || why "install did not say it kept them"
+}
+check "destdir reinstall: changed rules are kept and named" reinstall_keeps
+# A file changed after install is left by uninstall, which names it and exits 1.
+unit=$dest/usr/local/lib/systemd/system/devif-links.service
+echo '# changed by the admin' >>"$unit"
 "$repo/Scripts/uninstall" --destdir "$dest" >"$scratch/uninstall2.txt" 2>&1; urc=$?
 changed_kept() {
-  ((urc == 1)) || why "exit status $urc, expected 1 (a file was left)"
-  grep -q 'left in place: .*70-devif.rules (changed since install)' "$scratch/uninstall2.txt" ||
-    why "uninstall did not name the changed rules: $(tail -3 "$scratch/uninstall2.txt")"
-  [[ -f $dest/etc/udev/rules.d/70-devif.rules ]] || why "the changed rules file was removed"
-  rm -f "$dest/etc/udev/rules.d/70-devif.rules"
+  ((urc == 1)) || why "exit status $urc, expected 1 (a file was left): $(tail -3 "$scratch/uninstall2.txt")"
+  grep -q "left in place: $unit (changed since install)" "$scratch/uninstall2.txt" ||
+    why "uninstall did not name the changed unit: $(tail -3 "$scratch/uninstall2.txt")"
+  [[ -f $unit ]] || why "the changed unit was removed"
+  [[ -f $dest/etc/udev/rules.d/70-devif.rules ]] || why "the kept rules were removed"
+  rm -f "$dest/etc/udev/rules.d/70-devif.rules" "$unit"
+  rmdir -p "$(dirname "$unit")" 2>/dev/null
   local after; after=$(inventory "$dest")
   [[ $after == "$before" ]] || why "DESTDIR differs from before install: $(diff <(echo "$before") <(echo "$after") | head -20 | tr '\n' ' ')"
 }
-check "destdir uninstall: a changed file is left and named, everything else removed, the sentinel kept" changed_kept
+check "destdir uninstall: the changed unit and the kept rules stay (the unit named, exit 1), all else removed, the sentinel kept" changed_kept
 no_manifest() {
   "$repo/Scripts/uninstall" --destdir "$dest" >"$scratch/out" 2>&1; local rc=$?
   ((rc == 66)) || why "exit $rc, expected 66"
