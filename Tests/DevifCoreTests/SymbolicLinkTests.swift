@@ -164,9 +164,46 @@ import Testing
         "usb#vid_1209&pid_0001#a~123#{a5dcbf10-6530-11d2-901f-00c04fb951ed}",
         "usb#vid_1209&pid_0001#a b#{a5dcbf10-6530-11d2-901f-00c04fb951ed}",
         "usb#vid_1209&pid_0001#a/b#{a5dcbf10-6530-11d2-901f-00c04fb951ed}",
+        // Ordinals: only after a location, 2 and up, no leading zero, digits only.
+        "usb#vid_1209&pid_0001#SER!2#{a5dcbf10-6530-11d2-901f-00c04fb951ed}",
+        "usb#vid_1209&pid_0001#SER@1-1!1#{a5dcbf10-6530-11d2-901f-00c04fb951ed}",
+        "usb#vid_1209&pid_0001#SER@1-1!0#{a5dcbf10-6530-11d2-901f-00c04fb951ed}",
+        "usb#vid_1209&pid_0001#SER@1-1!02#{a5dcbf10-6530-11d2-901f-00c04fb951ed}",
+        "usb#vid_1209&pid_0001#SER@1-1!#{a5dcbf10-6530-11d2-901f-00c04fb951ed}",
+        "usb#vid_1209&pid_0001#SER@1-1!2a#{a5dcbf10-6530-11d2-901f-00c04fb951ed}",
+        "usb#vid_1209&pid_0001#SER@1-1!2!3#{a5dcbf10-6530-11d2-901f-00c04fb951ed}",
+        "usb#vid_1209&pid_0001#SER@1-1!10000000#{a5dcbf10-6530-11d2-901f-00c04fb951ed}",
+        "usb#vid_1209&pid_0001#SER@1-1!99999999999999999999999#{a5dcbf10-6530-11d2-901f-00c04fb951ed}",
     ])
     func rejectsWhatFormatNeverProduces(_ text: String) {
         #expect(throws: SymbolicLinkParseError.self) { try SymbolicLink(parsing: text) }
+    }
+
+    @Test func ordinalTellsApartIdenticalInstancesAndRoundTrips() throws {
+        let id = InstanceIdentity(kind: .hid, vendorID: 0x1209, productID: 0x0e20, busType: BusType(rawValue: 6),
+                                  serialNumber: "SAME", location: "uhid/0")
+        let plain = id.symbolicLink(for: hidGUID)
+        let second = id.symbolicLink(for: hidGUID, ordinal: 2)
+        let twelfth = id.symbolicLink(for: hidGUID, includeLocation: true, ordinal: 12)
+        #expect(plain.rawValue == "hid#vid_1209&pid_0e20&bus_06#SAME#{4d1e55b2-f16f-11cf-88cb-001111000030}")
+        #expect(second.rawValue == "hid#vid_1209&pid_0e20&bus_06#SAME@uhid%2F0!2#{4d1e55b2-f16f-11cf-88cb-001111000030}")
+        #expect(twelfth.rawValue.contains("@uhid%2F0!12#"))
+        #expect(plain.ordinal == nil && second.ordinal == 2 && twelfth.ordinal == 12)
+        for link in [plain, second, twelfth] {
+            let parsed = try SymbolicLink(parsing: link.rawValue)
+            #expect(parsed == link && parsed.ordinal == link.ordinal && parsed.renderedFromParts == link.rawValue)
+            #expect(parsed.names(id))
+        }
+        // No serial: @location!N. The largest ordinal still fits the budget
+        // with both fields at their longest.
+        let bare = InstanceIdentity(kind: .hid, vendorID: 1, productID: 2, busType: BusType(rawValue: 0x1234),
+                                    serialNumber: String(repeating: "\u{1}", count: 300),
+                                    location: String(repeating: "/", count: 300))
+        let longest = bare.symbolicLink(for: hidGUID, ordinal: SymbolicLink.maximumOrdinal)
+        #expect(longest.rawValue.utf8.count <= SymbolicLink.maximumLength)
+        #expect(try SymbolicLink(parsing: longest.rawValue).ordinal == SymbolicLink.maximumOrdinal)
+        let noSerial = InstanceIdentity(kind: .usb, vendorID: 1, productID: 2, serialNumber: nil, location: "1-1")
+        #expect(noSerial.symbolicLink(for: usbDevice, ordinal: 3).rawValue == "usb#vid_0001&pid_0002#@1-1!3#{a5dcbf10-6530-11d2-901f-00c04fb951ed}")
     }
 
     @Test func parseErrorSaysWhatWasExpected() {

@@ -254,6 +254,53 @@ struct DeviceManagerTests {
         #expect(links() == [b.devnode!: Self.serialLink, a.devnode!: "usb#vid_1209&pid_0001#SER@1-1#\(usbDeviceGUIDText)"])
     }
 
+    @Test("identical devices (same serial and location) are all named: the ordinal !N, and a notice saying why")
+    func identicalDevicesGetOrdinals() async throws {
+        let hid = FakeSource("hid")
+        let h = try Harness([hid])
+        // Three uhid-like devices identical in every string (not on USB: the
+        // location is HID_PHYS), each on its own hidraw node.
+        func twin(_ node: Int) -> DeviceSnapshot {
+            DeviceSnapshot(kind: .hid, vendorID: 0x1209, productID: 0x0e20, product: "twin", serialNumber: "SAME",
+                           hid: HIDProperties(usages: [.keyboard], reportDescriptor: [], interfaceNumber: nil,
+                                              busType: BusType(rawValue: 6), physicalLocation: "uhid"),
+                           devnode: "/dev/hidraw\(node)", sysfsPath: "/sys/class/hidraw/hidraw\(node)", access: .ok)
+        }
+        let (a, b, c) = (twin(1), twin(2), twin(3))
+        hid.arrive(a); hid.arrive(b); hid.arrive(c)
+        #expect(await h.barrier(hid))
+        let present = h.manager.interfaces()
+        // hid and keyboard classes: two instances each, six in all, no link twice.
+        #expect(present.count == 6)
+        #expect(Set(present.map(\.symbolicLink)).count == 6)
+        let hidGUID = "{4d1e55b2-f16f-11cf-88cb-001111000030}"
+        let byNode = Dictionary(grouping: present.filter { $0.symbolicLink.hasSuffix(hidGUID) }, by: { $0.devnode ?? "?" })
+            .mapValues { $0.map(\.symbolicLink) }
+        #expect(byNode == [
+            a.devnode!: ["hid#vid_1209&pid_0e20&bus_06#SAME#\(hidGUID)"],
+            b.devnode!: ["hid#vid_1209&pid_0e20&bus_06#SAME@uhid#\(hidGUID)"],
+            c.devnode!: ["hid#vid_1209&pid_0e20&bus_06#SAME@uhid!2#\(hidGUID)"],
+        ])
+        // Every class of the third has the same ordinal; its links parse back to it.
+        for i in present where i.devnode == c.devnode {
+            #expect(try SymbolicLink(parsing: i.symbolicLink).ordinal == 2)
+        }
+        let said = await h.notices.wait { items, _ in items.contains { $0.contains("ordinal !2") } }
+        #expect(said, "a notice names the ordinal")
+        // A fourth gets !3; after the third leaves, a fifth takes the freed !2.
+        let d = twin(4)
+        hid.arrive(d)
+        hid.remove(c)
+        let e = twin(5)
+        hid.arrive(e)
+        #expect(await h.barrier(hid))
+        let links = Dictionary(uniqueKeysWithValues: h.manager.interfaces().filter { $0.symbolicLink.hasSuffix(hidGUID) }
+            .map { ($0.devnode ?? "?", $0.symbolicLink) })
+        #expect(links[d.devnode!] == "hid#vid_1209&pid_0e20&bus_06#SAME@uhid!3#\(hidGUID)")
+        #expect(links[e.devnode!] == "hid#vid_1209&pid_0e20&bus_06#SAME@uhid!2#\(hidGUID)")
+        #expect(links.count == 4)
+    }
+
     @Test("devices without a serial are named by location and never clash")
     func noSerialUsesLocation() async throws {
         let usb = FakeSource("usb")

@@ -202,6 +202,40 @@ func registerDiscoveryTests(_ r: inout LabRunner) {
         _ = try await f.next(1, "the uhid removal", where: { isDevice(0x1209, 0x0b03)($0) && $0.event == .removal })
     }
 
+    r.add("discovery: three uhid devices identical in every string are all named (serial, serial@phys, then the ordinal !2), each opens and echoes, and a notice says why") {
+        let notices = Inbox<String>()
+        let f = try await ManagerFixture(onNotice: { notices.post($0) })
+        defer { f.stop() }
+        let names = ["dt1", "dt2", "dt3"]
+        for n in names {
+            try Devlab.run(["create", n, "uhid", "--vid", "1209", "--pid", "0b0e", "--serial", "LAB-SAME",
+                            "--product", "Same", "--phys", "devlab/same"])
+        }
+        var byNode: [String: String] = [:]
+        for n in names {
+            try Devlab.plug(n)  // one at a time: the names follow the order of arrival
+            let e = try await f.next(1, "the hid arrival of \(n)", where: { isDevice(0x1209, 0x0b0e)($0) && $0.interface.classGuid == hidClass })[0]
+            byNode[try e.interface.devnode.orFail("no devnode for \(e.interface.symbolicLink)")] = e.interface.symbolicLink
+        }
+        let base = "hid#vid_1209&pid_0b0e&bus_06#LAB-SAME"
+        try expectEqual(Set(byNode.values), ["\(base)#\(hidClass)", "\(base)@devlab%2Fsame#\(hidClass)",
+                                             "\(base)@devlab%2Fsame!2#\(hidClass)"], "the three links")
+        let said = try await notices.next(within: 10, "the notice about the ordinal") { $0.contains("ordinal !2") }
+        try expect(said.contains("\(base)@devlab%2Fsame!2#"), "the notice names the link: \(said)")
+        // Each link opens its own device: the echo comes back through the same node.
+        for (node, link) in byNode.sorted(by: { $0.key < $1.key }) {
+            let h = try f.manager.openHID(link)
+            defer { h.close() }
+            let payload = (0..<64).map { UInt8(truncatingIfNeeded: $0 &+ node.utf8.count &* 3 &+ Int(node.utf8.last ?? 0)) }
+            try h.write(outputReport: [0] + payload)
+            try expectEqual(try h.read(timeout: .seconds(2)), payload, "echo through \(link) (\(node))")
+        }
+        try Devlab.batch(names.map { "unplug \($0)" })
+        let removals = try await f.next(3, "the three removals", where: { isDevice(0x1209, 0x0b0e)($0) && $0.event == .removal && $0.interface.classGuid == hidClass })
+        try expectEqual(Set(removals.map(\.interface.symbolicLink)), Set(byNode.values), "the removed links")
+        figure("identical uhid devices: \(byNode.values.sorted())")
+    }
+
     r.add("discovery: replugged 10 times a device keeps its link; a no-serial device on the same port too") {
         let f = try await ManagerFixture(filter: InterfaceFilter(classGuid: usbDeviceClass))
         defer { f.stop() }

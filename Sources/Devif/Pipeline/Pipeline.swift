@@ -132,16 +132,13 @@ final class Pipeline: Sendable {
         let instances = classifier.classify(snapshot)
         let now = Date()
         var records: [RegistryRecord] = []
+        var told: [String] = []
         state.withLock { s in
             var links: [String] = []
             for instance in instances where !instance.memberships.isEmpty {
-                // Two present devices with one serial: the newcomer's links
-                // carry its port too, so no link ever names two devices.
-                let clash = instance.memberships.contains { s.present[$0.symbolicLink.rawValue] != nil }
-                for m in instance.memberships {
-                    let link = clash ? instance.identity.symbolicLink(for: m.interfaceClass.guid, includeLocation: true)
-                                     : m.symbolicLink
-                    guard s.present[link.rawValue] == nil else { continue }  // same location too: keep the first
+                let (names, why) = Self.links(for: instance) { s.present[$0.rawValue] != nil }
+                if let why { told.append(why) }
+                for (m, link) in zip(instance.memberships, names) {
                     let i = DeviceInterface(instance: instance, membership: m, link: link.rawValue, snapshot: snapshot)
                     s.seq += 1
                     s.present[link.rawValue] = Entry(interface: i, seq: s.seq, time: now)
@@ -153,7 +150,32 @@ final class Pipeline: Sendable {
             }
             s.linksByKey[key] = links
         }
+        for text in told { notice("\(source): \(text)") }
         commit(records.map { .arrival($0) })
+    }
+
+    /// The links of `instance`'s memberships, none of them `taken`: the
+    /// usual ones; when one is taken (two present devices with one serial),
+    /// all with the location, so no link ever names two devices; when those
+    /// are taken too (the same serial and location: identical uhid devices, a
+    /// replug whose old device's removal is still queued), all with the
+    /// smallest ordinal `!N` that frees them, and a sentence saying why.
+    /// Every instance gets its links: none is ever hidden.
+    static func links(for instance: Instance, taken: (SymbolicLink) -> Bool) -> ([SymbolicLink], String?) {
+        let usual = instance.memberships.map(\.symbolicLink)
+        if !usual.contains(where: taken) { return (usual, nil) }
+        let guids = instance.memberships.map(\.interfaceClass.guid)
+        let located = guids.map { instance.identity.symbolicLink(for: $0, includeLocation: true) }
+        if !located.contains(where: taken) { return (located, nil) }
+        var n = 2
+        while n < SymbolicLink.maximumOrdinal,
+              guids.contains(where: { taken(instance.identity.symbolicLink(for: $0, ordinal: n)) }) { n += 1 }
+        let numbered = guids.map { instance.identity.symbolicLink(for: $0, ordinal: n) }
+        // Links only in the sentence: they are safe to print, device strings are not.
+        let why = "another present instance has the same serial and location as \(numbered[0]) "
+            + "(\(located[0])); this one is told apart by the ordinal !\(n), "
+            + "which depends on arrival order and may differ at the next plug"
+        return (numbered, why)
     }
 
     private func remove(key: String) {

@@ -42,9 +42,11 @@ public struct InstanceIdentity: Hashable, Sendable, Codable, CustomStringConvert
 
     /// The symbolic link of this instance in class `classGUID` (see LINK-FORMAT.md).
     /// The location is part of it when there is no serial, or when
-    /// `includeLocation` is set (two present devices with the same serial).
-    public func symbolicLink(for classGUID: GUID, includeLocation: Bool = false) -> SymbolicLink {
-        SymbolicLink(identity: self, classGUID: classGUID, includeLocation: includeLocation)
+    /// `includeLocation` is set (two present devices with the same serial);
+    /// `ordinal` tells apart present instances whose serial and location
+    /// are both the same (see ``SymbolicLink/ordinal``).
+    public func symbolicLink(for classGUID: GUID, includeLocation: Bool = false, ordinal: Int? = nil) -> SymbolicLink {
+        SymbolicLink(identity: self, classGUID: classGUID, includeLocation: includeLocation, ordinal: ordinal)
     }
 
     /// A short human form, e.g. `usb 1209:0002 mi 01 serial "SER-0001" at 1-1.4`.

@@ -28,26 +28,39 @@ public struct SymbolicLink: Hashable, Comparable, Sendable, Codable, CustomStrin
     public let serial: LinkField?
     /// Present when there is no serial, or when the link was made with the location.
     public let location: LinkField?
+    /// The last-resort disambiguator `!N` (N >= 2): set only when another
+    /// present instance already had this serial *and* location (identical
+    /// uhid devices, say), so that no instance goes unnamed. Unlike the rest
+    /// of the link it depends on arrival order, so it is not stable across
+    /// plugs. Nil for every other link.
+    public let ordinal: Int?
     /// The class GUID, the link's last part.
     public let classGUID: GUID
 
     /// Linux NAME_MAX: no link is longer, whatever the device sends.
     public static let maximumLength = 255
+    /// The largest ``ordinal``: with the 70 fixed bytes a real link has at
+    /// most (`mi_` and `bus_` never occur together) and two 88-byte fields,
+    /// `!` and 7 digits still fit in ``maximumLength``.
+    public static let maximumOrdinal = 9_999_999
 
     /// The link of `identity` in class `classGUID`. The location is included
     /// when there is no serial number, or when `includeLocation` is set (the
-    /// registry sets it when two present devices share a serial).
-    public init(identity: InstanceIdentity, classGUID: GUID, includeLocation: Bool = false) {
+    /// manager sets it when two present devices share a serial). An
+    /// `ordinal` (2 ... ``maximumOrdinal``) implies the location: the manager
+    /// gives one when serial and location are both taken.
+    public init(identity: InstanceIdentity, classGUID: GUID, includeLocation: Bool = false, ordinal: Int? = nil) {
+        precondition(ordinal.map { (2...Self.maximumOrdinal).contains($0) } ?? true, "an ordinal is 2 ... \(Self.maximumOrdinal)")
         let serial = identity.serialNumber.map(LinkField.init(encoding:))
-        let location = (identity.serialNumber == nil || includeLocation)
+        let location = (identity.serialNumber == nil || includeLocation || ordinal != nil)
             ? LinkField(encoding: identity.location) : nil
         self.init(kind: identity.kind, vendorID: identity.vendorID, productID: identity.productID,
                   interfaceNumber: identity.interfaceNumber, busType: identity.busType,
-                  serial: serial, location: location, classGUID: classGUID)
+                  serial: serial, location: location, ordinal: ordinal, classGUID: classGUID)
     }
 
     private init(kind: DeviceKind, vendorID: UInt16, productID: UInt16, interfaceNumber: UInt8?,
-                 busType: BusType, serial: LinkField?, location: LinkField?, classGUID: GUID) {
+                 busType: BusType, serial: LinkField?, location: LinkField?, ordinal: Int?, classGUID: GUID) {
         self.kind = kind
         self.vendorID = vendorID
         self.productID = productID
@@ -55,10 +68,11 @@ public struct SymbolicLink: Hashable, Comparable, Sendable, Codable, CustomStrin
         self.busType = busType
         self.serial = serial
         self.location = location
+        self.ordinal = ordinal
         self.classGUID = classGUID
         self.rawValue = Self.render(kind: kind, vendorID: vendorID, productID: productID,
                                     interfaceNumber: interfaceNumber, busType: busType,
-                                    serial: serial, location: location, classGUID: classGUID)
+                                    serial: serial, location: location, ordinal: ordinal, classGUID: classGUID)
     }
 
     /// Parses a link back into its parts. Accepts exactly the texts this type
@@ -121,13 +135,32 @@ public struct SymbolicLink: Hashable, Comparable, Sendable, Codable, CustomStrin
             throw fail("after vid_xxxx&pid_xxxx only &mi_xx and then &bus_xx may follow")
         }
 
-        // instance: serial | serial@location | @location
-        let instance = bytes[(hashes[1] + 1)..<hashes[2]]
+        // instance: (serial | serial@location | @location) [!ordinal]
+        var instance = bytes[(hashes[1] + 1)..<hashes[2]]
+        var ordinal: Int?
+        index = instance.startIndex
+        while index < instance.endIndex && instance[index] != UInt8(ascii: "!") { index += 1 }
+        if index < instance.endIndex {
+            let digits = instance[(index + 1)...]
+            var value = 0
+            for d in digits {
+                guard d >= UInt8(ascii: "0") && d <= UInt8(ascii: "9"), value <= Self.maximumOrdinal else { value = 0; break }
+                value = value * 10 + Int(d - UInt8(ascii: "0"))
+            }
+            guard digits.first != UInt8(ascii: "0"), (2...Self.maximumOrdinal).contains(value) else {
+                throw fail("the ordinal after '!' must be a decimal number from 2 to \(Self.maximumOrdinal) without leading zeros")
+            }
+            ordinal = value
+            instance = instance[..<index]
+        }
         var atSigns: [Int] = []
         index = instance.startIndex
         while index < instance.endIndex {
             if instance[index] == UInt8(ascii: "@") { atSigns.append(index) }
             index += 1
+        }
+        guard ordinal == nil || atSigns.count == 1 else {
+            throw fail("an ordinal ('!N') comes only after a location (serial@location!N or @location!N)")
         }
         guard atSigns.count <= 1 else { throw fail("the instance part has more than one '@'") }
         var serial: LinkField?
@@ -157,6 +190,7 @@ public struct SymbolicLink: Hashable, Comparable, Sendable, Codable, CustomStrin
         self.busType = busType
         self.serial = serial
         self.location = location
+        self.ordinal = ordinal
         self.classGUID = classGUID
         self.rawValue = text
     }
@@ -167,7 +201,7 @@ public struct SymbolicLink: Hashable, Comparable, Sendable, Codable, CustomStrin
     /// tests check that parsing and rendering agree).
     var renderedFromParts: String {
         Self.render(kind: kind, vendorID: vendorID, productID: productID, interfaceNumber: interfaceNumber,
-                    busType: busType, serial: serial, location: location, classGUID: classGUID)
+                    busType: busType, serial: serial, location: location, ordinal: ordinal, classGUID: classGUID)
     }
 
     /// Whether this link names `identity` (in any class): same kind, ids and
@@ -207,7 +241,7 @@ public struct SymbolicLink: Hashable, Comparable, Sendable, Codable, CustomStrin
     }
 
     private static func render(kind: DeviceKind, vendorID: UInt16, productID: UInt16, interfaceNumber: UInt8?,
-                               busType: BusType, serial: LinkField?, location: LinkField?,
+                               busType: BusType, serial: LinkField?, location: LinkField?, ordinal: Int?,
                                classGUID: GUID) -> String {
         var out: [UInt8] = []
         out.reserveCapacity(Self.maximumLength)
@@ -230,6 +264,10 @@ public struct SymbolicLink: Hashable, Comparable, Sendable, Codable, CustomStrin
         if let location {
             out.append(UInt8(ascii: "@"))
             location.append(to: &out)
+        }
+        if let ordinal {
+            out.append(UInt8(ascii: "!"))
+            out.append(contentsOf: String(ordinal).utf8)
         }
         out.append(UInt8(ascii: "#"))
         classGUID.appendText(to: &out)
