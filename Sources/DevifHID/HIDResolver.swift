@@ -9,7 +9,8 @@ enum HIDResolver {
     enum Outcome {
         /// Everything is known.
         case ready(DeviceSnapshot)
-        /// hidapi does not list the node yet; `partial` is what sysfs gave.
+        /// Its HID device's uevent is unreadable, or hidapi (where it is
+        /// consulted) does not list the node yet; `partial` is what sysfs gave.
         case notYet(partial: DeviceSnapshot)
         /// The node's sysfs directory is gone.
         case gone
@@ -18,17 +19,59 @@ enum HIDResolver {
     /// The report descriptor is read up to this size (HID_MAX_DESCRIPTOR_SIZE).
     static let maximumDescriptorBytes = 4096
 
-    static func resolve(syspath: String, devnode knownDevnode: String?) -> Outcome {
-        guard let hidDirectory = try? Syscalls.realpath(syspath + "/device") else { return .gone }
-        let hidEvent = Sysfs.uevent(of: hidDirectory)
-        let kernelID = hidEvent?["HID_ID"].flatMap(KernelHIDID.init(parsing:))
+    /// What sysfs and the node say about one hidraw node: everything the
+    /// snapshot needs except hidapi's answer, which one enumeration gives for
+    /// several nodes at once (`PendingNodes`).
+    struct NodeFacts {
+        var syspath: String
+        var devnode: String?
+        /// The HID device's uevent; nil while it cannot be read (being made or leaving).
+        var hidEvent: Uevent?
+        var descriptorBytes: [UInt8] = []
+        var usb: USBParent?
+        var access: AccessState = .unknown
+
+        var kernelID: KernelHIDID? { hidEvent?["HID_ID"].flatMap(KernelHIDID.init(parsing:)) }
+
+        /// Whether the node waits for hidapi's entry before it is ready, where
+        /// hidapi is consulted: its sysfs facts are complete and hidapi lists
+        /// devices on its bus.
+        var awaitsHIDAPI: Bool {
+            guard hidEvent != nil, devnode != nil else { return false }
+            return HIDResolver.hidapiLists(kernelID?.bus ?? (usb != nil ? .usb : BusType(rawValue: 0)))
+        }
+    }
+
+    /// Reads the node's facts from sysfs; nil when the node is gone.
+    static func read(syspath: String, devnode knownDevnode: String?) -> NodeFacts? {
+        guard let hidDirectory = try? Syscalls.realpath(syspath + "/device") else { return nil }
         let devnode = knownDevnode ?? Sysfs.uevent(of: syspath)?.devtmpfsNode
+        let facts = NodeFacts(
+            syspath: syspath,
+            devnode: devnode,
+            hidEvent: Sysfs.uevent(of: hidDirectory),
+            descriptorBytes: (try? Sysfs.read(hidDirectory + "/report_descriptor", limit: maximumDescriptorBytes)) ?? [],
+            usb: USBParent(hidDirectory: hidDirectory),
+            access: devnode.map(accessState(of:)) ?? .unknown)
+        // Read while it left? The kernel removes the hidraw node before its
+        // HID device and before the USB interface and device above it, so
+        // a node still in sysfs now means everything above was readable
+        // while it was read; otherwise an attribute missing above (a serial)
+        // may only mean it had gone, and the device would be misnamed (seen
+        // in a storm: a gadget's hidraw node named by port chain).
+        guard Sysfs.exists(syspath) else { return nil }
+        return facts
+    }
 
-        let descriptorBytes = (try? Sysfs.read(hidDirectory + "/report_descriptor", limit: maximumDescriptorBytes)) ?? []
-        let descriptor = HIDReportDescriptor.parse(descriptorBytes)
-
-        let usb = USBParent(hidDirectory: hidDirectory)
-        let api = devnode.flatMap { HIDAPIInfo.lookUp(devnode: $0) }
+    /// The snapshot from a node's facts and hidapi's entry for it. With
+    /// `hidapiConsulted` (hidapi 0.15.0 and later), a node hidapi should list
+    /// but `api` is nil for is not ready yet.
+    static func outcome(of facts: NodeFacts, api: HIDAPIInfo?, hidapiConsulted: Bool) -> Outcome {
+        let hidEvent = facts.hidEvent
+        let kernelID = facts.kernelID
+        let devnode = facts.devnode
+        let usb = facts.usb
+        let descriptor = HIDReportDescriptor.parse(facts.descriptorBytes)
 
         let bus = kernelID?.bus ?? api.map { busType(from: $0.busType) } ?? (usb != nil ? .usb : BusType(rawValue: 0))
         var usages = descriptor.topLevelUsages
@@ -61,23 +104,16 @@ enum HIDResolver {
             manufacturer: manufacturer,
             product: product,
             serialNumber: serial,
-            hid: HIDProperties(usages: usages, reportDescriptor: descriptorBytes, interfaceNumber: interfaceNumber,
+            hid: HIDProperties(usages: usages, reportDescriptor: facts.descriptorBytes, interfaceNumber: interfaceNumber,
                                busType: bus, physicalLocation: hidEvent?["HID_PHYS"]),
             devnode: devnode,
-            sysfsPath: syspath,
-            access: devnode.map(accessState(of:)) ?? .unknown)
+            sysfsPath: facts.syspath,
+            access: facts.access)
 
-        // Read while it left? The kernel removes the hidraw node before its
-        // HID device and before the USB interface and device above it, so
-        // a node still in sysfs now means everything above was readable
-        // while it was read; otherwise an attribute missing above (a serial)
-        // may only mean it had gone, and the device would be misnamed (seen
-        // in a storm: a gadget's hidraw node named by port chain).
-        guard Sysfs.exists(syspath) else { return .gone }
         // Not ready while the HID device's uevent cannot be read (it is being
         // made or is leaving), or while hidapi, where it is consulted, does
         // not list the node yet.
-        if hidEvent == nil || (api == nil && hidapiEnumerationIsSafe && hidapiLists(bus)) {
+        if hidEvent == nil || (api == nil && hidapiConsulted && facts.awaitsHIDAPI) {
             return .notYet(partial: snapshot)
         }
         return .ready(snapshot)

@@ -12,8 +12,11 @@ import Synchronization
 /// ``stop()`` signals. Details come from sysfs (the report descriptor and its
 /// top-level collections, `HID_ID`/`HID_NAME`/`HID_UNIQ`/`HID_PHYS`, the USB
 /// parent's port chain, strings and bcdDevice), from hidapi's enumeration
-/// (which has no hotplug API) where it is safe (hidapi 0.15.0 and later; see
+/// (hidapi has no hotplug API) where it is safe (hidapi 0.15.0 and later; see
 /// `hidapiEnumerationIsSafe`), and whether this process may open the node.
+/// One enumeration answers every node waiting at that moment, so a burst of
+/// arrivals costs one or a few enumerations, not one per node (see
+/// ``Options/enumerationInterval``).
 public final class HIDSource: DeviceSource {
     public let name = "hid"
     private let options: Options
@@ -27,6 +30,11 @@ public final class HIDSource: DeviceSource {
         public var resolveTimeout: Duration = .seconds(2)
         /// Pause between two attempts to resolve such a node.
         public var retryInterval: Duration = .milliseconds(100)
+        /// Shortest time from the end of one of hidapi's enumerations to the
+        /// start of the next (hidapi 0.15.0 and later). The first node after
+        /// a quiet spell is looked up at once; nodes that arrive within this
+        /// time of an enumeration wait for its end and share the next one.
+        public var enumerationInterval: Duration = .milliseconds(100)
         /// Follow the kernel's uevents even when udevd runs (for tests of
         /// the fallback path).
         public var forceKernelUevents = false
@@ -89,22 +97,17 @@ private final class MonitorLoop: @unchecked Sendable {
         case kernel(KernelUeventMonitor)
     }
 
-    /// A node being retried until hidapi lists it.
-    private struct Pending {
-        var change: HidrawChange
-        var deadline: ContinuousClock.Instant
-        var nextAttempt: ContinuousClock.Instant
-        var initial: Bool
-    }
-
     /// Reported nodes: syspath -> the key their arrival carried.
     private var present: [String: String] = [:]
-    private var pending: [String: Pending] = [:]
+    /// Nodes being resolved (and retried until ready).
+    private var pending: PendingNodes
     private var usingKernelUevents: Bool { if case .kernel = source { true } else { false } }
 
     init(options: HIDSource.Options, sink: @escaping @Sendable (SourceEvent) -> Void) throws(SourceError) {
         self.options = options
         self.sink = sink
+        pending = PendingNodes(resolveTimeout: options.resolveTimeout, retryInterval: options.retryInterval,
+                               enumerationInterval: options.enumerationInterval)
         do throws(LinuxError) {
             wake = try EventFD()
         } catch {
@@ -146,15 +149,16 @@ private final class MonitorLoop: @unchecked Sendable {
         // The monitor is open already, so nothing plugged from here on is
         // missed; a node seen by both is reported once (see handle(_:)).
         for change in enumerate() { handle(change, initial: true) }
-        while !isStopping, pending.values.contains(where: \.initial) {
-            waitForStop(until: pending.values.map(\.nextAttempt).min()!)
-            retryPending()
+        resolvePending()
+        while !isStopping, pending.waitingForInitial, let next = pending.nextAttempt {
+            waitForStop(until: next)
+            resolvePending()
         }
         emit(.enumerated)
         while !isStopping {
             var fds = [pollfd(fd: wake.fileDescriptor, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: monitorDescriptor, events: Int16(POLLIN), revents: 0)]
-            let timeout = pending.values.map(\.nextAttempt).min().map(Self.milliseconds(until:)) ?? -1
+            let timeout = pending.nextAttempt.map(Self.milliseconds(until:)) ?? -1
             do throws(LinuxError) {
                 _ = try Syscalls.poll(&fds, timeoutMilliseconds: timeout)
             } catch {
@@ -167,7 +171,7 @@ private final class MonitorLoop: @unchecked Sendable {
                 emit(.notice("hid: the hotplug monitor failed; hotplug stopped"))
                 return
             }
-            retryPending()
+            resolvePending()
         }
     }
 
@@ -216,48 +220,38 @@ private final class MonitorLoop: @unchecked Sendable {
         }
     }
 
+    /// Queues an arrival (resolved by the next `resolvePending()`, together
+    /// with every other node waiting then) or reports a removal.
     private func handle(_ change: HidrawChange, initial: Bool) {
         switch change.action {
         case .add:
-            // Already reported or in progress (enumeration and monitor overlap).
-            guard present[change.syspath] == nil, pending[change.syspath] == nil else { return }
-            let now = ContinuousClock.now
-            attempt(Pending(change: change, deadline: now + options.resolveTimeout, nextAttempt: now, initial: initial))
+            // Already reported (enumeration and monitor overlap); a node
+            // already waiting is left as it is.
+            guard present[change.syspath] == nil else { return }
+            pending.add(change, now: .now, initial: initial)
         case .remove:
-            if pending.removeValue(forKey: change.syspath) != nil { return }
+            if pending.remove(change.syspath) { return }
             if let key = present.removeValue(forKey: change.syspath) { emit(.removed(key: key)) }
         }
     }
 
-    private func attempt(_ item: Pending) {
-        let syspath = item.change.syspath
-        switch HIDResolver.resolve(syspath: syspath, devnode: item.change.devnode) {
-        case .ready(let snapshot):
-            pending[syspath] = nil
-            present[syspath] = snapshot.sourceKey
-            emit(.arrived(snapshot))
-        case .gone:
-            pending[syspath] = nil
-        case .notYet(let partial):
-            let now = ContinuousClock.now
-            if now >= item.deadline {
-                pending[syspath] = nil
-                present[syspath] = partial.sourceKey
-                emit(.notice("hid: \(partial.devnode ?? syspath) was not ready within \(options.resolveTimeout) "
+    /// Resolves every waiting node that is due, with at most one of hidapi's
+    /// enumerations for all of them, and reports those that are ready.
+    private func resolvePending() {
+        guard !isStopping else { return }
+        let results = pending.resolveDue(
+            now: .now, consultHIDAPI: hidapiEnumerationIsSafe,
+            read: { HIDResolver.read(syspath: $0.syspath, devnode: $0.devnode) },
+            enumerate: HIDAPIInfo.enumerateAll)
+        // Counted before the arrivals go out, so whoever sees them sees the count.
+        HIDAPIStatistics.countAnswered(results.count { $0.answeredByHIDAPI })
+        for result in results {
+            present[result.syspath] = result.snapshot.sourceKey
+            if result.timedOut {
+                emit(.notice("hid: \(result.snapshot.devnode ?? result.syspath) was not ready within \(options.resolveTimeout) "
                     + "(its HID device's uevent could not be read, or hidapi did not list it); reporting what sysfs gave"))
-                emit(.arrived(partial))
-            } else {
-                var next = item
-                next.nextAttempt = now + options.retryInterval
-                pending[syspath] = next
             }
-        }
-    }
-
-    private func retryPending() {
-        let now = ContinuousClock.now
-        for item in pending.values where item.nextAttempt <= now && !isStopping {
-            attempt(item)
+            emit(.arrived(result.snapshot))
         }
     }
 
@@ -269,7 +263,7 @@ private final class MonitorLoop: @unchecked Sendable {
             present[syspath] = nil
             emit(.removed(key: key))
         }
-        for syspath in pending.keys where !paths.contains(syspath) { pending[syspath] = nil }
+        pending.keepOnly(paths)
         for change in current { handle(change, initial: false) }
     }
 

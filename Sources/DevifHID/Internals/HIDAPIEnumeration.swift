@@ -5,7 +5,7 @@ import Synchronization
 /// Serializes calls into hidapi: its global error string is freed and
 /// replaced by hid_init/hid_enumerate/hid_open* without a lock, so two
 /// threads inside hidapi at once could double-free it.
-let hidapiLock = Mutex<Void>(())
+package let hidapiLock = Mutex<Void>(())
 
 /// Whether hidapi's enumeration may be called while devices come and go.
 /// Before 0.15.0 it crashes the process (strlen of NULL) when a hidraw node
@@ -44,34 +44,60 @@ struct HIDAPIInfo: Sendable, Equatable {
             && lhs.usages.elementsEqual(rhs.usages) { $0.page == $1.page && $0.usage == $1.usage }
     }
 
-    /// hidapi's entries for `devnode`; nil when hidapi does not list it, and
-    /// always nil (without calling hidapi) when ``hidapiEnumerationIsSafe``
-    /// is false. hidapi lists only USB, Bluetooth, I2C and SPI devices (not
-    /// BUS_VIRTUAL uhid ones), and has no lookup by path, so this enumerates
-    /// everything and filters.
-    static func lookUp(devnode: String) -> HIDAPIInfo? {
-        guard hidapiEnumerationIsSafe else { return nil }
+    /// hidapi's view of every node it lists, by path (`/dev/hidrawN`), from
+    /// one `hid_enumerate`: the HID source asks once for all the nodes it is
+    /// resolving, never once per node (`PendingNodes`). Empty, without
+    /// calling hidapi, when ``hidapiEnumerationIsSafe`` is false; empty too
+    /// when hidapi lists nothing. hidapi lists only USB, Bluetooth, I2C and
+    /// SPI devices (not BUS_VIRTUAL uhid ones) and has no lookup by path.
+    static func enumerateAll() -> [String: HIDAPIInfo] {
+        guard hidapiEnumerationIsSafe else { return [:] }
         return hidapiLock.withLock { _ in
-            guard let list = hid_enumerate(0, 0) else { return nil }
+            hidapiEnumerationCount.add(1, ordering: .relaxed)
+            guard let list = hid_enumerate(0, 0) else { return [:] }
             defer { hid_free_enumeration(list) }
-            var info: HIDAPIInfo?
+            var byPath: [String: HIDAPIInfo] = [:]
             var entry: UnsafeMutablePointer<hid_device_info>? = list
             while let current = entry {
                 defer { entry = current.pointee.next }
-                guard let path = current.pointee.path, String(cString: path) == devnode else { continue }
+                guard let cPath = current.pointee.path else { continue }
                 let d = current.pointee
-                if info == nil {
-                    info = HIDAPIInfo(vendorID: d.vendor_id, productID: d.product_id,
-                                      serialNumber: string(fromWide: d.serial_number),
-                                      manufacturer: string(fromWide: d.manufacturer_string),
-                                      product: string(fromWide: d.product_string),
-                                      releaseNumber: d.release_number, usages: [],
-                                      interfaceNumber: d.interface_number, busType: d.bus_type)
+                let path = String(cString: cPath)
+                if byPath[path] == nil {
+                    byPath[path] = HIDAPIInfo(vendorID: d.vendor_id, productID: d.product_id,
+                                              serialNumber: string(fromWide: d.serial_number),
+                                              manufacturer: string(fromWide: d.manufacturer_string),
+                                              product: string(fromWide: d.product_string),
+                                              releaseNumber: d.release_number, usages: [],
+                                              interfaceNumber: d.interface_number, busType: d.bus_type)
                 }
-                info?.usages.append((d.usage_page, d.usage))
+                byPath[path]?.usages.append((d.usage_page, d.usage))
             }
-            return info
+            return byPath
         }
+    }
+}
+
+private let hidapiEnumerationCount = Atomic<Int>(0)
+private let hidapiAnsweredCount = Atomic<Int>(0)
+
+/// What devif asked hidapi in this process, for the lab's check that a burst
+/// of hidraw arrivals costs one enumeration, not one per node.
+package enum HIDAPIStatistics {
+    /// `hid_enumerate` calls made by HID sources so far.
+    package static var enumerations: Int { hidapiEnumerationCount.load(ordering: .relaxed) }
+    /// Nodes reported ready with hidapi's entry for them.
+    package static var nodesAnswered: Int { hidapiAnsweredCount.load(ordering: .relaxed) }
+    /// The `hid_version()` devif runs with ("0.13.1"); nil when unknown.
+    package static var version: String? {
+        guard let v = hid_version()?.pointee else { return nil }
+        return "\(v.major).\(v.minor).\(v.patch)"
+    }
+    /// Whether devif calls hidapi's enumeration here (0.15.0 and later).
+    package static var enumerationIsUsed: Bool { hidapiEnumerationIsSafe }
+
+    static func countAnswered(_ n: Int) {
+        if n > 0 { hidapiAnsweredCount.add(n, ordering: .relaxed) }
     }
 }
 
