@@ -90,7 +90,9 @@ let package = Package(
             "DevifCore", "DevifRegistrySQLite", "registry-crash-writer", "AllocationCounting",
         ]),
         // The manager's pipeline driven by a fake source: fast, deterministic.
-        .testTarget(name: "DevifManagerTests", dependencies: ["Devif", "DevifCore"]),
+        .testTarget(name: "DevifManagerTests", dependencies: [
+            "Devif", "DevifCore", .product(name: "Logging", package: "swift-log"),
+        ]),
         // Unit tests of the sources' pure helpers (descriptor parsing, strings, errors).
         .testTarget(name: "DevifSourcesTests", dependencies: ["DevifUSB", "DevifLinux", "DevifHID"]),
         // A child process the registry's crash test kills with SIGKILL mid-commit.
@@ -99,7 +101,7 @@ let package = Package(
                           path: "Tests/RegistryCrashWriter"),
         // Not a unit-test bundle: an executable that Lab/test runs inside the VM.
         .executableTarget(name: "devif-lab-suite",
-                          dependencies: ["Devif", "CLibUSB", "CHIDAPI", "CUdev"],
+                          dependencies: ["Devif", "DevifHID", "CLibUSB", "CHIDAPI", "CUdev"],
                           path: "Tests/LabSuite"),
 
         // The benchmark's devif side (Benchmarks/README.md; run by Benchmarks/run,

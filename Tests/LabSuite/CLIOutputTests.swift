@@ -98,6 +98,13 @@ func registerCLIOutputTests(_ r: inout LabRunner) {
         try expectEqual(try treeBlock(noColor, head: "usb 1209:0c10"), expected, "the composite's tree (terminal, NO_COLOR)")
         let flag = try onTerminal(args + ["--no-color"])
         try expect(!flag.contains(esc), "--no-color: list --tree on a terminal still has escape sequences")
+        // --verbose: the library's diagnostics on stderr (swift-log), stdout unchanged.
+        let verbose = try runProcess(devifUSBPath, args + ["--verbose"])
+        try expectEqual(verbose.status, 0, "list --tree --verbose status (stderr: \(verbose.stderr))")
+        try expectEqual(try treeBlock(verbose.output, head: "usb 1209:0c10"), expected, "the composite's tree with --verbose")
+        let logged = verbose.stderr.split(separator: "\n").filter { $0.contains(" debug devif:") && $0.contains(" arrival") }
+        try expect(logged.contains { $0.contains("link=\(device)") }, "--verbose logs no arrival of \(device):\n\(verbose.stderr.prefix(2000))")
+        try expect(!(try runProcess(devifUSBPath, args)).stderr.contains("debug"), "without --verbose, debug lines on stderr")
         // --json and --tree do not combine: a usage error, said so.
         let both = try runProcess(devifUSBPath, args + ["--json"])
         try expectEqual(both.status, 64, "list --tree --json exit status")
