@@ -71,7 +71,7 @@ extension DeviceManager {
     /// How many handles are open (removed ones included, until closed).
     public var openHandleCount: Int { handles.openHandles().count }
 
-    private func resolve(_ link: String) throws(HandleError) -> (DeviceInterface, String) {
+    private func resolve(_ link: String) throws(HandleError) -> (DeviceInterface, DeviceKey) {
         if let present = pipeline.present(link: link), let key = pipeline.deviceKey(link: link) {
             return (present, key)
         }
@@ -79,7 +79,7 @@ extension DeviceManager {
         throw HandleError.unknownLink(link)
     }
 
-    private func register(link: String, key: String, backend: OpenInstance.Backend) throws(HandleError) -> HandleRef {
+    private func register(link: String, key: DeviceKey, backend: OpenInstance.Backend) throws(HandleError) -> HandleRef {
         let instance = OpenInstance(link: link, deviceKey: key, backend: backend)
         do {
             let handle = try handles.open(instance)
@@ -100,7 +100,7 @@ extension DeviceManager {
     }
 
     /// Called by the pipeline when a device leaves: its handles' I/O ends.
-    func devicesLeft(_ key: String) {
+    func devicesLeft(_ key: DeviceKey) {
         var removed: [OpenInstance] = []
         handles.markRemoved { instance in
             guard instance.deviceKey == key else { return false }

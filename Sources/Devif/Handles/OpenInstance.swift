@@ -24,11 +24,11 @@ final class OpenInstance: Sendable {
     let link: String
     /// The pipeline's key of the device ("usb:/dev/bus/usb/001/004"): its
     /// removal marks this instance removed.
-    let deviceKey: String
+    let deviceKey: DeviceKey
     let backend: Backend
     let tracker = RemovalTracker()
 
-    init(link: String, deviceKey: String, backend: Backend) {
+    init(link: String, deviceKey: DeviceKey, backend: Backend) {
         self.link = link
         self.deviceKey = deviceKey
         self.backend = backend

@@ -17,12 +17,15 @@ final class Pipeline: Sendable {
         var interface: DeviceInterface
         var seq: UInt64
         var time: Date
+        /// The device the instance belongs to (what its removal names).
+        var device: DeviceKey
     }
 
     private struct State {
+        /// Present instances by link: the one map a link is looked up in.
         var present: [String: Entry] = [:]
-        /// Source device key -> the links its snapshot produced.
-        var linksByKey: [String: [String]] = [:]
+        /// Present devices -> the links their snapshots produced.
+        var linksByKey: [DeviceKey: [String]] = [:]
         var seq: UInt64 = 0
         var pendingSources: Set<String>
         var waiters: [(UInt64, CheckedContinuation<Void, Never>)] = []
@@ -42,7 +45,7 @@ final class Pipeline: Sendable {
     /// published change at `.debug` (the typed events stay the API to act on).
     private let logger: Logger
     private let thread = Mutex<JoinableThread?>(nil)
-    private let deviceLeft = CallbackSlot<String>()
+    private let deviceLeft = CallbackSlot<DeviceKey>()
     /// Registry changes applied and published but not yet committed; only the
     /// pipeline thread touches it (see ``flushRegistry()``).
     private let unflushed = Mutex<[RegistryIntent]>([])
@@ -109,7 +112,7 @@ final class Pipeline: Sendable {
         case .arrived(let snapshot):
             arrive(source, snapshot)
         case .removed(let key):
-            remove(key: source + ":" + key)
+            remove(key: DeviceKey(source: source, key: key))
         case .enumerated:
             let done = state.withLock { s -> Bool in
                 s.pendingSources.remove(source)
@@ -126,7 +129,7 @@ final class Pipeline: Sendable {
     }
 
     private func arrive(_ source: String, _ snapshot: DeviceSnapshot) {
-        let key = source + ":" + snapshot.sourceKey
+        let key = DeviceKey(source: source, key: snapshot.sourceKey)
         // A second arrival for a key still present replaces the first.
         if state.withLock({ $0.linksByKey[key] != nil }) { remove(key: key) }
         let instances = classifier.classify(snapshot)
@@ -141,11 +144,11 @@ final class Pipeline: Sendable {
                 for (m, link) in zip(instance.memberships, names) {
                     let i = DeviceInterface(instance: instance, membership: m, link: link.rawValue, snapshot: snapshot)
                     s.seq += 1
-                    s.present[link.rawValue] = Entry(interface: i, seq: s.seq, time: now)
+                    s.present[link.rawValue] = Entry(interface: i, seq: s.seq, time: now, device: key)
                     links.append(link.rawValue)
                     fanOut.publish(InterfaceEvent(seq: s.seq, event: .arrival, time: now, interface: i))
                     records.append(i.registryRecord)
-                    logger.debug("arrival", metadata: Self.metadata(i, seq: s.seq, device: key))
+                    logger.debug("arrival", metadata: Self.metadata(i, seq: s.seq, device: key.description))
                 }
             }
             s.linksByKey[key] = links
@@ -178,7 +181,7 @@ final class Pipeline: Sendable {
         return (numbered, why)
     }
 
-    private func remove(key: String) {
+    private func remove(key: DeviceKey) {
         let now = Date()
         let links = state.withLock { s -> [String] in
             guard let links = s.linksByKey.removeValue(forKey: key) else { return [] }
@@ -187,7 +190,7 @@ final class Pipeline: Sendable {
                 entry.interface.present = false
                 s.seq += 1
                 fanOut.publish(InterfaceEvent(seq: s.seq, event: .removal, time: now, interface: entry.interface))
-                logger.debug("removal", metadata: Self.metadata(entry.interface, seq: s.seq, device: key))
+                logger.debug("removal", metadata: Self.metadata(entry.interface, seq: s.seq, device: key.description))
             }
             return links
         }
@@ -198,14 +201,13 @@ final class Pipeline: Sendable {
 
     /// Calls `handler` (on the pipeline thread) with the key of every device
     /// that leaves, as ``deviceKey(link:)`` gives it.
-    func onDeviceLeft(_ handler: @escaping @Sendable (String) -> Void) {
+    func onDeviceLeft(_ handler: @escaping @Sendable (DeviceKey) -> Void) {
         deviceLeft.set(handler)
     }
 
-    /// The key of the present device an instance belongs to (source and
-    /// device node, e.g. `usb:/dev/bus/usb/001/004`); nil if not present.
-    func deviceKey(link: String) -> String? {
-        state.withLock { s in s.linksByKey.first { $0.value.contains(link) }?.key }
+    /// The present device an instance belongs to; nil if not present.
+    func deviceKey(link: String) -> DeviceKey? {
+        state.withLock { $0.present[link]?.device }
     }
 
     /// Instances the registry thinks present from an earlier run, but which
@@ -353,6 +355,16 @@ final class Pipeline: Sendable {
             return WatchToken(subscription: subscription)
         }
     }
+}
+
+/// One present device as the pipeline knows it: its source and the key the
+/// source reports it by (``DeviceSnapshot/sourceKey``, the device node), so
+/// the same node from two sources is two devices.
+struct DeviceKey: Hashable, Sendable, CustomStringConvertible {
+    var source: String
+    var key: String
+    /// `usb:/dev/bus/usb/001/004`: for logs.
+    var description: String { source + ":" + key }
 }
 
 extension DeviceInterface {
