@@ -6,7 +6,6 @@
 import ArgumentParser
 import Devif
 import DevifSupport
-import DevifUSB
 import Foundation
 
 @main

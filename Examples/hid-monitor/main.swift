@@ -5,8 +5,6 @@
 //   hid-monitor [--class C] [--json]
 import ArgumentParser
 import Devif
-import DevifCore
-import DevifHID
 import DevifSupport
 import Foundation
 import Glibc

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Devif
-import DevifCore
 import Foundation
 
 struct InfoCommand: AsyncParsableCommand {
