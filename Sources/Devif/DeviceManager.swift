@@ -74,7 +74,7 @@ public final class DeviceManager: Sendable {
     /// through ``onNotice(_:)``.
     public init(options: Options = Options()) throws(ManagerError) {
         logger = options.logger
-        var notices: [String] = []
+        var notices: [Notice] = []
         if let catalog = options.catalog {
             self.catalog = catalog
             self.catalogDiagnostics = []
@@ -82,7 +82,7 @@ public final class DeviceManager: Sendable {
             let loaded = Self.loadCatalog(folders: options.classFolders)
             self.catalog = loaded.catalog
             self.catalogDiagnostics = loaded.diagnostics
-            notices += loaded.diagnostics.map { "class file problem: \($0)" }
+            notices += loaded.diagnostics.map { Notice(.catalog, "class file problem: \($0)") }
         }
         let store: any RegistryStore
         if options.inMemoryRegistry {
@@ -91,7 +91,7 @@ public final class DeviceManager: Sendable {
             do {
                 store = try SQLiteRegistryStore(defaultLocationOverriding: options.registryPath)
             } catch {
-                notices.append("the instance registry is unavailable (\(error)); remembering instances in memory only")
+                notices.append(Notice(.registry, "the instance registry is unavailable (\(error)); remembering instances in memory only"))
                 store = InMemoryRegistryStore()
             }
         }
@@ -150,7 +150,7 @@ public final class DeviceManager: Sendable {
     /// Calls `handler` with each notice (a source that cannot run, the
     /// fallback to kernel uevents, a registry problem), including those
     /// already given. Each notice is given once.
-    public func onNotice(_ handler: @escaping @Sendable (String) -> Void) {
+    public func onNotice(_ handler: @escaping @Sendable (Notice) -> Void) {
         pipeline.onNotice(handler)
     }
 

@@ -144,7 +144,7 @@ private final class MonitorLoop: @unchecked Sendable {
 
     func run() {
         if usingKernelUevents {
-            emit(.notice("udevd is not running: following the kernel's uevents directly"))
+            emit(.notice(Notice(.degraded, "udevd is not running: following the kernel's uevents directly")))
         }
         // The monitor is open already, so nothing plugged from here on is
         // missed; a node seen by both is reported once (see handle(_:)).
@@ -162,13 +162,13 @@ private final class MonitorLoop: @unchecked Sendable {
             do throws(LinuxError) {
                 _ = try Syscalls.poll(&fds, timeoutMilliseconds: timeout)
             } catch {
-                emit(.notice("hid: \(error); hotplug stopped"))
+                emit(.notice(Notice(.degraded, "\(error); hotplug stopped")))
                 return
             }
             if isStopping { return }
             if fds[1].revents & Int16(POLLIN) != 0 { drainMonitor() }
             if fds[1].revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 {
-                emit(.notice("hid: the hotplug monitor failed; hotplug stopped"))
+                emit(.notice(Notice(.degraded, "the hotplug monitor failed; hotplug stopped")))
                 return
             }
             resolvePending()
@@ -200,7 +200,7 @@ private final class MonitorLoop: @unchecked Sendable {
                 do throws(LinuxError) {
                     received = try monitor.receive()
                 } catch {
-                    emit(.notice("hid: reading kernel uevents failed: \(error)"))
+                    emit(.notice(Notice(.degraded, "reading kernel uevents failed: \(error)")))
                     return
                 }
                 switch received {
@@ -248,8 +248,8 @@ private final class MonitorLoop: @unchecked Sendable {
         for result in results {
             present[result.syspath] = result.snapshot.sourceKey
             if result.timedOut {
-                emit(.notice("hid: \(result.snapshot.devnode ?? result.syspath) was not ready within \(options.resolveTimeout) "
-                    + "(its HID device's uevent could not be read, or hidapi did not list it); reporting what sysfs gave"))
+                emit(.notice(Notice(.device, "\(result.snapshot.devnode ?? result.syspath) was not ready within \(options.resolveTimeout) "
+                    + "(its HID device's uevent could not be read, or hidapi did not list it); reporting what sysfs gave")))
             }
             emit(.arrived(result.snapshot))
         }

@@ -100,7 +100,7 @@ enum USBWork: Sendable {
     case kernelRemoved(devnode: String)
     /// Kernel mode: uevents were lost; compare sysfs with what was reported.
     case rescan
-    case notice(String)
+    case notice(Notice)
     case enumerated
 }
 
@@ -192,7 +192,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         } catch {
             throw SourceError(source: source, message: "cannot follow the kernel's uevents: \(error)", code: error.code)
         }
-        queue.post(.notice("udevd is not running: following the kernel's uevents directly"))
+        queue.post(.notice(Notice(.degraded, "udevd is not running: following the kernel's uevents directly")))
         // The monitor is open before the walk, so nothing falls in between;
         // duplicates are dropped by the assembler.
         let box = MonitorBox(monitor)
@@ -228,7 +228,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
             while true {
                 let received: KernelUeventMonitor.Received?
                 do { received = try monitor.receive() } catch {
-                    queue.post(.notice("reading the kernel's uevents failed (\(error)); USB changes may be missed"))
+                    queue.post(.notice(Notice(.degraded, "reading the kernel's uevents failed (\(error)); USB changes may be missed")))
                     usleep(100_000)
                     break
                 }
@@ -328,7 +328,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
             if cancelIfLeft(dev) { return }
             let raw: RawDevice
             do { raw = try RawDevice(libusbDevice: dev.raw) } catch {
-                emit(.notice("a USB device on bus \(LibUSB.busNumber(dev.raw)) is skipped: its descriptors cannot be read (\(error))"))
+                emit(.notice(Notice(.device, "a USB device on bus \(LibUSB.busNumber(dev.raw)) is skipped: its descriptors cannot be read (\(error))")))
                 LibUSB.unref(dev.raw)
                 return
             }
@@ -366,8 +366,8 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
     private func report(_ result: USBAssembler.Result) {
         let s = result.snapshot
         if !result.problems.isEmpty {
-            emit(.notice("usb \(s.portChain.map(String.init(describing:)) ?? "?") \(hex4(s.vendorID)):\(hex4(s.productID)): "
-                + result.problems.joined(separator: "; ")))
+            emit(.notice(Notice(.device, "\(s.portChain.map(String.init(describing:)) ?? "?") \(hex4(s.vendorID)):\(hex4(s.productID)): "
+                + result.problems.joined(separator: "; "))))
         }
         emit(.arrived(s))
     }
@@ -394,7 +394,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         case .kernelRemoved(let devnode):
             if t.nodes.removeValue(forKey: devnode) != nil { emit(.removed(key: devnode)) }
         case .rescan:
-            emit(.notice("kernel uevents were lost (socket buffer overflow): rescanning USB devices"))
+            emit(.notice(Notice(.degraded, "kernel uevents were lost (socket buffer overflow): rescanning USB devices")))
             let present = Set(Self.walkSysfs())
             for (node, devpath) in t.nodes where !present.contains(devpath) || !Sysfs.exists(node) {
                 t.nodes[node] = nil
@@ -426,7 +426,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         do {
             return try DescriptorParser.parse(bytes, bus: bus8, ports: chain.ports, address: address8)
         } catch {
-            emit(.notice("usb \(chain): skipped: its descriptors in sysfs are unreadable (\(error))"))
+            emit(.notice(Notice(.device, "\(chain): skipped: its descriptors in sysfs are unreadable (\(error))")))
             return nil
         }
     }

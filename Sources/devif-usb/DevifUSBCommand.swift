@@ -104,7 +104,7 @@ func startedManager(_ common: CommonOptions, classArgument: ClassArgument? = nil
     }
     let filter = InterfaceFilter(classGuid: try resolveClass(classArgument, in: manager.catalog))
     // With --verbose the logger prints notices already.
-    if !common.verbose { manager.onNotice { common.notice($0) } }
+    if !common.verbose { manager.onNotice { common.notice($0.description) } }
     manager.start()
     if !(await manager.waitUntilEnumerated(timeout: .seconds(15))) {
         common.notice("the device sources did not finish enumerating within 15 s; the list may be incomplete")

@@ -230,7 +230,7 @@ struct RulesCheckCommand: AsyncParsableCommand {
         options.inMemoryRegistry = true  // a check changes nothing, not even the registry
         let manager: DeviceManager
         do { manager = try DeviceManager(options: options) } catch { throw fail("\(error)", Exit.unavailable) }
-        manager.onNotice { common.notice($0) }
+        manager.onNotice { common.notice($0.description) }
         manager.start()
         if !(await manager.waitUntilEnumerated(timeout: .seconds(15))) {
             common.notice("the device sources did not finish enumerating within 15 s; the check may be incomplete")

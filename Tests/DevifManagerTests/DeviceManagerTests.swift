@@ -54,18 +54,19 @@ struct DeviceManagerTests {
         #expect(await h.manager.waitUntilEnumerated(timeout: .seconds(5)) == true)
         #expect(await h.barrier(usb))
         let said = h.notices.items.filter { $0.contains(message) }
-        #expect(said == [message], "notices: \(h.notices.items)")
-        // A handler added later is given the past notice too, also once.
-        let late = Recorder<String>()
+        #expect(said == ["hid: " + message], "notices: \(h.notices.items)")
+        // A handler added later is given the past notice too, also once, typed.
+        let late = Recorder<Notice>()
         h.manager.onNotice { late.append($0) }
-        #expect(late.items.filter { $0.contains(message) }.count == 1)
+        #expect(late.items.filter { $0.message == message }
+                == [Notice(source: "hid", .sourceUnavailable, message)])
     }
 
     @Test("a source's .notice reaches onNotice prefixed with its name")
     func sourceNoticeIsPrefixed() async throws {
         let usb = FakeSource("usb")
         let h = try Harness([usb])
-        usb.push(.notice("udevd is not running: using kernel uevents"))
+        usb.push(.notice(Notice(.degraded, "udevd is not running: using kernel uevents")))
         let seen = await h.notices.wait(count: 1)
         #expect(seen == ["usb: udevd is not running: using kernel uevents"])
     }

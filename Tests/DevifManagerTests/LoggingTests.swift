@@ -43,7 +43,7 @@ struct LoggingTests {
         manager.start()
         let snapshot = usbSnapshot()
         usb.arrive(snapshot)
-        usb.push(.notice("something worth a line"))
+        usb.push(.notice(Notice(.degraded, "something worth a line")))
         usb.remove(snapshot)
         let link = "usb#vid_1209&pid_0001#SER#\(usbDeviceGUIDText)"
         let seen = await records.wait { items, _ in items.contains { $0.message == "removal" } }
@@ -54,8 +54,9 @@ struct LoggingTests {
         #expect(arrival?.metadata["link"] == link)
         #expect(arrival?.metadata["devnode"] == snapshot.devnode)
         #expect(all.first { $0.message == "removal" }?.metadata["link"] == link)
-        let notice = all.first { $0.message == "usb: something worth a line" }
+        let notice = all.first { $0.message == "something worth a line" }
         #expect(notice?.level == .notice)
+        #expect(notice?.metadata["source"] == "usb" && notice?.metadata["kind"] == "degraded")
     }
 
     @Test("by default nothing is logged anywhere: the default logger discards")

@@ -28,13 +28,13 @@ private final class CountingStore: RegistryStore, Sendable {
         let pipeline = Pipeline(classifier: Classifier(catalog: .builtIn), registry: registry, sourceNames: ["usb"], watchCapacity: 4096)
         defer { pipeline.stop() }
         let noticed = Recorder<String>()
-        pipeline.onNotice { noticed.append($0) }
+        pipeline.onNotice { noticed.append($0.description) }
         // Queued before the thread starts: one burst.
         let burst = 200
         for k in 0..<burst {
             pipeline.submit(source: "usb", .arrived(usbSnapshot(serial: "B\(k)", bus: UInt8(k / 100 + 1), ports: [UInt8(k % 100 + 1)], address: UInt8(k % 100 + 2))))
         }
-        pipeline.submit(source: "usb", .notice("after the burst"))
+        pipeline.submit(source: "usb", .notice(Notice(.degraded, "after the burst")))
         pipeline.start()
         #expect(await noticed.wait { items, _ in items.contains("usb: after the burst") }, "the notice after the burst")
         #expect(registry.present().count == burst, "every arrival of the burst is recorded before the notice is given")

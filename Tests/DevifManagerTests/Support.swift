@@ -184,7 +184,7 @@ struct Harness {
         manager = try DeviceManager(options: options)
         self.sources = sources
         let notices = notices
-        manager.onNotice { notices.append($0) }
+        manager.onNotice { notices.append($0.description) }
         if start { manager.start() }
     }
 
@@ -196,7 +196,7 @@ struct Harness {
     func barrier(_ source: FakeSource, timeout: Duration = .seconds(5)) async -> Bool {
         let n = Self.barrierCount.add(1, ordering: .relaxed).newValue
         let text = "barrier \(n)"
-        guard source.push(.notice(text)) else { return false }
+        guard source.push(.notice(Notice(.degraded, text))) else { return false }
         let expected = "\(source.name): \(text)"
         return await notices.wait(timeout: timeout) { items, _ in items.contains(expected) }
     }

@@ -47,7 +47,7 @@ final class ManagerFixture: Sendable {
         o.classFolders = [LabClasses.folder] + classFolders
         o.sources = sources
         manager = try DeviceManager(options: o)
-        if let onNotice { manager.onNotice(onNotice) }
+        if let onNotice { manager.onNotice { onNotice($0.description) } }
         manager.start()
         try expect(await manager.waitUntilEnumerated(timeout: .seconds(20)), "the sources did not finish enumerating in 20 s")
         watch = manager.watch(filter)

@@ -30,8 +30,8 @@ final class Pipeline: Sendable {
         var pendingSources: Set<String>
         var waiters: [(UInt64, CheckedContinuation<Void, Never>)] = []
         var enumerationDone = false
-        var notices: [String] = []
-        var noticeHandlers: [@Sendable (String) -> Void] = []
+        var notices: [Notice] = []
+        var noticeHandlers: [@Sendable (Notice) -> Void] = []
         var registryFailed = false
     }
 
@@ -83,7 +83,7 @@ final class Pipeline: Sendable {
             if state.withLock({ $0.pendingSources.isEmpty }) { finishEnumeration() }
             return true
         } catch {
-            notice("cannot start the pipeline thread: \(error)")
+            notice(Notice(.sourceUnavailable, "cannot start the pipeline thread: \(error); no device is reported"))
             return false
         }
     }
@@ -101,7 +101,7 @@ final class Pipeline: Sendable {
     }
 
     func sourceFailed(_ name: String, _ error: SourceError) {
-        notice(error.message)
+        notice(Notice(source: name, .sourceUnavailable, error.message))
         submit(source: name, .enumerated)
     }
 
@@ -122,9 +122,10 @@ final class Pipeline: Sendable {
             // What a waiter or a notice handler reads next (the registry
             // included) reflects everything before: commit before telling.
             if done { reconcileRegistry(); flushRegistry(); finishEnumeration() }
-        case .notice(let text):
+        case .notice(var n):
             flushRegistry()
-            notice("\(source): \(text)")
+            n.source = n.source ?? source
+            notice(n)
         }
     }
 
@@ -153,7 +154,7 @@ final class Pipeline: Sendable {
             }
             s.linksByKey[key] = links
         }
-        for text in told { notice("\(source): \(text)") }
+        for text in told { notice(Notice(source: source, .naming, text)) }
         commit(records.map { .arrival($0) })
     }
 
@@ -235,7 +236,7 @@ final class Pipeline: Sendable {
             _ = try registry.commit(intents)
         } catch {
             let first = state.withLock { s in defer { s.registryFailed = true }; return !s.registryFailed }
-            if first { notice("cannot record changes in the instance registry (\(error)); arrivals and removals are still delivered") }
+            if first { notice(Notice(.registry, "cannot record changes in the instance registry (\(error)); arrivals and removals are still delivered")) }
         }
     }
 
@@ -294,16 +295,16 @@ final class Pipeline: Sendable {
         parked?.resume()
     }
 
-    func notice(_ text: String) {
-        logger.notice("\(text)")
-        let handlers = state.withLock { s -> [@Sendable (String) -> Void] in
-            s.notices.append(text)
+    func notice(_ n: Notice) {
+        logger.notice("\(n.message)", metadata: ["source": "\(n.source ?? "manager")", "kind": "\(n.kind.rawValue)"])
+        let handlers = state.withLock { s -> [@Sendable (Notice) -> Void] in
+            s.notices.append(n)
             return s.noticeHandlers
         }
-        for h in handlers { h(text) }
+        for h in handlers { h(n) }
     }
 
-    func onNotice(_ handler: @escaping @Sendable (String) -> Void) {
+    func onNotice(_ handler: @escaping @Sendable (Notice) -> Void) {
         let past = state.withLock { s in
             s.noticeHandlers.append(handler)
             return s.notices

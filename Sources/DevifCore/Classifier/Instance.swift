@@ -58,7 +58,7 @@ public struct ClassMembership: Hashable, Sendable, Codable {
     /// The class.
     public var interfaceClass: InterfaceClass
     /// The link in its usual form: by serial, or by location when there is no
-    /// serial. (``InstanceIdentity/symbolicLink(for:includeLocation:)`` gives
+    /// serial. (``InstanceIdentity/symbolicLink(for:includeLocation:ordinal:)`` gives
     /// the serial+location form.)
     public var symbolicLink: SymbolicLink
 

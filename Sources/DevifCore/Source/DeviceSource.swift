@@ -28,8 +28,9 @@ public enum SourceEvent: Sendable {
     /// Every device present at start has been reported.
     case enumerated
     /// Something worth one line in the log (e.g. "udevd is not running: using
-    /// kernel uevents"). Said once, not per device.
-    case notice(String)
+    /// kernel uevents"), without its source (the manager adds it). Said once,
+    /// not per device.
+    case notice(Notice)
 }
 
 extension DeviceSnapshot {
