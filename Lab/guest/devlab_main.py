@@ -25,7 +25,7 @@ import time
 
 GADGETS = "/sys/kernel/config/usb_gadget"
 PREFIX = "devlab-"
-TYPES = ("hid", "loopback", "sourcesink", "composite", "uhid", "ffs")
+TYPES = ("hid", "loopback", "sourcesink", "composite", "uhid", "ffs", "ecm")
 FFS_INST_MAX = 39                 # f_fs.c MAX_INST_NAME_LEN 40, with the NUL
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 MAX_UDCS = 32
@@ -554,7 +554,7 @@ def mkdir_func(g, kind, inst):
     except OSError as e:
         if e.errno == errno.ENOENT:
             mod = {"hid": "usb_f_hid", "Loopback": "usb_f_ss_lb", "SourceSink": "usb_f_ss_lb",
-                   "ffs": "usb_f_fs"}.get(kind, kind)
+                   "ffs": "usb_f_fs", "ecm": "usb_f_ecm"}.get(kind, kind)
             raise DevlabError(f"gadget function '{kind}' unknown to configfs: kernel module {mod} missing",
                               EXIT_MODULE) from None
         if kind == "hid" and e.errno == errno.ENODEV:
@@ -609,6 +609,10 @@ def build_gadget(rec, fattrs):
             funcs.append(f)
         if rec["type"] == "ffs":
             funcs.append(mkdir_func(g, "ffs", rec["name"]))
+        if rec["type"] == "ecm":
+            # CDC ECM: interface 0 communication (interrupt IN), interface 1
+            # data with alternate settings 0 (no endpoints) and 1 (bulk IN/OUT).
+            funcs.append(mkdir_func(g, "ecm", "usb0"))
         for f in funcs:   # link order = interface order (HID is interface 0)
             os.symlink(f, g + "/configs/c.1/" + os.path.basename(f))
         if rec.get("os_desc"):
@@ -1277,6 +1281,8 @@ def fallback_uhid(argv):
             if not has_ids and data:
                 data = data[1:]   # the HID core's placeholder report id 0
             os.write(fd, _uhid_ev(UHID_INPUT2, struct.pack("<H", len(data)) + data))
+            # The current input report of its number, for GET_REPORT(Input) (rtype 2).
+            stored[(2, data[0] if has_ids and data else 0)] = data
         elif typ == UHID_SET_REPORT:
             rid, rnum, rtype, size = struct.unpack_from("<IBBH", ev, 4)
             stored[(rtype, rnum)] = ev[12:12 + size]

@@ -14,6 +14,7 @@ var runner = LabRunner()
 registerStackTests(&runner)
 registerDiscoveryTests(&runner)
 registerIOTests(&runner)
+registerIOKindsTests(&runner)
 registerRulesTests(&runner)
 registerCLIOutputTests(&runner)
 registerFirmwareGUIDTests(&runner)
@@ -24,6 +25,10 @@ registerHIDChurnTest(&runner)  // stops udevd, then starts it again
 registerNoUdevTests(&runner)
 
 let args = CommandLine.arguments.dropFirst()
+// A hidden mode: the permission test runs this binary as nobody to open a link.
+if let i = args.firstIndex(of: ioProbeFlag), args.index(after: i) < args.endIndex {
+    exit(await ioProbeMain(args[args.index(after: i)]))
+}
 if args.contains("--list") {
     (beforeInit.tests + runner.tests).forEach { print($0.name) }
     exit(0)

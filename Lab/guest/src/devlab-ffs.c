@@ -12,9 +12,18 @@
  * (string 0xEE, wIndex 4 and 5) when the gadget's configfs os_desc is on;
  * this program only hands the function's part over.
  *
- * Then it reports "ready" on --ready-fd and reads ep0 events (logging each;
- * a SETUP it is given is stalled) until SIGTERM. The bulk endpoints are not
- * serviced: the device exists to be found, not to move data.
+ * Then it reports "ready" on --ready-fd and reads ep0 events (logging each)
+ * until SIGTERM. The SETUPs it is given (class and vendor requests to its
+ * interface) are stalled, except three vendor requests for the lab's
+ * control-transfer tests:
+ *   0x41 0xD1 (OUT, data):  stores the data stage (up to 4096 bytes);
+ *   0xC1 0xD2 (IN):         returns what 0xD1 stored (at most wLength);
+ *   0xD3, either direction: never answered: the host's transfer stays
+ *                           pending until it times out or the device is
+ *                           unplugged. ep0 is then left alone (a read
+ *                           would answer the request) until SIGTERM.
+ * The bulk endpoints are not serviced: the device exists to be found, not
+ * to move data (a bulk transfer on them stays pending).
  *
  * FunctionFS blob formats: <linux/usb/functionfs.h>. The blob carries the
  * property name and value as 8-bit strings with their NUL; the kernel sends
@@ -159,7 +168,11 @@ int main(int argc, char **argv)
     signal_ready(ready_fd, dir);
 
     unsigned setups = 0;
+    static unsigned char stored[4096];
+    size_t stored_len = 0;
+    int holding = 0;
     while (!stop_requested) {
+        if (holding) { poll(NULL, 0, 100); continue; }
         struct pollfd p = { .fd = ep0, .events = POLLIN };
         int r = poll(&p, 1, -1);
         if (r < 0) { if (errno == EINTR) continue; die("poll: %s", strerror(errno)); }
@@ -170,8 +183,30 @@ int main(int argc, char **argv)
             if (ev[k].type == FUNCTIONFS_SETUP) {
                 struct usb_ctrlrequest c = ev[k].u.setup;
                 setups++;
+                uint16_t len = le16toh(c.wLength);
+                int vendor = (c.bRequestType & USB_TYPE_MASK) == USB_TYPE_VENDOR;
+                if (vendor && c.bRequest == 0xD3) {
+                    logmsg("SETUP %u: %02x %02x %04x %04x %04x (held)", setups, c.bRequestType, c.bRequest,
+                           le16toh(c.wValue), le16toh(c.wIndex), len);
+                    holding = 1;
+                    break;
+                }
+                if (vendor && c.bRequest == 0xD1 && !(c.bRequestType & USB_DIR_IN) && len <= sizeof stored) {
+                    ssize_t got = len ? read(ep0, stored, len) : read(ep0, NULL, 0);
+                    stored_len = got > 0 ? (size_t)got : 0;
+                    logmsg("SETUP %u: %02x %02x %04x %04x %04x (stored %zd bytes)", setups, c.bRequestType, c.bRequest,
+                           le16toh(c.wValue), le16toh(c.wIndex), len, got);
+                    continue;
+                }
+                if (vendor && c.bRequest == 0xD2 && (c.bRequestType & USB_DIR_IN)) {
+                    size_t n = stored_len < len ? stored_len : len;
+                    ssize_t put_n = write(ep0, stored, n);
+                    logmsg("SETUP %u: %02x %02x %04x %04x %04x (returned %zd bytes)", setups, c.bRequestType, c.bRequest,
+                           le16toh(c.wValue), le16toh(c.wIndex), len, put_n);
+                    continue;
+                }
                 logmsg("SETUP %u: %02x %02x %04x %04x %04x (stalled)", setups, c.bRequestType, c.bRequest,
-                       le16toh(c.wValue), le16toh(c.wIndex), le16toh(c.wLength));
+                       le16toh(c.wValue), le16toh(c.wIndex), len);
                 /* Stall: a transfer in the direction opposite to the data stage. */
                 if (c.bRequestType & USB_DIR_IN) { if (read(ep0, NULL, 0) < 0) {} }
                 else { if (write(ep0, NULL, 0) < 0) {} }

@@ -17,7 +17,9 @@
  *         with its delays.
  * All modes answer UHID_SET_REPORT (stores the bytes per type and report
  * number) and UHID_GET_REPORT (returns what was stored, else zeros), so
- * feature-report calls never hang for the kernel's 5 s timeout. */
+ * feature-report calls never hang for the kernel's 5 s timeout. An echoed
+ * input report is also stored as the input report of its number, so
+ * GET_REPORT(Input) (hidraw's HIDIOCGINPUT) returns the last one sent. */
 #include "common.h"
 #include <fcntl.h>
 #include <linux/uhid.h>
@@ -180,6 +182,12 @@ int main(int argc, char **argv)
                 ev.u.input2.size = size;
                 memcpy(ev.u.input2.data, tmp, size);
                 if (send_event(fd, &ev) == 0) echoed++;
+                /* The current input report of its number, for GET_REPORT(Input). */
+                unsigned char rn = has_ids && size > 0 ? tmp[0] : 0;
+                free(stored[UHID_INPUT_REPORT][rn]);
+                stored[UHID_INPUT_REPORT][rn] = malloc(size ? size : 1);
+                if (stored[UHID_INPUT_REPORT][rn]) { memcpy(stored[UHID_INPUT_REPORT][rn], tmp, size); stored_len[UHID_INPUT_REPORT][rn] = size; }
+                else stored_len[UHID_INPUT_REPORT][rn] = 0;
             }
             break;
         case UHID_SET_REPORT: {

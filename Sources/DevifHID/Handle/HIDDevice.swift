@@ -26,7 +26,9 @@ import Synchronization
 /// newer ones when the thread falls behind (seen in the lab: a no-delay burst
 /// of 300 uhid reports, 104 arrived).
 ///
-/// Removal (ENODEV/EIO on read, POLLHUP/POLLERR) makes pending and later calls
+/// Removal (ENODEV/EIO on read, POLLHUP/POLLERR; a write or request that
+/// fails with an I/O error as the device leaves, such as a write pending at
+/// an unplug, which ends with EPROTO) makes pending and later calls
 /// fail with ``HIDError/deviceRemoved`` and ends the stream with
 /// ``InputEvent/ended(_:)``. ``close()`` is idempotent, callable from any
 /// thread, and aborts a blocked ``read(timeout:)`` at once with
@@ -390,6 +392,35 @@ final class HIDDeviceCore: Sendable {
         } catch where error == .deviceRemoved {
             markRemoved(error)
             throw error
+        } catch where error == .io && leftDuringCall() {
+            // A call in flight as the device leaves fails with its transfer's
+            // error a few milliseconds before hidraw hangs up (seen in the
+            // lab: a write pending at an unplug ended with EPROTO); the
+            // hang-up tells the two apart, as it does for USB transfers.
+            let removed = HIDError.removed("\(what)(\(path)), failing as the device left", errno: error.errno)
+            markRemoved(removed)
+            throw removed
+        }
+    }
+
+    /// After an I/O error of a call: whether the device is gone (removal
+    /// known already, or hidraw hangs up within 250 ms; a device that stays
+    /// costs that much more on an error that already means trouble).
+    private func leftDuringCall() -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(250)
+        while true {
+            if case .removed = state.withLock({ $0.phase }) { return true }
+            let left = deadline - ContinuousClock.now
+            let wait = max(0, Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+            // No events asked of the node: poll reports only hang-up and
+            // errors. `ended` wakes it when the manager marks the removal.
+            var fds = [pollfd(fd: fd, events: 0, revents: 0),
+                       pollfd(fd: ended.fileDescriptor, events: Int16(POLLIN), revents: 0)]
+            guard let n = try? Syscalls.poll(&fds, timeoutMilliseconds: wait) else { return false }
+            if fds[0].revents & Int16(POLLHUP | POLLERR) != 0 { return true }
+            if n == 0 && wait == 0 { return false }
+            // `ended` without a removal: closed; nothing more to learn.
+            if fds[1].revents != 0, case .closed = state.withLock({ $0.phase }) { return false }
         }
     }
 
