@@ -422,81 +422,101 @@ func registerIOKindsTests(_ r: inout LabRunner) {
     }
 
     r.add("io kinds: alternate settings of a CDC ECM gadget's data interface: at 0 its bulk endpoints are refused, at 1 an Ethernet frame goes out and one comes in, back at 0 refused again; GET_INTERFACE agrees each time") {
-        let f = try await ManagerFixture()
-        defer { f.stop() }
-        try Devlab.run(["create", "ke1", "ecm", "--vid", "1209", "--pid", "0d49", "--serial", "LAB-KE-1"])
-        let link = "usb#vid_1209&pid_0d49#LAB-KE-1#\(usbDeviceClass)"
-        let p = try Devlab.plug("ke1")
-        _ = try await f.next(1, "the ECM gadget's arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
-        // The gadget's network interface, up: its OUT requests are queued
-        // only while it runs, and a frame sent on it comes in on bulk IN.
-        let ifname = try String(contentsOfFile: "/sys/kernel/config/usb_gadget/devlab-ke1/functions/ecm.usb0/ifname", encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-        try expect(!ifname.isEmpty && !ifname.contains("%"), "the ECM function's ifname: '\(ifname)'")
-        _ = try? String("1\n").write(toFile: "/proc/sys/net/ipv6/conf/\(ifname)/disable_ipv6", atomically: false, encoding: .utf8)
-        let up = try runProcess("/usr/sbin/ip", ["link", "set", "dev", ifname, "up"])
-        try expectEqual(up.status, 0, "ip link set \(ifname) up (stderr: \(up.stderr))")
-        let dataIface = "/sys/bus/usb/devices/\(try p.port_chain.orFail("no port chain")):1.1"
-        let hostDriver = boundDriver(dataIface)
-
-        let h = try f.manager.openUSB(link)
-        defer { h.close() }
-        try h.claim(interface: 1)
-        try expectEqual(boundDriver(dataIface), "usbfs", "the data interface's driver once claimed (was \(hostDriver ?? "none"))")
-        let bulk = h.endpoints.filter { $0.interface == 1 && $0.kind == .bulk }
-        let out = try bulk.first { !$0.isIn }.orFail("no bulk OUT endpoint on interface 1: \(h.endpoints)")
-        let inp = try bulk.first { $0.isIn }.orFail("no bulk IN endpoint on interface 1: \(h.endpoints)")
-        func currentSetting() throws -> [UInt8] {
-            try syncControlIn(h, requestType: 0x81, request: 0x0A, value: 0, index: 1, length: 1)  // GET_INTERFACE
-        }
-        // usbfs refuses an endpoint that is not in the current setting
-        // (ENOENT); which kind the handle reports is recorded.
-        var refusals: [String] = []
-        func expectRefused(_ what: String) throws {
-            let t = ContinuousClock.now
-            do {
-                _ = try syncWrite(h, out.address, [UInt8](repeating: 0, count: 60), timeout: .seconds(2))
-                throw LabFailure("\(what): a bulk write at alternate setting 0 succeeded")
-            } catch let e as HandleError {
-                try expect(e != .timeout && e != .deviceRemoved && e != .closed,
-                           "\(what): a bulk write at alternate setting 0 failed with \(e), not a refusal")
-                refusals.append("\(e == .invalidArgument ? "invalidArgument" : e == .io ? "io" : "other") in \(ms(ContinuousClock.now - t)) ms")
-                if refusals.count == 1 { figure("ECM: a bulk write at alternate setting 0: \(e)") }
-            }
-        }
-        try h.setAlternateSetting(0, interface: 1)
-        try expectEqual(try currentSetting(), [0], "GET_INTERFACE at setting 0")
-        try expectRefused("first")
-        for round in 0..<3 {
-            try h.setAlternateSetting(1, interface: 1)
-            try expectEqual(try currentSetting(), [1], "round \(round): GET_INTERFACE at setting 1")
-            // OUT: a broadcast frame of a local experimental EtherType.
-            let frame: [UInt8] = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 1, 0x88, 0xB5]
-                + (0..<46).map { UInt8(truncatingIfNeeded: $0 &+ round) }
-            try expectEqual(try syncWrite(h, out.address, frame), frame.count, "round \(round): frame written on bulk OUT")
-            // IN: a frame the gadget's side sends (other traffic may come first).
-            let hex = frame.map { String(format: "%02x", $0) }.joined()
-            let sent = try runProcess("/usr/bin/python3", ["-c", """
-                import socket, sys
-                s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-                s.bind((sys.argv[1], 0))
-                s.send(bytes.fromhex(sys.argv[2]))
-                """, ifname, hex])
-            try expectEqual(sent.status, 0, "round \(round): sending a frame on \(ifname) (stderr: \(sent.stderr))")
-            var got: [[UInt8]] = []
-            let deadline = ContinuousClock.now + .seconds(5)
-            while !got.contains(frame), ContinuousClock.now < deadline {
-                do {
-                    got.append(try syncRead(h, inp.address, 2048, timeout: .seconds(1)))
-                } catch let e as HandleError where e == .timeout {}
-            }
-            try expect(got.contains(frame), "round \(round): the frame did not come in on bulk IN (got \(got.count) others: \(got.map(\.count)) bytes)")
-            try h.setAlternateSetting(0, interface: 1)
-            try expectEqual(try currentSetting(), [0], "round \(round): GET_INTERFACE back at setting 0")
-            try expectRefused("round \(round)")
-        }
-        figure("ECM alternate settings: 3 rounds 0 -> 1 -> 0; bulk writes at 0 refused: \(refusals); host driver on the data interface before the claim: \(hostDriver ?? "none")")
+        try await alternateSettingTest(strict: false)
     }
+    // Known bug (not in the default run): usbfs refuses an endpoint outside
+    // the current setting with ENOENT, libusb reports LIBUSB_ERROR_IO, and
+    // the handle waits 250 ms for a hang-up, then says `io` ("check the
+    // cable or hub; replug it"), where `invalidArgument` at once is what
+    // HandleError documents.
+    if ProcessInfo.processInfo.environment["DEVIF_LAB_KNOWN_BUGS"] == "1" {
+        r.add("io kinds (known bug): a bulk transfer on an endpoint outside the current alternate setting fails with invalidArgument at once") {
+            try await alternateSettingTest(strict: true)
+        }
+    }
+}
+
+/// The ECM alternate-setting test; `strict`: a refused endpoint must be
+/// invalidArgument within 50 ms (the known bug above).
+func alternateSettingTest(strict: Bool) async throws {
+    let f = try await ManagerFixture()
+    defer { f.stop() }
+    try Devlab.run(["create", "ke1", "ecm", "--vid", "1209", "--pid", "0d49", "--serial", "LAB-KE-1"])
+    let link = "usb#vid_1209&pid_0d49#LAB-KE-1#\(usbDeviceClass)"
+    let p = try Devlab.plug("ke1")
+    _ = try await f.next(1, "the ECM gadget's arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+    // The gadget's network interface, up: its OUT requests are queued
+    // only while it runs, and a frame sent on it comes in on bulk IN.
+    let ifname = try String(contentsOfFile: "/sys/kernel/config/usb_gadget/devlab-ke1/functions/ecm.usb0/ifname", encoding: .utf8)
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+    try expect(!ifname.isEmpty && !ifname.contains("%"), "the ECM function's ifname: '\(ifname)'")
+    _ = try? String("1\n").write(toFile: "/proc/sys/net/ipv6/conf/\(ifname)/disable_ipv6", atomically: false, encoding: .utf8)
+    let up = try runProcess("/usr/sbin/ip", ["link", "set", "dev", ifname, "up"])
+    try expectEqual(up.status, 0, "ip link set \(ifname) up (stderr: \(up.stderr))")
+    let dataIface = "/sys/bus/usb/devices/\(try p.port_chain.orFail("no port chain")):1.1"
+    let hostDriver = boundDriver(dataIface)
+
+    let h = try f.manager.openUSB(link)
+    defer { h.close() }
+    try h.claim(interface: 1)
+    try expectEqual(boundDriver(dataIface), "usbfs", "the data interface's driver once claimed (was \(hostDriver ?? "none"))")
+    let bulk = h.endpoints.filter { $0.interface == 1 && $0.kind == .bulk }
+    let out = try bulk.first { !$0.isIn }.orFail("no bulk OUT endpoint on interface 1: \(h.endpoints)")
+    let inp = try bulk.first { $0.isIn }.orFail("no bulk IN endpoint on interface 1: \(h.endpoints)")
+    func currentSetting() throws -> [UInt8] {
+        try syncControlIn(h, requestType: 0x81, request: 0x0A, value: 0, index: 1, length: 1)  // GET_INTERFACE
+    }
+    // usbfs refuses an endpoint that is not in the current setting
+    // (ENOENT); which kind the handle reports is recorded.
+    var refusals: [String] = []
+    func expectRefused(_ what: String) throws {
+        let t = ContinuousClock.now
+        do {
+            _ = try syncWrite(h, out.address, [UInt8](repeating: 0, count: 60), timeout: .seconds(2))
+            throw LabFailure("\(what): a bulk write at alternate setting 0 succeeded")
+        } catch let e as HandleError {
+            try expect(e != .timeout && e != .deviceRemoved && e != .closed,
+                       "\(what): a bulk write at alternate setting 0 failed with \(e), not a refusal")
+            if strict {
+                try expect(e == .invalidArgument && ms(ContinuousClock.now - t) <= 50,
+                           "\(what): a bulk write at alternate setting 0 failed after \(ms(ContinuousClock.now - t)) ms with \(e), not at once with invalidArgument")
+            }
+            refusals.append("\(e == .invalidArgument ? "invalidArgument" : e == .io ? "io" : "other") in \(ms(ContinuousClock.now - t)) ms")
+            if refusals.count == 1 { figure("ECM: a bulk write at alternate setting 0: \(e)") }
+        }
+    }
+    try h.setAlternateSetting(0, interface: 1)
+    try expectEqual(try currentSetting(), [0], "GET_INTERFACE at setting 0")
+    try expectRefused("first")
+    for round in 0..<3 {
+        try h.setAlternateSetting(1, interface: 1)
+        try expectEqual(try currentSetting(), [1], "round \(round): GET_INTERFACE at setting 1")
+        // OUT: a broadcast frame of a local experimental EtherType.
+        let frame: [UInt8] = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 1, 0x88, 0xB5]
+            + (0..<46).map { UInt8(truncatingIfNeeded: $0 &+ round) }
+        try expectEqual(try syncWrite(h, out.address, frame), frame.count, "round \(round): frame written on bulk OUT")
+        // IN: a frame the gadget's side sends (other traffic may come first).
+        let hex = frame.map { String(format: "%02x", $0) }.joined()
+        let sent = try runProcess("/usr/bin/python3", ["-c", """
+            import socket, sys
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+            s.bind((sys.argv[1], 0))
+            s.send(bytes.fromhex(sys.argv[2]))
+            """, ifname, hex])
+        try expectEqual(sent.status, 0, "round \(round): sending a frame on \(ifname) (stderr: \(sent.stderr))")
+        var got: [[UInt8]] = []
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !got.contains(frame), ContinuousClock.now < deadline {
+            do {
+                got.append(try syncRead(h, inp.address, 2048, timeout: .seconds(1)))
+            } catch let e as HandleError where e == .timeout {}
+        }
+        try expect(got.contains(frame), "round \(round): the frame did not come in on bulk IN (got \(got.count) others: \(got.map(\.count)) bytes)")
+        try h.setAlternateSetting(0, interface: 1)
+        try expectEqual(try currentSetting(), [0], "round \(round): GET_INTERFACE back at setting 0")
+        try expectRefused("round \(round)")
+    }
+    figure("ECM alternate settings: 3 rounds 0 -> 1 -> 0; bulk writes at 0 refused: \(refusals); host driver on the data interface before the claim: \(hostDriver ?? "none")")
 }
 
 // MARK: The probe (a child run as nobody)
