@@ -9,11 +9,16 @@ struct ProcessResult {
     var output: String { String(decoding: stdout, as: UTF8.self) }
 }
 
-/// Runs `path args`, feeding `stdin` if given; kills it after `timeout` seconds.
-func runProcess(_ path: String, _ args: [String], stdin: Data? = nil, timeout: Double = 120) throws -> ProcessResult {
+/// Runs `path args`, feeding `stdin` if given, with `environment` added to
+/// this process's; kills it after `timeout` seconds.
+func runProcess(_ path: String, _ args: [String], stdin: Data? = nil, environment: [String: String] = [:],
+                timeout: Double = 120) throws -> ProcessResult {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: path)
     p.arguments = args
+    if !environment.isEmpty {
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+    }
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
     p.standardError = err

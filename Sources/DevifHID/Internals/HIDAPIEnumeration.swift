@@ -53,7 +53,9 @@ struct HIDAPIInfo: Sendable, Equatable {
     static func enumerateAll() -> [String: HIDAPIInfo] {
         guard hidapiEnumerationIsSafe else { return [:] }
         return hidapiLock.withLock { _ in
+            let start = ContinuousClock.now
             hidapiEnumerationCount.add(1, ordering: .relaxed)
+            defer { hidapiEnumerationNanoseconds.add(nanoseconds(ContinuousClock.now - start), ordering: .relaxed) }
             guard let list = hid_enumerate(0, 0) else { return [:] }
             defer { hid_free_enumeration(list) }
             var byPath: [String: HIDAPIInfo] = [:]
@@ -80,12 +82,19 @@ struct HIDAPIInfo: Sendable, Equatable {
 
 private let hidapiEnumerationCount = Atomic<Int>(0)
 private let hidapiAnsweredCount = Atomic<Int>(0)
+private let hidapiEnumerationNanoseconds = Atomic<Int>(0)
+
+private func nanoseconds(_ d: Duration) -> Int {
+    Int(d.components.seconds) * 1_000_000_000 + Int(d.components.attoseconds / 1_000_000_000)
+}
 
 /// What devif asked hidapi in this process, for the lab's check that a burst
 /// of hidraw arrivals costs one enumeration, not one per node.
 package enum HIDAPIStatistics {
     /// `hid_enumerate` calls made by HID sources so far.
     package static var enumerations: Int { hidapiEnumerationCount.load(ordering: .relaxed) }
+    /// Time spent inside those calls, in all.
+    package static var enumerationTime: Duration { .nanoseconds(hidapiEnumerationNanoseconds.load(ordering: .relaxed)) }
     /// Nodes reported ready with hidapi's entry for them.
     package static var nodesAnswered: Int { hidapiAnsweredCount.load(ordering: .relaxed) }
     /// The `hid_version()` devif runs with ("0.13.1"); nil when unknown.
