@@ -12,8 +12,6 @@ enum HIDResolver {
         /// Its HID device's uevent is unreadable, or hidapi (where it is
         /// consulted) does not list the node yet; `partial` is what sysfs gave.
         case notYet(partial: DeviceSnapshot)
-        /// The node's sysfs directory is gone.
-        case gone
     }
 
     /// The report descriptor is read up to this size (HID_MAX_DESCRIPTOR_SIZE).

@@ -405,22 +405,15 @@ final class HIDDeviceCore: Sendable {
 
     /// After an I/O error of a call: whether the device is gone (removal
     /// known already, or hidraw hangs up within 250 ms; a device that stays
-    /// costs that much more on an error that already means trouble).
+    /// costs that much more on an error that already means trouble). `ended`
+    /// wakes the wait when the manager marks the removal, or on close.
     private func leftDuringCall() -> Bool {
-        let deadline = ContinuousClock.now + .milliseconds(250)
-        while true {
-            if case .removed = state.withLock({ $0.phase }) { return true }
-            let left = deadline - ContinuousClock.now
-            let wait = max(0, Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
-            // No events asked of the node: poll reports only hang-up and
-            // errors. `ended` wakes it when the manager marks the removal.
-            var fds = [pollfd(fd: fd, events: 0, revents: 0),
-                       pollfd(fd: ended.fileDescriptor, events: Int16(POLLIN), revents: 0)]
-            guard let n = try? Syscalls.poll(&fds, timeoutMilliseconds: wait) else { return false }
-            if fds[0].revents & Int16(POLLHUP | POLLERR) != 0 { return true }
-            if n == 0 && wait == 0 { return false }
-            // `ended` without a removal: closed; nothing more to learn.
-            if fds[1].revents != 0, case .closed = state.withLock({ $0.phase }) { return false }
+        nodeHungUp(fd, wake: ended.fileDescriptor) {
+            switch state.withLock({ $0.phase }) {
+            case .removed: true
+            case .closed: false
+            case .open: nil
+            }
         }
     }
 

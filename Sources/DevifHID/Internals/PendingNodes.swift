@@ -126,8 +126,6 @@ struct PendingNodes {
             case .ready(let snapshot):
                 entries[syspath] = nil
                 resolved.append(Resolved(syspath: syspath, snapshot: snapshot, answeredByHIDAPI: api != nil))
-            case .gone:
-                entries[syspath] = nil
             case .notYet(let partial):
                 if now >= entry.deadline {
                     entries[syspath] = nil

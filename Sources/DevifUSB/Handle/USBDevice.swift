@@ -608,27 +608,3 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         }
     }
 }
-
-/// How long an I/O error waits for usbfs to report a disconnect before it is
-/// reported as an I/O error. It ends at the hang-up, so a leaving device
-/// costs only the kernel's own delay; a device that stays costs this much
-/// more on an error that already means "replug it". 50 ms was too short in a
-/// storm of 9 plugs a second on the emulated kernel (a control transfer on a
-/// leaving device ended in LIBUSB_ERROR_IO).
-let hangUpWaitMilliseconds: Int32 = 250
-
-/// Whether usbfs reports the device behind `fd` disconnected (POLLHUP or
-/// POLLERR on the node), waiting up to `limit` ms for it. Only after an
-/// error: a device that is leaving fails I/O a few ms before usbfs says so.
-func nodeHungUp(_ fd: Int32, withinMilliseconds limit: Int32 = hangUpWaitMilliseconds) -> Bool {
-    let deadline = ContinuousClock.now + .milliseconds(Int(limit))
-    while true {
-        let left = deadline - ContinuousClock.now
-        let wait = max(0, Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
-        // No events asked: poll reports only hang-up and errors.
-        var fds = [pollfd(fd: fd, events: 0, revents: 0)]
-        guard let n = try? Syscalls.poll(&fds, timeoutMilliseconds: wait) else { return false }
-        if n > 0 { return fds[0].revents & Int16(POLLHUP | POLLERR) != 0 }
-        if wait == 0 { return false }
-    }
-}
