@@ -86,15 +86,17 @@ let package = Package(
 
         // Counts heap allocations (GOT patching); shared by the unit tests and the benchmark.
         .target(name: "AllocationCounting", path: "Tests/Support/AllocationCounting"),
+        // A seeded generator, so a failing property or fuzz round can be repeated.
+        .target(name: "SeededRandom", path: "Tests/Support/SeededRandom"),
         .testTarget(name: "DevifCoreTests", dependencies: [
-            "DevifCore", "DevifRegistrySQLite", "registry-crash-writer", "AllocationCounting",
+            "DevifCore", "DevifRegistrySQLite", "registry-crash-writer", "AllocationCounting", "SeededRandom",
         ]),
         // The manager's pipeline driven by a fake source: fast, deterministic.
         .testTarget(name: "DevifManagerTests", dependencies: [
-            "Devif", "DevifCore", .product(name: "Logging", package: "swift-log"),
+            "Devif", "DevifCore", "SeededRandom", .product(name: "Logging", package: "swift-log"),
         ]),
         // Unit tests of the sources' pure helpers (descriptor parsing, strings, errors).
-        .testTarget(name: "DevifSourcesTests", dependencies: ["DevifUSB", "DevifLinux", "DevifHID"]),
+        .testTarget(name: "DevifSourcesTests", dependencies: ["DevifUSB", "DevifLinux", "DevifHID", "SeededRandom"]),
         // A child process the registry's crash test kills with SIGKILL mid-commit.
         .executableTarget(name: "registry-crash-writer",
                           dependencies: ["DevifCore", "DevifRegistrySQLite"],

@@ -39,6 +39,12 @@ public struct DeviceInterface: Sendable, Hashable {
     /// The snapshot the instance came from; nil for a remembered (absent) one.
     public var snapshot: DeviceSnapshot?
 
+    /// The device left before its source had made it ready: the instance
+    /// carries only what was known by then (for USB: ids and descriptors, no
+    /// strings), and its removal follows. See
+    /// `DeviceSnapshot.leftBeforeReady` in DevifCore.
+    public var leftBeforeReady: Bool { snapshot?.leftBeforeReady ?? false }
+
     /// The link without its class part: equal for the links of one instance
     /// in its several classes.
     public var identityKey: Substring {

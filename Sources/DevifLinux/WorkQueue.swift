@@ -4,7 +4,7 @@
 import Dispatch
 import Synchronization
 
-/// A FIFO that one thread drains, blocking while it is empty.
+/// A FIFO that one thread (or a few workers) drains, blocking while it is empty.
 public final class WorkQueue<Item: Sendable>: Sendable {
     private struct State {
         var items: [Item] = []
@@ -46,7 +46,7 @@ public final class WorkQueue<Item: Sendable>: Sendable {
         while true {
             ready.wait()
             let item: Item?? = state.withLock { s in
-                if s.closed { return .some(nil) }
+                if s.closed { return .some(nil) }  // (and wake the next waiter, below)
                 guard s.head < s.items.count else { return nil }  // a leftover wake-up
                 let item = s.items[s.head]
                 s.head += 1
@@ -56,7 +56,10 @@ public final class WorkQueue<Item: Sendable>: Sendable {
                 }
                 return .some(item)
             }
-            if let item { return item }
+            if let item {
+                if item == nil { ready.signal() }  // closed: every waiting thread must see it
+                return item
+            }
         }
     }
 
@@ -71,6 +74,16 @@ public final class WorkQueue<Item: Sendable>: Sendable {
             return s.items.remove(at: i)
         }
         // The semaphore keeps one extra count; next() skips it.
+    }
+
+    /// Removes and returns everything queued now, without blocking (a
+    /// consumer gathering a batch after `next()`).
+    public func takeAll() -> [Item] {
+        state.withLock { s in
+            defer { s.items = []; s.head = 0 }
+            return Array(s.items[s.head...])
+        }
+        // The semaphore keeps the counts; next() skips them.
     }
 
     /// Closes the queue, wakes the consumer, and returns what was still queued.

@@ -89,17 +89,23 @@ public final class USBSource: DeviceSource {
     deinit { stop() }
 }
 
-/// What the hotplug callback and the uevent monitor hand to the assembler.
+/// What the hotplug callback, the uevent monitor and the workers hand to the
+/// source's thread.
 enum USBWork: Sendable {
-    /// libusb mode: a device arrived or left; each holds one device reference.
-    case arrived(LibUSBPointer)
-    case left(LibUSBPointer)
+    /// libusb mode: a device arrived or left.
+    case arrived(USBDeviceReference)
+    case left(USBDeviceReference)
     /// Kernel mode: a `usb_device` was added (sysfs path below /sys) or removed.
-    /// `fromWalk`: found by the initial sysfs walk, not announced by a uevent.
-    case kernelAdded(devpath: String, fromWalk: Bool)
+    /// `announced`: what its uevent told (nil when found by the initial sysfs
+    /// walk, not announced by a uevent).
+    case kernelAdded(devpath: String, announced: DeviceSnapshot?)
     case kernelRemoved(devnode: String)
     /// Kernel mode: uevents were lost; compare sysfs with what was reported.
     case rescan
+    /// A worker has made a device ready (libusb mode).
+    case assembled(USBDeviceReference, USBAssembler.Result)
+    /// A worker has made a device ready (kernel mode: its node).
+    case kernelAssembled(devnode: String, USBAssembler.Result, fromWalk: Bool)
     case notice(Notice)
     case enumerated
 }
@@ -111,6 +117,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
     let context: USBContext
     let queue = WorkQueue<USBWork>()
     let assembler: USBAssembler
+    let workers = AssemblyWorkers()
     let kernelMode: Bool
     /// Sink calls are allowed while this is set.
     let running = Flag(true)
@@ -172,8 +179,8 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
                 // reference and hand the device on, nothing else.
                 let queue = Unmanaged<WorkQueue<USBWork>>.fromOpaque(user).takeUnretainedValue()
                 _ = queue.postIfOpen {
-                    LibUSB.ref(dev)
-                    return event == LIBUSB_HOTPLUG_EVENT_DEVICE_ARRIVED ? .arrived(LibUSBPointer(dev)) : .left(LibUSBPointer(dev))
+                    let device = USBDeviceReference.retaining(dev)
+                    return event == LIBUSB_HOTPLUG_EVENT_DEVICE_ARRIVED ? .arrived(device) : .left(device)
                 }
                 return 0
             }, userData: retained.toOpaque())
@@ -202,7 +209,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         } catch {
             throw SourceError(source: source, message: "cannot start the uevent thread: \(error)", code: error.code)
         }
-        for devpath in Self.walkSysfs() { queue.post(.kernelAdded(devpath: devpath, fromWalk: true)) }
+        for devpath in Self.walkSysfs() { queue.post(.kernelAdded(devpath: devpath, announced: nil)) }
         queue.post(.enumerated)
     }
 
@@ -215,6 +222,21 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
             guard let real = try? Syscalls.realpath("\(root)/\(name)"), real.hasPrefix("/sys/") else { return nil }
             return String(real.dropFirst(4))
         }
+    }
+
+    /// What a `usb_device` add uevent tells: ids (PRODUCT), class (TYPE),
+    /// bus and address and the port chain (its devpath). Reported as is if
+    /// the device is gone before sysfs could be read.
+    static func announcedSnapshot(_ event: Uevent) -> DeviceSnapshot? {
+        guard let product = event["PRODUCT"]?.split(separator: "/").compactMap({ UInt16($0, radix: 16) }), product.count == 3,
+              let bus = event["BUSNUM"].flatMap({ UInt8($0) }), let address = event["DEVNUM"].flatMap({ UInt8($0) }),
+              let chain = PortChain(parsing: Sysfs.name(of: event.devpath)), chain.bus == bus
+        else { return nil }
+        let type = event["TYPE"]?.split(separator: "/").compactMap { UInt8($0) }
+        return DeviceSnapshot(
+            kind: .usb, portChain: chain, deviceAddress: address, vendorID: product[0], productID: product[1],
+            bcdDevice: product[2], deviceClass: type.flatMap { $0.count == 3 ? ClassTriple($0[0], $0[1], $0[2]) : nil },
+            devnode: USBAssembler.devnode(bus: bus, address: address))
     }
 
     private static func monitorLoop(_ monitor: KernelUeventMonitor, wake: WakeBox, queue: WorkQueue<USBWork>) {
@@ -239,7 +261,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
                 case .uevent(let event):
                     guard event["DEVTYPE"] == "usb_device" else { continue }
                     if event.action == "add" {
-                        queue.post(.kernelAdded(devpath: event.devpath, fromWalk: false))
+                        queue.post(.kernelAdded(devpath: event.devpath, announced: Self.announcedSnapshot(event)))
                     } else if event.action == "remove", let node = event.devtmpfsNode {
                         queue.post(.kernelRemoved(devnode: node))
                     }
@@ -254,7 +276,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         guard !stopped.value.exchange(true, ordering: .acquiringAndReleasing) else { return }
         running.value.store(false, ordering: .releasing)
         if let handle = hotplugHandle { LibUSB.deregisterHotplug(context.raw, handle) }
-        for item in queue.close() { Self.release(item) }
+        queue.close()
         if let monitorThread {
             monitorWake?.eventFD.signal()
             monitorThread.join()
@@ -283,18 +305,12 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         running.value.store(false, ordering: .releasing)
         stopped.value.store(true, ordering: .releasing)
         if let handle = hotplugHandle { LibUSB.deregisterHotplug(context.raw, handle) }
-        for item in queue.close() { Self.release(item) }
+        queue.close()
+        workers.stop()
         monitorWake?.eventFD.signal()
         monitorThread?.join()
         assemblerThread?.join()
         teardown()
-    }
-
-    static func release(_ item: USBWork) {
-        switch item {
-        case .arrived(let dev), .left(let dev): LibUSB.unref(dev.raw)
-        default: break
-        }
     }
 
     // MARK: Assembling
@@ -304,114 +320,138 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         sink(event)
     }
 
+    /// The source's thread: takes announcements and departures in order,
+    /// hands each device to a worker, and reports what the book says. Every
+    /// sink call is made here, so the order per device is the book's.
     private func assemblerLoop() {
-        var tracker = Tracker()
-        while let item = queue.next() {
-            if kernelMode { handleKernel(item, &tracker) } else { handleLibUSB(item, &tracker) }
-        }
-        for dev in tracker.devices.keys { LibUSB.unref(dev.raw) }
-        tracker.devices = [:]
+        var state = LoopState()
+        while let item = queue.next() { handle(item, &state) }
+        for flag in state.abandons.values { flag.value.store(true, ordering: .releasing) }
+        workers.stop()
+        state = LoopState()  // drops the device references before libusb goes
         if teardownOnExit.value.load(ordering: .acquiring) { teardown() }
     }
 
-    struct Tracker {
-        /// libusb mode: reported devices (holding a reference) and their keys.
-        var devices: [LibUSBPointer: String] = [:]
-        /// kernel mode: reported device nodes and their devpaths.
+    private struct LoopState {
+        /// libusb mode: devices by libusb device.
+        var usb = AssemblyBook<USBDeviceReference>()
+        /// Kernel mode: devices by node, and each present node's devpath.
+        var kernel = AssemblyBook<String>()
         var nodes: [String: String] = [:]
+        /// Descriptors read at the announcement, until a worker takes them.
+        var toAssemble: [AnyHashable: (raw: RawDevice, fromWalk: Bool)] = [:]
+        /// The abandon flag of each assembly running.
+        var abandons: [AnyHashable: Flag] = [:]
     }
 
-    private func handleLibUSB(_ item: USBWork, _ t: inout Tracker) {
+    private func handle(_ item: USBWork, _ t: inout LoopState) {
         switch item {
-        case .arrived(let dev):
-            if t.devices[dev] != nil { LibUSB.unref(dev.raw); return }  // enumerated and announced: once
-            if cancelIfLeft(dev) { return }
+        case .arrived(let device):
+            guard !t.usb.contains(device) else { return }  // enumerated and announced: once
             let raw: RawDevice
-            do { raw = try RawDevice(libusbDevice: dev.raw) } catch {
-                emit(.notice(Notice(.device, "a USB device on bus \(LibUSB.busNumber(dev.raw)) is skipped: its descriptors cannot be read (\(error))")))
-                LibUSB.unref(dev.raw)
+            do { raw = try RawDevice(libusbDevice: device.raw) } catch {
+                emit(.notice(Notice(.device, "a USB device on bus \(LibUSB.busNumber(device.raw)) is skipped: its descriptors cannot be read (\(error))")))
                 return
             }
-            let result = assembler.assemble(raw, opener: .libusb(dev.raw))
-            if cancelIfLeft(dev) { return }  // gone while assembling: neither
-            // Gone before it could be read, its departure not queued yet:
-            // neither either (the departure finds nothing to report).
-            if result.gone { LibUSB.unref(dev.raw); return }
-            t.devices[dev] = result.snapshot.sourceKey
-            report(result)
-        case .left(let dev):
-            if let key = t.devices.removeValue(forKey: dev) {
-                emit(.removed(key: key))
-                LibUSB.unref(dev.raw)
-            }
-            LibUSB.unref(dev.raw)
-        case .enumerated: emit(.enumerated)
-        case .notice(let text): emit(.notice(text))
-        case .kernelAdded, .kernelRemoved, .rescan: break
-        }
-    }
-
-    /// If `dev`'s departure is already queued, drops it, this arrival and any
-    /// duplicate arrival (their references too), so neither is reported.
-    private func cancelIfLeft(_ dev: LibUSBPointer) -> Bool {
-        guard let left = queue.removeFirst(where: { if case .left(dev) = $0 { true } else { false } }) else { return false }
-        Self.release(left)
-        while let duplicate = queue.removeFirst(where: { if case .arrived(dev) = $0 { true } else { false } }) {
-            Self.release(duplicate)
-        }
-        LibUSB.unref(dev.raw)
-        return true
-    }
-
-    private func report(_ result: USBAssembler.Result) {
-        let s = result.snapshot
-        if !result.problems.isEmpty {
-            emit(.notice(Notice(.device, "\(s.portChain.map(String.init(describing:)) ?? "?") \(hex4(s.vendorID)):\(hex4(s.productID)): "
-                + result.problems.joined(separator: "; "))))
-        }
-        emit(.arrived(s))
-    }
-
-    private func handleKernel(_ item: USBWork, _ t: inout Tracker) {
-        switch item {
-        case .kernelAdded(let devpath, let fromWalk):
-            guard let raw = readSysfsDevice(devpath) else { return }  // gone already
-            let devnode = USBAssembler.devnode(bus: raw.bus, address: raw.address)
-            if let known = t.nodes[devnode] {
-                if known == devpath { return }  // walked and announced: once
-                // The same node on another device: the old one's removal was lost.
-                t.nodes[devnode] = nil
-                emit(.removed(key: devnode))
-            }
-            if cancelIfRemoved(devnode) { return }
-            let result = assembler.assemble(raw, opener: .wrap(context: context.raw))
-            if cancelIfRemoved(devnode) || result.gone { return }
-            // A walked device may have left (node removed) before its uevent
-            // could be queued behind the walk: then report nothing.
-            if fromWalk, !Sysfs.exists(devnode) { return }
-            t.nodes[devnode] = devpath
-            report(result)
+            t.toAssemble[device] = (raw, false)
+            perform(t.usb.announced(device, known: assembler.known(raw)), &t)
+        case .left(let device):
+            perform(t.usb.left(device), &t)
+        case .assembled(let device, let result):
+            t.abandons[device] = nil
+            perform(t.usb.assembled(device, result), &t)
+        case .kernelAdded(let devpath, let announced):
+            kernelAdded(devpath, announced: announced, &t)
         case .kernelRemoved(let devnode):
-            if t.nodes.removeValue(forKey: devnode) != nil { emit(.removed(key: devnode)) }
+            t.nodes[devnode] = nil
+            perform(t.kernel.left(devnode), &t)
+        case .kernelAssembled(let devnode, let result, let fromWalk):
+            t.abandons[devnode] = nil
+            // Walked, then gone before it was read: no uevent announced it,
+            // and its removal may have passed before the walk: report nothing.
+            if fromWalk, result.gone {
+                t.nodes[devnode] = nil
+                perform(t.kernel.forget(devnode), &t)
+            } else {
+                perform(t.kernel.assembled(devnode, result), &t)
+            }
         case .rescan:
             emit(.notice(Notice(.degraded, "kernel uevents were lost (socket buffer overflow): rescanning USB devices")))
-            let present = Set(Self.walkSysfs())
+            let walked = Self.walkSysfs()
+            let present = Set(walked)
             for (node, devpath) in t.nodes where !present.contains(devpath) || !Sysfs.exists(node) {
                 t.nodes[node] = nil
-                emit(.removed(key: node))
+                perform(t.kernel.left(node), &t)
             }
             let known = Set(t.nodes.values)
-            for devpath in Self.walkSysfs() where !known.contains(devpath) {
-                handleKernel(.kernelAdded(devpath: devpath, fromWalk: true), &t)
-            }
-        case .enumerated: emit(.enumerated)
-        case .notice(let text): emit(.notice(text))
-        case .arrived, .left: Self.release(item)
+            for devpath in walked where !known.contains(devpath) { kernelAdded(devpath, announced: nil, &t) }
+        case .enumerated:
+            if kernelMode { perform(t.kernel.enumerationEnded(), &t) } else { perform(t.usb.enumerationEnded(), &t) }
+        case .notice(let notice):
+            emit(.notice(notice))
         }
     }
 
-    private func cancelIfRemoved(_ devnode: String) -> Bool {
-        queue.removeFirst(where: { if case .kernelRemoved(devnode) = $0 { true } else { false } }) != nil
+    private func kernelAdded(_ devpath: String, announced: DeviceSnapshot?, _ t: inout LoopState) {
+        guard let raw = readSysfsDevice(devpath) else {
+            // Gone before it could be read: a uevent's device is reported
+            // with what the uevent said (its removal follows); a walked one
+            // was never announced, so nothing.
+            if let announced, let node = announced.devnode, !t.kernel.contains(node) {
+                t.nodes[node] = devpath
+                perform(t.kernel.announcedGone(node, known: announced), &t)
+            }
+            return
+        }
+        let devnode = USBAssembler.devnode(bus: raw.bus, address: raw.address)
+        if let known = t.nodes[devnode] {
+            if known == devpath { return }  // walked and announced: once
+            // The same node on another device: the old one's removal was lost.
+            t.nodes[devnode] = nil
+            perform(t.kernel.left(devnode), &t)
+        }
+        t.nodes[devnode] = devpath
+        t.toAssemble[devnode] = (raw, announced == nil)
+        perform(t.kernel.announced(devnode, known: assembler.known(raw)), &t)
+    }
+
+    private func perform(_ steps: [AssemblyBook<USBDeviceReference>.Step], _ t: inout LoopState) {
+        let assembler = assembler, queue = queue
+        perform(steps, &t) { device, raw, _, abandoned in
+            let result = assembler.assemble(raw, opener: .libusb(device.raw), abandoned: abandoned)
+            queue.post(.assembled(device, result))
+        }
+    }
+
+    private func perform(_ steps: [AssemblyBook<String>.Step], _ t: inout LoopState) {
+        let assembler = assembler, queue = queue, context = LibUSBPointer(context.raw)
+        perform(steps, &t) { devnode, raw, fromWalk, abandoned in
+            let result = assembler.assemble(raw, opener: .wrap(context: context.raw), abandoned: abandoned)
+            queue.post(.kernelAssembled(devnode: devnode, result, fromWalk: fromWalk))
+        }
+    }
+
+    /// Emits, starts and abandons as the book says; `job` makes one device
+    /// ready and posts the result back to this thread.
+    private func perform<Key: Hashable & Sendable>(
+        _ steps: [AssemblyBook<Key>.Step], _ t: inout LoopState,
+        job: @escaping @Sendable (Key, RawDevice, _ fromWalk: Bool, _ abandoned: Flag) -> Void
+    ) {
+        for step in steps {
+            switch step {
+            case .emit(let event):
+                emit(event)
+            case .assemble(let key):
+                guard let (raw, fromWalk) = t.toAssemble.removeValue(forKey: key) else { continue }
+                let abandoned = Flag()
+                t.abandons[key] = abandoned
+                let work: AssemblyWorkers.Job = { job(key, raw, fromWalk, abandoned) }
+                // No worker thread to be had: made ready here, in turn.
+                if !workers.submit(work) { work() }
+            case .abandon(let key):
+                t.abandons.removeValue(forKey: key)?.value.store(true, ordering: .releasing)
+            }
+        }
     }
 
     /// A device's descriptors and place from sysfs (no permission, no I/O);

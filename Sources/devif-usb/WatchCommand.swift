@@ -135,6 +135,7 @@ struct EventPrinter: Sendable {
                 + "\(i.className ?? i.classGuid.description)  \(i.symbolicLink)"
             if e.event == .arrival, let node = i.devnode { text += "  \(node)" }
             if i.access == .denied { text += "  (access denied)" }
+            if e.event == .arrival, i.leftBeforeReady { text += "  (left before it was ready)" }
             if color { text = (e.event == .arrival ? "\u{1B}[32m" : "\u{1B}[31m") + text + "\u{1B}[0m" }
             line = text
         }

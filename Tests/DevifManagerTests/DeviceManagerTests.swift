@@ -2,6 +2,7 @@ import Devif
 import DevifCore
 import Foundation
 import Synchronization
+import SeededRandom
 import Testing
 
 @Suite("DeviceManager")
@@ -573,7 +574,7 @@ struct DeviceManagerTests {
 
     static let instanceKeys = ["symbolicLink", "classGuid", "className", "kind", "vendorId", "productId",
                                "serialNumber", "interfaceNumber", "portChain", "devnode", "manufacturer",
-                               "product", "present", "access"]
+                               "product", "present", "access", "leftBeforeReady"]
 
     static func keys(_ value: JSONValue) -> [String]? {
         guard case .object(let fields) = value else { return nil }
@@ -713,15 +714,3 @@ final class Counter: Sendable {
     let value = Atomic<Int>(0)
 }
 
-/// A tiny seeded generator so a failing round can be replayed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E4B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

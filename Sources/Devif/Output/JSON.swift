@@ -97,6 +97,7 @@ extension DeviceInterface {
             ("product", JSONValue(product)),
             ("present", .bool(present)),
             ("access", JSONValue(access?.rawValue)),
+            ("leftBeforeReady", .bool(leftBeforeReady)),
         ])
     }
 }

@@ -32,7 +32,6 @@ final class Pipeline: Sendable {
         var enumerationDone = false
         var notices: [Notice] = []
         var noticeHandlers: [@Sendable (Notice) -> Void] = []
-        var registryFailed = false
     }
 
     private let classifier: Classifier
@@ -46,17 +45,15 @@ final class Pipeline: Sendable {
     private let logger: Logger
     private let thread = Mutex<JoinableThread?>(nil)
     private let deviceLeft = CallbackSlot<DeviceKey>()
-    /// Registry changes applied and published but not yet committed; only the
-    /// pipeline thread touches it (see ``flushRegistry()``).
-    private let unflushed = Mutex<[RegistryIntent]>([])
-    /// A burst is committed at the latest after this many changes.
-    private static let maximumUnflushed = 256
+    /// Commits registry changes behind the publications, on its own thread.
+    private let writer: RegistryWriter
 
     init(classifier: Classifier, registry: InstanceRegistry, sourceNames: [String], watchCapacity: Int,
          logger: Logger = .discarding) {
         self.logger = logger
         self.classifier = classifier
         self.registry = registry
+        writer = RegistryWriter(registry: registry)
         self.watchCapacity = watchCapacity
         state = Mutex(State(pendingSources: Set(sourceNames)))
     }
@@ -69,12 +66,10 @@ final class Pipeline: Sendable {
             let t = try JoinableThread { [self] in
                 while let (source, event) = queue.next() {
                     apply(source, event)
-                    // Group commit: a burst of events (a hub, a storm) is one
-                    // registry transaction, not one each. A commit (two fsyncs)
-                    // was most of the pipeline's time per event (lab: 14.8 of
-                    // 24.3 ms median), and in a storm the thread fell seconds
-                    // behind. A lone event is still committed at once.
-                    if queue.isEmpty || unflushed.withLock({ $0.count }) >= Self.maximumUnflushed { flushRegistry() }
+                    // A commit (two fsyncs) was most of this thread's time per
+                    // event (lab: 14.8 of 24.3 ms median) and delayed the next
+                    // arrival behind it: the writer commits on its own thread.
+                    sayRegistryFailure()
                 }
                 flushRegistry()
             }
@@ -96,6 +91,7 @@ final class Pipeline: Sendable {
         // Wait for the pipeline thread to end (queued events are dropped), so no
         // publish runs after finish().
         thread.withLock { $0 }?.join()
+        writer.stop()
         fanOut.finish()
         finishEnumeration()
     }
@@ -219,25 +215,19 @@ final class Pipeline: Sendable {
         commit([.reconcile(present: present)])
     }
 
-    /// Queues `intents` for the next registry commit (in order).
-    private func commit(_ intents: [RegistryIntent]) {
-        guard !intents.isEmpty else { return }
-        unflushed.withLock { $0 += intents }
+    /// Queues `intents` for the writer's next commit (in order).
+    private func commit(_ intents: [RegistryIntent]) { writer.commit(intents) }
+
+    /// Returns once every queued change is committed: before a notice or the
+    /// end of enumeration, so what their readers see next includes it.
+    private func flushRegistry() {
+        writer.flush()
+        sayRegistryFailure()
     }
 
-    /// Commits every queued change in one transaction.
-    private func flushRegistry() {
-        let intents = unflushed.withLock { pending in
-            defer { pending = [] }
-            return pending
-        }
-        guard !intents.isEmpty else { return }
-        do {
-            _ = try registry.commit(intents)
-        } catch {
-            let first = state.withLock { s in defer { s.registryFailed = true }; return !s.registryFailed }
-            if first { notice(Notice(.registry, "cannot record changes in the instance registry (\(error)); arrivals and removals are still delivered")) }
-        }
+    private func sayRegistryFailure() {
+        guard let error = writer.takeFailure() else { return }
+        notice(Notice(.registry, "cannot record changes in the instance registry (\(error)); arrivals and removals are still delivered"))
     }
 
     // MARK: Enumeration and notices

@@ -42,6 +42,12 @@ public struct DeviceSnapshot: Hashable, Sendable, Codable {
     public var sysfsPath: String?
     /// Whether this process may open ``devnode``.
     public var access: AccessState
+    /// The device left before the source had made it ready: the snapshot
+    /// holds only what was known by then (for USB: the ids and descriptors
+    /// libusb had read); strings, the active configuration and access may be
+    /// missing, and its removal follows. Sources report such a device rather
+    /// than hide it, so every announced device is seen to come and go.
+    public var leftBeforeReady: Bool
 
     /// A snapshot from what a source read (sources make these; tests and fakes
     /// build their own).
@@ -51,7 +57,7 @@ public struct DeviceSnapshot: Hashable, Sendable, Codable {
                 serialNumber: String? = nil, configurations: [USBConfiguration] = [],
                 activeConfigurationValue: UInt8? = nil, hid: HIDProperties? = nil,
                 firmwareGUIDs: [FirmwareGUID] = [], devnode: String? = nil, sysfsPath: String? = nil,
-                access: AccessState = .unknown) {
+                access: AccessState = .unknown, leftBeforeReady: Bool = false) {
         self.kind = kind
         self.portChain = portChain
         self.deviceAddress = deviceAddress
@@ -69,6 +75,7 @@ public struct DeviceSnapshot: Hashable, Sendable, Codable {
         self.devnode = devnode
         self.sysfsPath = sysfsPath
         self.access = access
+        self.leftBeforeReady = leftBeforeReady
     }
 
     /// The USB bus number, from ``portChain``.

@@ -21,7 +21,9 @@ public protocol DeviceSource: AnyObject, Sendable {
 
 /// What a source reports.
 public enum SourceEvent: Sendable {
-    /// A device is ready: descriptors read, node present, access known.
+    /// A device is ready: descriptors read, node present, access known. Or
+    /// it left before it was ready (``DeviceSnapshot/leftBeforeReady``): then
+    /// it carries what was known, and its removal follows.
     case arrived(DeviceSnapshot)
     /// The device whose snapshot had this ``DeviceSnapshot/sourceKey`` is gone.
     case removed(key: String)

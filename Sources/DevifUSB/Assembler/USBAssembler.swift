@@ -29,17 +29,22 @@ struct USBAssembler: Sendable {
         case wrap(context: OpaquePointer)
     }
 
-    struct Result {
+    struct Result: Sendable {
         var snapshot: DeviceSnapshot
         /// Things worth a line in the log (what could not be read, and why).
         var problems: [String]
         /// The device left before it could be read (its node and its sysfs
-        /// directory are gone or another device's): there is nothing true to
-        /// report, not even its name (the serial is read from sysfs).
+        /// directory are gone or another device's): the snapshot holds only
+        /// what the descriptors told (no strings: they come from sysfs).
         var gone = false
     }
 
-    func assemble(_ raw: RawDevice, opener: Opener) -> Result {
+    /// Makes `raw` ready. `abandoned` (set when the device has left or the
+    /// source stops) ends the waits early.
+    func assemble(_ raw: RawDevice, opener: Opener, abandoned: Flag? = nil) -> Result {
+        let waitFor = { (condition: () -> Bool) in
+            waitUntil { condition() || abandoned?.value.load(ordering: .acquiring) == true }
+        }
         var problems = raw.problems
         let chain = raw.portChain
         let devnode = Self.devnode(bus: raw.bus, address: raw.address)
@@ -101,7 +106,8 @@ struct USBAssembler: Sendable {
             problems.append("MS OS descriptors not read: this process may not open \(devnode) (see its access); "
                 + "firmware-declared classes are missing until it may")
         }
-        if case .ok = access, options.confirmAccessByOpening || !missing.isEmpty || msos != nil {
+        let stillWanted = abandoned?.value.load(ordering: .acquiring) != true
+        if stillWanted, case .ok = access, options.confirmAccessByOpening || !missing.isEmpty || msos != nil {
             switch open(opener, devnode) {
             case .success(let opened):
                 if !missing.isEmpty {
@@ -148,6 +154,16 @@ struct USBAssembler: Sendable {
         return Result(snapshot: snapshot, problems: problems, gone: sysfsPath == nil && !Sysfs.exists(devnode))
     }
 
+    /// What the announcement alone tells (descriptors, ids, place), reported
+    /// as is when the device leaves before it is ready.
+    func known(_ raw: RawDevice) -> DeviceSnapshot {
+        DeviceSnapshot(
+            kind: .usb, portChain: raw.portChain, deviceAddress: raw.address, vendorID: raw.vendorID,
+            productID: raw.productID, bcdDevice: raw.bcdDevice, deviceClass: raw.deviceClass,
+            configurations: raw.configurations.map { c in USBConfiguration(value: c.value, interfaces: c.interfaces.map(\.descriptor)) },
+            devnode: Self.devnode(bus: raw.bus, address: raw.address))
+    }
+
     /// The MS OS fetch for this device, or nil when there is nothing to ask:
     /// no BOS (bcdUSB below 0x0201, or one already read without MS OS 2.0,
     /// remembered per model, so listing does not open such devices again)
@@ -177,7 +193,7 @@ struct USBAssembler: Sendable {
     /// passes. The node and the driver binding normally exist already (or
     /// within milliseconds); there is nothing to wait on short of inotify on
     /// sysfs, which sysfs does not support.
-    private func waitFor(_ condition: () -> Bool) -> Bool {
+    private func waitUntil(_ condition: () -> Bool) -> Bool {
         let clock = ContinuousClock()
         let deadline = clock.now + options.readyWait
         while !condition() {
