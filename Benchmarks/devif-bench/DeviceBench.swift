@@ -10,7 +10,7 @@ import Foundation
 import Synchronization
 
 let deviceBenchCommands: [any ParsableCommand.Type] = [
-    BulkInBench.self, BulkLoopbackBench.self, HIDEchoBench.self, PlugArrivalBench.self,
+    BulkInBench.self, BulkLoopbackBench.self, HIDEchoBench.self, PlugArrivalBench.self, BurstArrivalBench.self,
 ]
 
 /// The device to measure, by IDs (what the C baselines open too).
@@ -228,7 +228,7 @@ struct PlugArrivalBench: AsyncParsableCommand {
             throw BenchFailure("the device sources did not finish listing devices within 20 s")
         }
         let udcFile = gadget + "/UDC"
-        try writeUDC(udcFile, "")  // start unplugged
+        try writeUDCFile(udcFile, "")  // start unplugged
         // The subscriber: a task that stamps each event of the device
         // instance (interface instances arrive too) the moment it gets it.
         // With the pipeline's own publish time (wall clock), to tell the
@@ -260,24 +260,13 @@ struct PlugArrivalBench: AsyncParsableCommand {
         for _ in 0..<count {
             let wall0 = Date()
             let t0 = monotonicNanoseconds()
-            try writeUDC(udcFile, udc)
+            try writeUDCFile(udcFile, udc)
             let (t1, published) = try await next(.arrival)
             let publishedMs = published.timeIntervalSince(wall0) * 1000
             Sample(measure: "plug-arrival", impl: "devif", value: Double(t1 - t0) / 1e6, unit: "ms",
                    note: String(format: "published=%.1fms", publishedMs)).emit()
-            try writeUDC(udcFile, "")
+            try writeUDCFile(udcFile, "")
             _ = try await next(.removal)
-        }
-    }
-
-    private func writeUDC(_ path: String, _ value: String) throws {
-        let fd = open(path, O_WRONLY)
-        guard fd >= 0 else { throw BenchFailure("open(\(path)): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        let line = Array((value + "\n").utf8)
-        // An unbind of an unbound gadget fails with ENODEV: already unplugged.
-        if write(fd, line, line.count) < 0, !(value.isEmpty && errno == ENODEV) {
-            throw BenchFailure("write '\(value)' to \(path): \(String(cString: strerror(errno)))")
         }
     }
 }

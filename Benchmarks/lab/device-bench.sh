@@ -8,7 +8,7 @@
 #   DEVIF_USB    devif-usb (idle-rss and list-32 rows); missing: those devif rows skipped
 #   BASELINES    folder of the C baselines (Benchmarks/baselines/build.sh OUT_DIR)
 #   RUNS         runs per row (default 5); DEVLAB_BIN: devlab's helpers (default Lab/.cache/bin)
-#   ROWS         which rows (default all): bulk-in bulk-loopback hid-echo plug-arrival idle-rss list-32
+#   ROWS         which rows (default all): bulk-in bulk-loopback hid-echo plug-arrival idle-rss burst-arrival list-32
 #
 # Every sample line goes to $LAB_RESULTS/samples.jsonl (appended); progress to
 # stderr and $LAB_RESULTS/device-bench.log. Each row alternates C and devif
@@ -19,7 +19,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 : "${LAB_RESULTS:?LAB_RESULTS is not set: run this through Lab/run}"
 : "${BASELINES:?BASELINES is not set: the folder of the C baselines (Benchmarks/baselines/build.sh OUT_DIR)}"
 RUNS=${RUNS:-5}
-ROWS=" ${ROWS:-bulk-in bulk-loopback hid-echo plug-arrival idle-rss list-32} "
+ROWS=" ${ROWS:-bulk-in bulk-loopback hid-echo plug-arrival idle-rss burst-arrival list-32} "
 want() { [[ $ROWS == *" $1 "* ]]; }
 DEVIF_BENCH=${DEVIF_BENCH:-}
 DEVIF_USB=${DEVIF_USB:-}
@@ -97,7 +97,7 @@ row() {
 log "runs per row: $RUNS; samples -> $samples"
 "$devlab" init --udcs 32 >"$work/init.json" || fatal "devlab init failed"
 "$devlab" reset >/dev/null || fatal "devlab reset failed"
-VID=1209 PID_SS=4e01 PID_LB=4e02 PID_HID=4e03 PID_PLUG=4e04 PID_MANY=4e05
+VID=1209 PID_SS=4e01 PID_LB=4e02 PID_HID=4e03 PID_PLUG=4e04 PID_MANY=4e05 PID_BURST=4e06
 gadgets=$'create bss sourcesink --vid 1209 --pid 4e01 --serial BENCH-SS
 create blb loopback --vid 1209 --pid 4e02 --serial BENCH-LB
 create bhid hid --vid 1209 --pid 4e03 --serial BENCH-HID --report-len 64 --hid-mode echo
@@ -182,6 +182,16 @@ want idle-rss && for ((i = 1; i <= RUNS; i++)); do
   [[ -n $DEVIF_USB ]] && rss devif-usb-watch "" "$DEVIF_USB" watch --enumerate
   rss udevadm-monitor "monitor will print" udevadm monitor
 done
+
+# ---- burst: 24 gadgets plugged at once (needs 24 controllers) -------------
+if want burst-arrival && devif_has burst-arrival; then
+  "$devlab" reset >/dev/null || fatal "devlab reset before burst-arrival failed"
+  {
+    for ((k = 0; k < 24; k++)); do printf 'create bb%02d loopback --vid %s --pid %s --serial BENCH-B-%d\n' "$k" "$VID" "$PID_BURST" "$k"; done
+  } | "$devlab" batch --stop-on-error >"$work/burst.jsonl" || fatal "creating 24 loopback gadgets failed: $(tail -n 1 "$work/burst.jsonl" | cut -c1-300)"
+  run "burst-arrival devif" $((120 + RUNS * 60)) "$DEVIF_BENCH" burst-arrival --gadget-prefix /sys/kernel/config/usb_gadget/devlab-bb \
+    --gadgets 24 --vid $VID --pid $PID_BURST --count "$RUNS"
+fi
 
 # ---- list with 32 devices (last: it needs all 32 controllers) ------------
 if want list-32; then

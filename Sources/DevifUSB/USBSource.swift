@@ -8,8 +8,11 @@ import Synchronization
 /// the assembler and reported through one sink.
 ///
 /// It owns a libusb context with its own event thread, a libusb hotplug
-/// callback that only hands devices on, and an assembler thread that reads
-/// descriptors, strings and access and calls the sink. Without udevd
+/// callback that only hands devices on, a thread that keeps the order per
+/// device and calls the sink, and workers that make each device ready
+/// (descriptors, strings, access) side by side, so a slow device holds up no
+/// other. A device that leaves before it is ready is still reported
+/// (``DeviceSnapshot/leftBeforeReady``), then removed. Without udevd
 /// (containers), libusb sees no hotplug; the source then follows the kernel's
 /// own uevents and reads descriptors from sysfs, and says so once.
 ///
@@ -121,7 +124,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
     let kernelMode: Bool
     /// Sink calls are allowed while this is set.
     let running = Flag(true)
-    /// Set when stop() ran on the assembler thread: that thread then tears down.
+    /// Set when stop() ran on the source thread: that thread then tears down.
     let teardownOnExit = Flag(false)
     private let stopped = Flag(false)
 
@@ -282,7 +285,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
             monitorThread.join()
         }
         if let assemblerThread, assemblerThread.isCurrent {
-            // Called from the sink: the assembler thread finishes the
+            // Called from the sink: the source thread finishes the
             // teardown when the sink returns.
             teardownOnExit.value.store(true, ordering: .releasing)
             assemblerThread.join()  // detaches

@@ -1,0 +1,130 @@
+// The burst row (issue 17): N gadgets plugged at once; per device, devif's
+// arrival (publish time) after a raw libusb hotplug callback in this same
+// process, which hears of each device as devif's own USB source does.
+import ArgumentParser
+import CLibUSB
+import Devif
+import Foundation
+import Glibc
+import Synchronization
+
+struct BurstArrivalBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "burst-arrival",
+        abstract: "Milliseconds from a raw libusb hotplug callback to devif's arrival, for N gadgets plugged at once.",
+        discussion: """
+            Plugs every gadget GADGET-PREFIX00 ... on dummy_udc.0 ... at once (one UDC write \
+            each, in a loop), --count times, unplugging them between bursts. Per burst it \
+            prints two samples: the median and the 95th percentile over the devices of the \
+            time from this process's own libusb hotplug callback to devif's publication.
+            """)
+    @Option(help: "The gadgets' configfs folders without their two-digit number, e.g. /sys/kernel/config/usb_gadget/devlab-bb.")
+    var gadgetPrefix: String
+    @Option(help: "How many gadgets (numbered 00 on, gadget k on dummy_udc.k).") var gadgets = 24
+    @OptionGroup var device: DeviceOptions
+    @Option(help: "Bursts to measure.") var count = 5
+
+    func run() async throws {
+        let callbacks = try LibUSBCallbacks(vendorID: device.vid, productID: device.pid)
+        var options = DeviceManager.Options()
+        options.inMemoryRegistry = true
+        let manager = try DeviceManager(options: options)
+        manager.start()
+        defer { manager.stop() }
+        guard await manager.waitUntilEnumerated(timeout: .seconds(20)) else {
+            throw BenchFailure("the device sources did not finish listing devices within 20 s")
+        }
+        let udcFiles = (0..<gadgets).map { gadgetPrefix + String(format: "%02d", $0) + "/UDC" }
+        for file in udcFiles { try writeUDCFile(file, "") }
+        let published = Mutex<[String: Date]>([:])
+        let removals = Atomic<Int>(0)
+        let watch = manager.watch(InterfaceFilter(vendorId: device.vid, productId: device.pid, kind: .usb))
+        let subscriber = Task {
+            for await update in watch.updates {
+                guard case .event(let e) = update, e.interface.interfaceNumber == nil, let node = e.interface.devnode else { continue }
+                let parts = node.split(separator: "/").suffix(2).compactMap { Int($0) }
+                guard parts.count == 2 else { continue }
+                if e.event == .arrival { published.withLock { $0["\(parts[0])/\(parts[1])"] = e.time } } else { removals.add(1, ordering: .relaxed) }
+            }
+        }
+        defer { subscriber.cancel() }
+        func waitUntil(_ what: String, _ done: () -> Bool) async throws {
+            let deadline = ContinuousClock.now + .seconds(60)
+            while !done() {
+                guard ContinuousClock.now < deadline else { throw BenchFailure("burst-arrival: \(what) within 60 s") }
+                try await Task.sleep(for: .milliseconds(5))  // a benchmark's poll, outside the timed span
+            }
+        }
+        for _ in 0..<count {
+            callbacks.reset()
+            published.withLock { $0 = [:] }
+            removals.store(0, ordering: .relaxed)
+            for (k, file) in udcFiles.enumerated() { try writeUDCFile(file, "dummy_udc.\(k)") }
+            try await waitUntil("\(gadgets) arrivals") { published.withLock { $0.count } >= gadgets && callbacks.count >= gadgets }
+            let seen = callbacks.arrivals
+            let lags = published.withLock { p in p.compactMap { key, t in seen[key].map { t.timeIntervalSince($0) * 1000 } } }.sorted()
+            guard lags.count == gadgets else { throw BenchFailure("burst-arrival: \(lags.count) of \(gadgets) arrivals matched libusb's callbacks") }
+            let p95 = lags[min(lags.count - 1, Int((Double(lags.count) * 0.95).rounded(.up)) - 1)]
+            let median = lags.count % 2 == 1 ? lags[lags.count / 2] : (lags[lags.count / 2 - 1] + lags[lags.count / 2]) / 2
+            Sample(measure: "burst-lag", impl: "devif", value: median, unit: "ms", note: "\(gadgets) devices, median").emit()
+            Sample(measure: "burst-lag-p95", impl: "devif", value: p95, unit: "ms", note: "\(gadgets) devices, p95").emit()
+            for file in udcFiles { try writeUDCFile(file, "") }
+            try await waitUntil("\(gadgets) removals") { removals.load(ordering: .relaxed) >= gadgets }
+        }
+    }
+}
+
+/// A raw libusb context with a hotplug callback that stamps each arrival
+/// ("bus/address" -> wall time), and its own event thread.
+private final class LibUSBCallbacks: @unchecked Sendable {  // ctx is thread-safe; `stamps` is locked
+    private let ctx: OpaquePointer
+    private var handle: libusb_hotplug_callback_handle = 0
+    private let stamps = Mutex<[String: Date]>([:])
+    private let running = Atomic<Bool>(true)
+    private var thread: Thread?
+
+    init(vendorID: UInt16, productID: UInt16) throws {
+        var c: OpaquePointer?
+        guard libusb_init(&c) == 0, let c else { throw BenchFailure("libusb_init failed") }
+        ctx = c
+        let rc = libusb_hotplug_register_callback(
+            ctx, Int32(LIBUSB_HOTPLUG_EVENT_DEVICE_ARRIVED.rawValue), 0, Int32(vendorID), Int32(productID),
+            LIBUSB_HOTPLUG_MATCH_ANY, { _, dev, _, user in
+                let now = Date()
+                let me = Unmanaged<LibUSBCallbacks>.fromOpaque(user!).takeUnretainedValue()
+                me.stamps.withLock { $0["\(libusb_get_bus_number(dev))/\(libusb_get_device_address(dev))"] = now }
+                return 0
+            }, Unmanaged.passUnretained(self).toOpaque(), &handle)
+        guard rc == 0 else { libusb_exit(ctx); throw BenchFailure("libusb_hotplug_register_callback failed: \(rc)") }
+        let t = Thread { [self] in
+            var tv = timeval(tv_sec: 0, tv_usec: 100_000)
+            while running.load(ordering: .relaxed) { libusb_handle_events_timeout_completed(ctx, &tv, nil) }
+        }
+        t.start()
+        thread = t
+    }
+
+    var arrivals: [String: Date] { stamps.withLock { $0 } }
+    var count: Int { stamps.withLock { $0.count } }
+    func reset() { stamps.withLock { $0 = [:] } }
+
+    deinit {
+        libusb_hotplug_deregister_callback(ctx, handle)
+        running.store(false, ordering: .relaxed)
+        libusb_interrupt_event_handler(ctx)
+        while thread?.isFinished == false { usleep(1000) }
+        libusb_exit(ctx)
+    }
+}
+
+/// Writes `value` to a gadget's UDC file (plug: a UDC name; unplug: empty).
+func writeUDCFile(_ path: String, _ value: String) throws {
+    let fd = open(path, O_WRONLY)
+    guard fd >= 0 else { throw BenchFailure("open(\(path)): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    let line = Array((value + "\n").utf8)
+    // An unbind of an unbound gadget fails with ENODEV: already unplugged.
+    if write(fd, line, line.count) < 0, !(value.isEmpty && errno == ENODEV) {
+        throw BenchFailure("write '\(value)' to \(path): \(String(cString: strerror(errno)))")
+    }
+}
