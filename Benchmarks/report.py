@@ -35,6 +35,7 @@ ROWS = [
     ("publish-p99", "devif-stalled", "devif-no-stalled", "publish p99 (ns), one stalled subscriber vs none", "max-ratio", 1.1),
     ("idle-rss", "devif-usb-watch", "udevadm-monitor", "idle RSS (KiB) of devif-usb watch", "max-ratio", 3.0),
     ("list-32", "devif-usb-list", "lsusb", "list wall time with 32 devices (ms)", "max-ratio", 1.0),
+    ("rules-names", "devif-usb-rules-names-32", "devif-usb-rules-names-1", "rules names wall time, 32 devices vs 1 (ms)", "max-ratio", 1.2),
 ]
 
 

@@ -115,6 +115,27 @@ public enum UdevRules {
         return (lines.joined(separator: "\n") + "\n", max(0, paths.count - linkSlots))
     }
 
+    /// What `rules names` prints for the snapshots of one node: each
+    /// classified afresh with `catalog` (the usual link form, without the
+    /// registry's twin decision, which depends on one process's arrival
+    /// order), its instances' links and classes in the classifier's order.
+    /// The library's own instances for that node give the same text.
+    package static func importProperties(linkRoot: String, snapshots: [DeviceSnapshot],
+                                         catalog: ClassCatalog) -> (text: String, dropped: Int) {
+        var links: [(folder: String, link: String)] = []
+        var classes: [GUID] = []
+        let classifier = Classifier(catalog: catalog)
+        for snapshot in snapshots {
+            for instance in classifier.classify(snapshot) {
+                for m in instance.memberships {
+                    links.append((LinkLayout.folderName(for: m.interfaceClass.guid, in: catalog), m.symbolicLink.rawValue))
+                    classes.append(m.interfaceClass.guid)
+                }
+            }
+        }
+        return importProperties(linkRoot: linkRoot, links: links, classes: classes)
+    }
+
     /// A standalone rule granting `access` to one device's node, for
     /// `rules check` to print: USB by idVendor/idProduct, hidraw by the HID
     /// device's kernel name (`BBBB:VVVV:PPPP.*`, any bus).
