@@ -59,7 +59,8 @@ public enum UdevRules {
             out.append("#   \(commentSafe(LinkLayout.folderName(for: guid, in: catalog)))  \(guid)  "
                        + (grants.isEmpty ? "links only" : grants.joined(separator: ", ")))
         }
-        out.append("#   (a GUID that firmware declares and no catalog names: folder {guid}, links only)")
+        out.append("#   (GUIDs a device declares in MS OS descriptors get no link here: `rules names`")
+        out.append("#   never opens a device; `devif-usb list` and `watch --links` have them)")
         out.append("")
         out.append("ACTION==\"remove\", GOTO=\"devif_end\"")
         out.append("SUBSYSTEM==\"usb\", ENV{DEVTYPE}==\"usb_device\", GOTO=\"devif_node\"")
