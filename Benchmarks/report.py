@@ -38,6 +38,7 @@ ROWS = [
     ("burst-lag", "devif", None, "burst of 24: arrival after libusb's callback, median (ms)", "max", 10.0),
     ("burst-lag-p95", "devif", None, "burst of 24: arrival after libusb's callback, p95 (ms)", "max", 50.0),
     ("list-32", "devif-usb-list", "lsusb", "list wall time with 32 devices (ms)", "max-ratio", 1.0),
+    ("rules-names", "devif-usb-rules-names-32", "devif-usb-rules-names-1", "rules names wall time, 32 devices vs 1 (ms)", "max-ratio", 1.2),
 ]
 
 

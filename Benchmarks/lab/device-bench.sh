@@ -5,10 +5,10 @@
 #       bash Benchmarks/lab/device-bench.sh
 #
 #   DEVIF_BENCH  devif-bench (its device subcommands); missing: devif side skipped
-#   DEVIF_USB    devif-usb (idle-rss and list-32 rows); missing: those devif rows skipped
+#   DEVIF_USB    devif-usb (idle-rss, list-32 and rules-names rows); missing: those devif rows skipped
 #   BASELINES    folder of the C baselines (Benchmarks/baselines/build.sh OUT_DIR)
 #   RUNS         runs per row (default 5); DEVLAB_BIN: devlab's helpers (default Lab/.cache/bin)
-#   ROWS         which rows (default all): bulk-in bulk-loopback hid-echo plug-arrival idle-rss burst-arrival list-32
+#   ROWS         which rows (default all): bulk-in bulk-loopback hid-echo plug-arrival idle-rss burst-arrival list-32 rules-names
 #
 # Every sample line goes to $LAB_RESULTS/samples.jsonl (appended); progress to
 # stderr and $LAB_RESULTS/device-bench.log. Each row alternates C and devif
@@ -19,7 +19,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 : "${LAB_RESULTS:?LAB_RESULTS is not set: run this through Lab/run}"
 : "${BASELINES:?BASELINES is not set: the folder of the C baselines (Benchmarks/baselines/build.sh OUT_DIR)}"
 RUNS=${RUNS:-5}
-ROWS=" ${ROWS:-bulk-in bulk-loopback hid-echo plug-arrival idle-rss burst-arrival list-32} "
+ROWS=" ${ROWS:-bulk-in bulk-loopback hid-echo plug-arrival idle-rss burst-arrival list-32 rules-names} "
 want() { [[ $ROWS == *" $1 "* ]]; }
 DEVIF_BENCH=${DEVIF_BENCH:-}
 DEVIF_USB=${DEVIF_USB:-}
@@ -54,7 +54,7 @@ done
 devif_has() { [[ -n $DEVIF_BENCH && -x $DEVIF_BENCH ]] && "$DEVIF_BENCH" "$1" --help >/dev/null 2>&1; }
 if [[ -z $DEVIF_BENCH ]]; then log "DEVIF_BENCH not set: devif side skipped"
 elif [[ ! -x $DEVIF_BENCH ]]; then log "DEVIF_BENCH=$DEVIF_BENCH is not an executable: devif side skipped"; fi
-if [[ -z $DEVIF_USB || ! -x $DEVIF_USB ]]; then log "DEVIF_USB='$DEVIF_USB' is not an executable: its idle-rss and list-32 rows skipped"; DEVIF_USB=""; fi
+if [[ -z $DEVIF_USB || ! -x $DEVIF_USB ]]; then log "DEVIF_USB='$DEVIF_USB' is not an executable: its idle-rss, list-32 and rules-names rows skipped"; DEVIF_USB=""; fi
 
 # run LABEL TIMEOUT CMD...: one measurement process; its sample lines are
 # appended to samples.jsonl; when it fails, its last stderr lines are logged.
@@ -193,8 +193,18 @@ if want burst-arrival && devif_has burst-arrival; then
     --gadgets 24 --vid $VID --pid $PID_BURST --count "$RUNS"
 fi
 
-# ---- list with 32 devices (last: it needs all 32 controllers) ------------
-if want list-32; then
+# ---- rules names with 1 device and with 32; list with 32 -----------------
+# Last: they need all 32 controllers. `rules names NODE` (what udev runs per
+# event) is timed on the first gadget's node with it alone plugged (besides
+# the root hubs), then with all 32: its time must not grow with the devices
+# present. Then lsusb and `devif-usb list` alternate with 32.
+rules_names() { # IMPL NODE: RUNS timed `devif-usb rules names NODE`
+  for ((i = 1; i <= RUNS; i++)); do
+    run "rules-names $1 $i/$RUNS" 60 "$BASELINES/walltime" --measure rules-names --impl "$1" --note "node $2" -- \
+      "$DEVIF_USB" rules names --builtin-classes-only "$2"
+  done
+}
+if want list-32 || want rules-names; then
   "$devlab" reset >/dev/null || fatal "devlab reset before list-32 failed"
   many=()
   for ((k = 0; k < 32; k++)); do
@@ -202,17 +212,30 @@ if want list-32; then
   done
   {
     for k in "${!many[@]}"; do echo "create ${many[k]} loopback --vid $VID --pid $PID_MANY --serial BENCH-M-$k"; done
-    for k in "${!many[@]}"; do echo "plug ${many[k]} --udc dummy_udc.$k"; done
+    echo "plug ${many[0]} --udc dummy_udc.0 --wait 30"
+  } | "$devlab" batch --stop-on-error >"$work/many.jsonl" || fatal "creating 32 loopback gadgets failed: $(tail -n 1 "$work/many.jsonl" | cut -c1-300)"
+  first_node=$(jq -r --arg n "${many[0]}" 'select(.name == $n and .devnum != null) | "\(.busnum) \(.devnum)"' "$work/many.jsonl" | head -n 1)
+  [[ -n $first_node ]] || fatal "no bus and device number for ${many[0]} in $work/many.jsonl"
+  first_node=$(printf '/dev/bus/usb/%03d/%03d' $first_node)
+  udevadm settle --timeout=60 || log "udevadm settle timed out after plugging 1"
+  n=$(lsusb -d $VID:$PID_MANY | wc -l)
+  ((n == 1)) || fatal "lsusb sees $n devices, not the first one alone"
+  want rules-names && [[ -n $DEVIF_USB ]] && rules_names devif-usb-rules-names-1 "$first_node"
+  {
+    for k in "${!many[@]}"; do ((k == 0)) || echo "plug ${many[k]} --udc dummy_udc.$k"; done
     echo "wait ${many[*]} --timeout 120"
-  } | "$devlab" batch --stop-on-error >"$work/many.jsonl" || fatal "plugging 32 loopback gadgets failed: $(tail -n 1 "$work/many.jsonl" | cut -c1-300)"
+  } | "$devlab" batch --stop-on-error >>"$work/many.jsonl" || fatal "plugging 32 loopback gadgets failed: $(tail -n 1 "$work/many.jsonl" | cut -c1-300)"
   udevadm settle --timeout=60 || log "udevadm settle timed out after plugging 32"
   n=$(lsusb -d $VID:$PID_MANY | wc -l)
   ((n == 32)) || fatal "lsusb sees $n of the 32 devices"
   log "32 loopback gadgets plugged"
-  for ((i = 1; i <= RUNS; i++)); do
-    run "list-32 lsusb $i/$RUNS" 60 "$BASELINES/walltime" --measure list-32 --impl lsusb --note "32 devices" -- lsusb
-    [[ -n $DEVIF_USB ]] && run "list-32 devif $i/$RUNS" 60 "$BASELINES/walltime" --measure list-32 --impl devif-usb-list --note "32 devices" -- "$DEVIF_USB" list
-  done
+  want rules-names && [[ -n $DEVIF_USB ]] && rules_names devif-usb-rules-names-32 "$first_node"
+  if want list-32; then
+    for ((i = 1; i <= RUNS; i++)); do
+      run "list-32 lsusb $i/$RUNS" 60 "$BASELINES/walltime" --measure list-32 --impl lsusb --note "32 devices" -- lsusb
+      [[ -n $DEVIF_USB ]] && run "list-32 devif $i/$RUNS" 60 "$BASELINES/walltime" --measure list-32 --impl devif-usb-list --note "32 devices" -- "$DEVIF_USB" list
+    done
+  fi
 fi
 "$devlab" reset >/dev/null || log "devlab reset at the end failed"
 rm -rf "$scratch"

@@ -107,3 +107,49 @@ extension String {
         return String(self[start...end])
     }
 }
+
+// MARK: One device node
+
+/// A character device node's device number and its sysfs directory.
+package struct CharacterDeviceNode: Sendable, Equatable {
+    /// The node as given (`/dev/bus/usb/001/002`, `/dev/hidraw0`).
+    package var node: String
+    package var major: UInt32
+    package var minor: UInt32
+    /// The device's canonical sysfs directory (`/sys/devices/...`): what
+    /// `/sys/dev/char/MAJOR:MINOR` resolves to.
+    package var directory: String
+
+    /// Splits a `dev_t` as glibc's `major()`/`minor()` do.
+    package static func split(_ device: UInt64) -> (major: UInt32, minor: UInt32) {
+        let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~UInt64(0xfff))
+        let minor = (device & 0xff) | ((device >> 12) & ~UInt64(0xff))
+        return (UInt32(truncatingIfNeeded: major), UInt32(truncatingIfNeeded: minor))
+    }
+
+    /// The node's device number (stat(2), following links) and sysfs
+    /// directory; nil, with why, when `node` is not a character device or
+    /// sysfs has no device with its number. Reads only that node and that
+    /// one sysfs link: nothing is enumerated.
+    package static func lookUp(_ node: String) -> Result<CharacterDeviceNode, NodeLookupError> {
+        let info: Glibc.stat
+        do { info = try Syscalls.stat(node) } catch {
+            return .failure(NodeLookupError("\(node): \(error)"))
+        }
+        guard info.st_mode & S_IFMT == S_IFCHR else {
+            return .failure(NodeLookupError("\(node) is not a character device node"))
+        }
+        let (major, minor) = split(UInt64(info.st_rdev))
+        let link = "/sys/dev/char/\(major):\(minor)"
+        guard let directory = try? Syscalls.realpath(link), directory.hasPrefix("/sys/devices/") else {
+            return .failure(NodeLookupError("\(node): sysfs has no device \(major):\(minor) (\(link))"))
+        }
+        return .success(CharacterDeviceNode(node: node, major: major, minor: minor, directory: directory))
+    }
+}
+
+/// Why one device node could not be resolved (`devif-usb rules names`).
+package struct NodeLookupError: Error, Sendable, Equatable, CustomStringConvertible {
+    package var description: String
+    package init(_ description: String) { self.description = description }
+}

@@ -460,16 +460,10 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
     /// A device's descriptors and place from sysfs (no permission, no I/O);
     /// nil when it is gone or not a USB device directory.
     private func readSysfsDevice(_ devpath: String) -> RawDevice? {
-        let dir = "/sys" + devpath
-        guard let chain = PortChain(parsing: Sysfs.name(of: devpath)),
-              let bus = Sysfs.decimal(dir + "/busnum"), let address = Sysfs.decimal(dir + "/devnum"),
-              let bus8 = UInt8(exactly: bus), let address8 = UInt8(exactly: address), chain.bus == bus8,
-              let bytes = try? Sysfs.read(dir + "/descriptors", limit: 1 << 20)
-        else { return nil }
         do {
-            return try DescriptorParser.parse(bytes, bus: bus8, ports: chain.ports, address: address8)
+            return try RawDevice(sysfsDevpath: devpath)
         } catch {
-            emit(.notice(Notice(.device, "\(chain): skipped: its descriptors in sysfs are unreadable (\(error))")))
+            emit(.notice(Notice(.device, "\(Sysfs.name(of: devpath)): skipped: its descriptors in sysfs are unreadable (\(error))")))
             return nil
         }
     }

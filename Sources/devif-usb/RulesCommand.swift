@@ -286,6 +286,17 @@ struct RulesNamesCommand: AsyncParsableCommand {
             for the instances on that node, classified with the given catalog; two \
             present devices with the same serial both get the serial-only name here \
             (the library's registry gives the second serial@port).
+
+            udev runs this for every USB and hidraw event, so it reads that one node's \
+            sysfs directory (/sys/dev/char/MAJOR:MINOR) and nothing else: no other \
+            device is enumerated, no libusb context is made, the device is never \
+            opened, and its time does not grow with the number of devices present. \
+            Hence two differences from `devif-usb list`: classes a device declares in \
+            Microsoft OS descriptors (firmware-declared GUIDs) are not among these \
+            links, since reading them means opening the device and the registry \
+            remembers per model only whether a device has them, not which GUIDs; and \
+            strings the kernel did not cache in sysfs (interface strings of settings \
+            not in use) are absent, which changes no name or class.
             """)
 
     @Argument(help: ArgumentHelp("The device node.", valueName: "node"))
@@ -301,38 +312,16 @@ struct RulesNamesCommand: AsyncParsableCommand {
     var linkRoot = "devif"
 
     func run() async throws {
-        var options = DeviceManager.Options()
-        options.inMemoryRegistry = true  // udev runs this for every event: no registry writes
-        options.catalog = ClassCatalog.load(folders: builtinOnly ? [] : classFolders).catalog
-        // Only the source that reports this node: udev runs this for every
-        // event, and starting the other source doubled its time in the lab.
-        options.sources = node.hasPrefix("/dev/bus/usb/") ? [USBSource()] : [HIDSource()]
-        let manager: DeviceManager
-        do { manager = try DeviceManager(options: options) } catch { throw fail("\(error)", Exit.unavailable) }
-        manager.start()
-        _ = await manager.waitUntilEnumerated(timeout: .seconds(10))
-        defer { manager.stop() }
-        // Classify the node's snapshots afresh: the usual link form, without the
-        // registry's twin decision, which depends on this process's arrival order.
-        var snapshots: [DeviceSnapshot] = []
-        for i in manager.interfaces(.all) where i.devnode == node {
-            if let s = i.snapshot, !snapshots.contains(s) { snapshots.append(s) }
-        }
-        var links: [(folder: String, link: String)] = []
-        var classes: [GUID] = []
-        let classifier = Classifier(catalog: manager.catalog)
-        for snapshot in snapshots {
-            for instance in classifier.classify(snapshot) {
-                for m in instance.memberships {
-                    links.append((LinkLayout.folderName(for: m.interfaceClass.guid, in: manager.catalog), m.symbolicLink.rawValue))
-                    classes.append(m.interfaceClass.guid)
-                }
-            }
-        }
-        let (text, dropped) = UdevRules.importProperties(linkRoot: linkRoot, links: links, classes: classes)
+        let catalog = ClassCatalog.load(folders: builtinOnly ? [] : classFolders).catalog
+        // This node's sysfs only (USBSource.snapshot(ofNode:), HIDSource.snapshot(ofNode:)).
+        let found = node.hasPrefix("/dev/bus/usb/")
+            ? USBSource.snapshot(ofNode: node).map { [$0.snapshot] }
+            : HIDSource.snapshot(ofNode: node).map { [$0] }
+        let snapshots = (try? found.get()) ?? []
+        let (text, dropped) = UdevRules.importProperties(linkRoot: linkRoot, snapshots: snapshots, catalog: catalog)
         FileHandle.standardOutput.write(Data(text.utf8))
-        if snapshots.isEmpty {
-            FileHandle.standardError.write(Data("devif-usb: no present instance has the node \(node.debugDescription)\n".utf8))
+        if case .failure(let why) = found {
+            FileHandle.standardError.write(Data("devif-usb: no present instance has the node \(node.debugDescription): \(why)\n".utf8))
         }
         if dropped > 0 {
             FileHandle.standardError.write(Data("devif-usb: \(node): \(dropped) links beyond the \(UdevRules.linkSlots) the rules can hold were left out\n".utf8))

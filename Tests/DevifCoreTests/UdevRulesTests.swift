@@ -111,6 +111,36 @@ struct UdevRulesTests {
         #expect(UdevRules.importProperties(linkRoot: "devif", links: many, classes: []).dropped == 8)
     }
 
+    @Test("import properties of one node's snapshots: each instance's links and classes in the classifier's order")
+    func importPropertiesOfSnapshots() {
+        func interface(_ n: UInt8, _ c: UInt8) -> USBInterface { USBInterface(number: n, interfaceClass: ClassTriple(c, 0, 0)) }
+        let composite = DeviceSnapshot(
+            kind: .usb, portChain: PortChain(bus: 1, ports: [2]), deviceAddress: 3, vendorID: 0x1209, productID: 0x0002,
+            bcdDevice: 0x0100, deviceClass: ClassTriple(0, 0, 0), serialNumber: "SER-1",
+            configurations: [USBConfiguration(value: 1, interfaces: [interface(0, 3), interface(1, 0xff)])],
+            activeConfigurationValue: 1, firmwareGUIDs: [FirmwareGUID(guid: Self.probe, interfaceNumber: 1, source: .msOS20)],
+            devnode: "/dev/bus/usb/001/003")
+        let (text, dropped) = UdevRules.importProperties(linkRoot: "devif", snapshots: [composite], catalog: Self.catalog())
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(dropped == 0)
+        #expect(lines[0] == "DEVIF_LINK_0=devif/usb-device/usb#vid_1209&pid_0002#SER-1#{a5dcbf10-6530-11d2-901f-00c04fb951ed}")
+        #expect(lines[1] == "DEVIF_LINK_1=devif/my-probe/usb#vid_1209&pid_0002&mi_01#SER-1#{0123abcd-4567-89ab-cdef-0123456789ab}")
+        #expect(lines[2] == "DEVIF_LINK_2=")
+        #expect(lines.last == "DEVIF_CLASSES=,0123abcd-4567-89ab-cdef-0123456789ab,a5dcbf10-6530-11d2-901f-00c04fb951ed,")
+        // The same as the pairs the classifier's memberships give.
+        var links: [(folder: String, link: String)] = [], classes: [GUID] = []
+        for i in Classifier(catalog: Self.catalog()).classify(composite) {
+            for m in i.memberships {
+                links.append((LinkLayout.folderName(for: m.interfaceClass.guid, in: Self.catalog()), m.symbolicLink.rawValue))
+                classes.append(m.interfaceClass.guid)
+            }
+        }
+        #expect(text == UdevRules.importProperties(linkRoot: "devif", links: links, classes: classes).text)
+        // No snapshot (the node is not present): every slot empty.
+        #expect(UdevRules.importProperties(linkRoot: "devif", snapshots: [], catalog: .builtIn).text
+                == (0..<UdevRules.linkSlots).map { "DEVIF_LINK_\($0)=\n" }.joined() + "DEVIF_CLASSES=,\n")
+    }
+
     @Test("a fix rule for one device: USB by ids, hidraw by the HID device's kernel name")
     func accessRules() {
         #expect(UdevRules.accessRule(kind: .usb, vendorID: 0x1209, productID: 0x0c01, busType: .usb, access: .uaccess)

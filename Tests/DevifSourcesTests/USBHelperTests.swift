@@ -2,6 +2,8 @@
 // string descriptor decoding, node names. No device, no libusb context.
 @testable import DevifUSB
 import DevifCore
+import DevifHID
+import DevifLinux
 import Testing
 
 /// A device descriptor: 1209:0a01, bcdDevice 0x0102, class 0/0/0, strings 1,2,3.
@@ -116,5 +118,46 @@ private func configuration(value: UInt8, wTotalLength: UInt16? = nil) -> [UInt8]
         #expect(e.description.hasPrefix("libusb_open: permission denied"))
         #expect(e.description.contains("udev rule"))
         #expect(USBError(libusbCode: -1234, operation: "x") == .other)
+    }
+}
+
+// The single-node path of `rules names`: a node's number and sysfs directory.
+@Suite struct SingleNodeTests {
+    @Test func splitsDeviceNumbersAsGlibcDoes() {
+        #expect(CharacterDeviceNode.split(UInt64(189 << 8 | 1)) == (189, 1))
+        // A minor over 255 lives in two places of dev_t.
+        let dev = (UInt64(189) << 8) | (UInt64(300) & 0xff) | ((UInt64(300) & ~UInt64(0xff)) << 12)
+        #expect(CharacterDeviceNode.split(dev) == (189, 300))
+        let big = (UInt64(0x1234) & 0xfff) << 8 | (UInt64(0x1234) & ~UInt64(0xfff)) << 32 | 7
+        #expect(CharacterDeviceNode.split(big) == (0x1234, 7))
+    }
+
+    @Test func usbfsMinorsFollowBusAndDevnum() {
+        #expect(USBSource.usbfsMinor(bus: 1, devnum: 1) == 0)
+        #expect(USBSource.usbfsMinor(bus: 1, devnum: 2) == 1)
+        #expect(USBSource.usbfsMinor(bus: 3, devnum: 7) == UInt32(262))  // (3-1)*128 + (7-1)
+        #expect(USBSource.usbfsMinor(bus: 0, devnum: 1) == nil)
+        #expect(USBSource.usbfsMinor(bus: 1, devnum: 129) == nil)
+    }
+
+    @Test func resolvesACharacterNodeThroughSysfs() throws {
+        // /dev/null is 1:3 on every Linux: its sysfs directory is mem/null.
+        let null = try CharacterDeviceNode.lookUp("/dev/null").get()
+        #expect(null.major == 1 && null.minor == 3)
+        #expect(null.directory.hasSuffix("/mem/null") && null.directory.hasPrefix("/sys/devices/"))
+    }
+
+    @Test func refusesNodesThatAreNotTheirKind() {
+        guard case .failure(let usb) = USBSource.snapshot(ofNode: "/dev/null") else { Issue.record("/dev/null as USB"); return }
+        #expect(usb.description.contains("not a USB device node"))
+        guard case .failure(let hid) = HIDSource.snapshot(ofNode: "/dev/null") else { Issue.record("/dev/null as hidraw"); return }
+        #expect(hid.description.contains("not a hidraw node"))
+        guard case .failure(let missing) = USBSource.snapshot(ofNode: "/dev/bus/usb/255/128") else {
+            Issue.record("a missing node resolved"); return
+        }
+        #expect(missing.description.contains("ENOENT"))
+        guard case .failure(let directory) = HIDSource.snapshot(ofNode: "/dev") else { Issue.record("/dev as hidraw"); return }
+        #expect(directory.description.contains("not a character device"))
+        #expect((try? RawDevice(sysfsDevpath: "/devices/no-such-device/1-1")) == nil)
     }
 }

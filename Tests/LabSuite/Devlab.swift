@@ -34,6 +34,18 @@ enum Devlab {
         }
     }
 
+    /// `devlab batch` lines that create each gadget (`create NAME` + its
+    /// arguments) and plug the k-th on its own controller,
+    /// `dummy_udc.(firstController + k)`, so many gadgets go in at once without
+    /// sharing a bus (the suite's `devlab init --udcs 32` makes 32), then
+    /// wait until the kernel sees them all. Run them with ``batch(_:)``.
+    static func onOwnControllers(_ gadgets: [(name: String, create: String)], firstController: Int = 0,
+                                 timeout: Double = 120) -> [String] {
+        gadgets.map { "create \($0.name) \($0.create)" }
+            + gadgets.enumerated().map { k, g in "plug \(g.name) --udc dummy_udc.\(firstController + k)" }
+            + ["wait " + gadgets.map(\.name).joined(separator: " ") + " --timeout \(Int(timeout))"]
+    }
+
     /// Waits until the kernel sees every named device (or, with gone, none).
     static func wait(_ names: [String], gone: Bool = false, timeout: Double = 60) throws {
         try run(["wait"] + names + ["--timeout", String(timeout)] + (gone ? ["--gone"] : []))

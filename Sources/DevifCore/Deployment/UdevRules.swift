@@ -59,7 +59,8 @@ public enum UdevRules {
             out.append("#   \(commentSafe(LinkLayout.folderName(for: guid, in: catalog)))  \(guid)  "
                        + (grants.isEmpty ? "links only" : grants.joined(separator: ", ")))
         }
-        out.append("#   (a GUID that firmware declares and no catalog names: folder {guid}, links only)")
+        out.append("#   (GUIDs a device declares in MS OS descriptors get no link here: `rules names`")
+        out.append("#   never opens a device; `devif-usb list` and `watch --links` have them)")
         out.append("")
         out.append("ACTION==\"remove\", GOTO=\"devif_end\"")
         out.append("SUBSYSTEM==\"usb\", ENV{DEVTYPE}==\"usb_device\", GOTO=\"devif_node\"")
@@ -113,6 +114,27 @@ public enum UdevRules {
         for guid in Set(classes).sorted() { classList += bareGUID(guid) + "," }
         lines.append("\(classesProperty)=\(classList)")
         return (lines.joined(separator: "\n") + "\n", max(0, paths.count - linkSlots))
+    }
+
+    /// What `rules names` prints for the snapshots of one node: each
+    /// classified afresh with `catalog` (the usual link form, without the
+    /// registry's twin decision, which depends on one process's arrival
+    /// order), its instances' links and classes in the classifier's order.
+    /// The library's own instances for that node give the same text.
+    package static func importProperties(linkRoot: String, snapshots: [DeviceSnapshot],
+                                         catalog: ClassCatalog) -> (text: String, dropped: Int) {
+        var links: [(folder: String, link: String)] = []
+        var classes: [GUID] = []
+        let classifier = Classifier(catalog: catalog)
+        for snapshot in snapshots {
+            for instance in classifier.classify(snapshot) {
+                for m in instance.memberships {
+                    links.append((LinkLayout.folderName(for: m.interfaceClass.guid, in: catalog), m.symbolicLink.rawValue))
+                    classes.append(m.interfaceClass.guid)
+                }
+            }
+        }
+        return importProperties(linkRoot: linkRoot, links: links, classes: classes)
     }
 
     /// A standalone rule granting `access` to one device's node, for

@@ -27,6 +27,11 @@ struct USBAssembler: Sendable {
         case libusb(OpaquePointer)
         /// open(2) the node and libusb_wrap_sys_device it (no-discovery mode).
         case wrap(context: OpaquePointer)
+        /// Never open the device: strings from sysfs only, no MS OS
+        /// descriptors (`USBSource.snapshot(ofNode:)`).
+        case never
+
+        var mayOpen: Bool { if case .never = self { false } else { true } }
     }
 
     struct Result: Sendable {
@@ -100,14 +105,14 @@ struct USBAssembler: Sendable {
 
         var access = accessState(devnode, raw)
         let missing = raw.stringIndexes.subtracting(strings.keys).sorted()
-        let msos = msOSFetcher(for: raw)
+        let msos = opener.mayOpen ? msOSFetcher(for: raw) : nil
         var firmwareGUIDs: [FirmwareGUID] = []
         if msos != nil, case .denied = access {
             problems.append("MS OS descriptors not read: this process may not open \(devnode) (see its access); "
                 + "firmware-declared classes are missing until it may")
         }
         let stillWanted = abandoned?.value.load(ordering: .acquiring) != true
-        if stillWanted, case .ok = access, options.confirmAccessByOpening || !missing.isEmpty || msos != nil {
+        if stillWanted, opener.mayOpen, case .ok = access, options.confirmAccessByOpening || !missing.isEmpty || msos != nil {
             switch open(opener, devnode) {
             case .success(let opened):
                 if !missing.isEmpty {
@@ -239,6 +244,8 @@ struct USBAssembler: Sendable {
                 _ = Glibc.close(fd)
                 return .failure(error)
             }
+        case .never:
+            return .failure(USBError(libusbCode: LIBUSB_ERROR_NOT_SUPPORTED.rawValue, operation: "open(\(devnode))"))
         }
     }
 }
