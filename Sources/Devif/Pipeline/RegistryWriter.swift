@@ -5,8 +5,8 @@ import Synchronization
 
 /// Commits the pipeline's registry changes on a thread of its own, so a
 /// commit (two fsyncs with the SQLite store) never holds up the next
-/// event's publication. What queues while a commit runs goes into the next
-/// one: a burst is one transaction, a lone event is committed at once.
+/// event's publication. The pipeline hands it a burst at a time; what is
+/// handed while a commit runs goes into the next one.
 final class RegistryWriter: Sendable {
     private enum Item: Sendable {
         case intents([RegistryIntent])
