@@ -26,13 +26,18 @@ func registerStormTests(_ r: inout LabRunner) {
 /// every device arrives ready and leaves; the lag after libusb's own hotplug
 /// callback (a context of the test's) is the figure issue 17 names.
 private func runBurst(count: Int) async throws {
+    // The test's libusb context first: libusb (1.0.26) puts a new context
+    // at the head of its list and reads a new device's sysfs once per
+    // context in that order, so the context made last reads first. Made
+    // after the manager's, it read each device before devif's context did,
+    // and a device gone in between counted as one devif missed.
+    let libusb = try LibUSBView()
     let f = try await ManagerFixture()
     defer { f.stop() }
     let log = EventLog("burst watch")
     let watch = f.manager.watch(InterfaceFilter(vendorId: 0x1209, productId: burstPID))
     let pump = Task { for await u in watch.updates { log.record(u) } }
     defer { watch.cancel(); pump.cancel() }
-    let libusb = try LibUSBView()
     let names = (0..<count).map { String(format: "bu%02d", $0) }
     try Devlab.batch(names.enumerated().map { k, name in
         "create \(name) loopback --vid 1209 --pid \(hex(burstPID)) --serial \(String(format: "BURST-%02d", k))"
@@ -256,6 +261,12 @@ private func useOnce(_ manager: DeviceManager, _ i: DeviceInterface, _ tally: Ha
 }
 
 private func runStorm(operations: Int, seed: UInt64) async throws {
+    // The test's libusb context first: libusb (1.0.26) puts a new context
+    // at the head of its list and reads a new device's sysfs once per
+    // context in that order, so the context made last reads first. Made
+    // after the manager's, it read each device before devif's context did,
+    // and a device gone in between counted as one devif missed.
+    let libusb = try LibUSBView()
     let f = try await ManagerFixture()
     defer { f.stop() }
     let manager = f.manager
@@ -298,7 +309,6 @@ private func runStorm(operations: Int, seed: UInt64) async throws {
         return StormGadget(index: k, name: String(format: "st%02d", k), serial: String(format: "STORM-%02d", k),
                            isHID: k % 8 == 7, udc: "dummy_udc.\(k)", device: "\(hcd)/\(bus)/\(n)-1")
     }
-    let libusb = try LibUSBView()
     let pace = try UdevPace(gadgets: gadgets.count)
     defer { pace.stop() }
     try await pace.started()
