@@ -28,12 +28,8 @@ struct BurstArrivalBench: AsyncParsableCommand {
         let callbacks = try LibUSBCallbacks(vendorID: device.vid, productID: device.pid)
         var options = DeviceManager.Options()
         options.inMemoryRegistry = true
-        let manager = try DeviceManager(options: options)
-        manager.start()
+        let manager = try await startedManager(options)
         defer { manager.stop() }
-        guard await manager.waitUntilEnumerated(timeout: .seconds(20)) else {
-            throw BenchFailure("the device sources did not finish listing devices within 20 s")
-        }
         let udcFiles = (0..<gadgets).map { gadgetPrefix + String(format: "%02d", $0) + "/UDC" }
         for file in udcFiles { try writeUDCFile(file, "") }
         let published = Mutex<[String: Date]>([:])
@@ -114,17 +110,5 @@ private final class LibUSBCallbacks: @unchecked Sendable {  // ctx is thread-saf
         libusb_interrupt_event_handler(ctx)
         while thread?.isFinished == false { usleep(1000) }
         libusb_exit(ctx)
-    }
-}
-
-/// Writes `value` to a gadget's UDC file (plug: a UDC name; unplug: empty).
-func writeUDCFile(_ path: String, _ value: String) throws {
-    let fd = open(path, O_WRONLY)
-    guard fd >= 0 else { throw BenchFailure("open(\(path)): \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    let line = Array((value + "\n").utf8)
-    // An unbind of an unbound gadget fails with ENODEV: already unplugged.
-    if write(fd, line, line.count) < 0, !(value.isEmpty && errno == ENODEV) {
-        throw BenchFailure("write '\(value)' to \(path): \(String(cString: strerror(errno)))")
     }
 }

@@ -43,11 +43,7 @@ struct BenchFailure: Error, CustomStringConvertible {
 func openManager(_ device: DeviceOptions, kind: DeviceKind, inMemory: Bool = true) async throws -> (DeviceManager, String) {
     var options = DeviceManager.Options()
     options.inMemoryRegistry = inMemory
-    let manager = try DeviceManager(options: options)
-    manager.start()
-    guard await manager.waitUntilEnumerated(timeout: .seconds(20)) else {
-        throw BenchFailure("the device sources did not finish listing devices within 20 s")
-    }
+    let manager = try await startedManager(options)
     let filter = InterfaceFilter(vendorId: device.vid, productId: device.pid, kind: kind)
     // The device instance (no mi_NN) for USB; the first HID node for HID.
     let found = manager.interfaces(filter).filter { kind == .hid || $0.interfaceNumber == nil }
@@ -55,6 +51,29 @@ func openManager(_ device: DeviceOptions, kind: DeviceKind, inMemory: Bool = tru
         throw BenchFailure("no \(kind) instance with VID \(hex4(device.vid)) PID \(hex4(device.pid)) is present (see `devif-usb list`)")
     }
     return (manager, link)
+}
+
+/// A manager started with `options`, its sources done listing.
+func startedManager(_ options: DeviceManager.Options) async throws -> DeviceManager {
+    let manager = try DeviceManager(options: options)
+    manager.start()
+    guard await manager.waitUntilEnumerated(timeout: .seconds(20)) else {
+        manager.stop()
+        throw BenchFailure("the device sources did not finish listing devices within 20 s")
+    }
+    return manager
+}
+
+/// Writes `value` to a gadget's UDC file (plug: a UDC name; unplug: empty).
+func writeUDCFile(_ path: String, _ value: String) throws {
+    let fd = open(path, O_WRONLY)
+    guard fd >= 0 else { throw BenchFailure("open(\(path)): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    let line = Array((value + "\n").utf8)
+    // An unbind of an unbound gadget fails with ENODEV: already unplugged.
+    if write(fd, line, line.count) < 0, !(value.isEmpty && errno == ENODEV) {
+        throw BenchFailure("write '\(value)' to \(path): \(String(cString: strerror(errno)))")
+    }
 }
 
 func megabytesPerSecond(_ bytes: UInt64, _ nanoseconds: UInt64) -> Double {
@@ -221,12 +240,8 @@ struct PlugArrivalBench: AsyncParsableCommand {
         defer { for suffix in ["", "-wal", "-shm"] { unlink(registry + suffix) } }
         var options = DeviceManager.Options()
         options.registryPath = registry
-        let manager = try DeviceManager(options: options)
-        manager.start()
+        let manager = try await startedManager(options)
         defer { manager.stop() }
-        guard await manager.waitUntilEnumerated(timeout: .seconds(20)) else {
-            throw BenchFailure("the device sources did not finish listing devices within 20 s")
-        }
         let udcFile = gadget + "/UDC"
         try writeUDCFile(udcFile, "")  // start unplugged
         // The subscriber: a task that stamps each event of the device

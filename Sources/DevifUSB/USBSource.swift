@@ -120,7 +120,8 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
     let context: USBContext
     let queue = WorkQueue<USBWork>()
     let assembler: USBAssembler
-    let workers = AssemblyWorkers()
+    /// Made once libusb has started: every later failure stops them (abandon()).
+    let workers: AssemblyWorkers
     let kernelMode: Bool
     /// Sink calls are allowed while this is set.
     let running = Flag(true)
@@ -151,6 +152,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         } catch {
             throw SourceError(source: source, message: "libusb could not start: \(error)", code: error.libusbCode)
         }
+        workers = AssemblyWorkers()
         do {
             if kernelMode { try startKernelMode() } else { try startLibUSBMode() }
             assemblerThread = try JoinableThread { [self] in assemblerLoop() }

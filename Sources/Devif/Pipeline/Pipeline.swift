@@ -94,6 +94,9 @@ final class Pipeline: Sendable {
     /// Called on a source's thread: hands the event on and returns.
     func submit(source: String, _ event: SourceEvent) { queue.post((source, event)) }
 
+    /// A pipeline never started still has its writer's thread to end.
+    deinit { writer.stop() }
+
     func stop() {
         queue.close()
         // Wait for the pipeline thread to end (queued events are dropped), so no

@@ -6,7 +6,8 @@ import Synchronization
 /// Commits the pipeline's registry changes on a thread of its own, so a
 /// commit (two fsyncs with the SQLite store) never holds up the next
 /// event's publication. The pipeline hands it a burst at a time; what is
-/// handed while a commit runs goes into the next one.
+/// handed while a commit runs goes into the next one. Its thread holds it:
+/// `stop()` must be called (the pipeline does, on stop and in deinit).
 final class RegistryWriter: Sendable {
     private enum Item: Sendable {
         case intents([RegistryIntent])
@@ -55,8 +56,6 @@ final class RegistryWriter: Sendable {
         queue.close()
         thread.withLock { t in defer { t = nil }; return t }?.join()
     }
-
-    deinit { stop() }
 
     private func run() {
         while let first = queue.next() {

@@ -8,7 +8,7 @@ import Synchronization
 /// are made as work needs them, up to `limit`, and kept until `stop()` (the
 /// first ones at the start: making a thread costs a plug's worth of time in
 /// the lab VM). With more devices than `limit` at once, the rest wait their
-/// turn in order.
+/// turn in order. The threads hold their pool: `stop()` must be called.
 final class AssemblyWorkers: Sendable {
     typealias Job = @Sendable () -> Void
 
@@ -67,6 +67,4 @@ final class AssemblyWorkers: Sendable {
         jobs.close()
         for thread in threads { thread.join() }
     }
-
-    deinit { stop() }
 }
