@@ -475,11 +475,18 @@ private struct MSOS20Parser {
 // MARK: - Shared helpers
 
 extension Array where Element == UInt8 {
-    /// Little-endian reads; callers check bounds first.
+    /// Little-endian reads (USB descriptors); callers check bounds first.
     func le16(_ offset: Int) -> UInt16 { UInt16(self[offset]) | UInt16(self[offset + 1]) << 8 }
     func le32(_ offset: Int) -> UInt32 {
         UInt32(self[offset]) | UInt32(self[offset + 1]) << 8 | UInt32(self[offset + 2]) << 16
             | UInt32(self[offset + 3]) << 24
+    }
+
+    /// Big-endian (network order) reads, as USB/IP's wire protocol has them; callers check bounds first.
+    func be16(_ offset: Int) -> UInt16 { UInt16(self[offset]) << 8 | UInt16(self[offset + 1]) }
+    func be32(_ offset: Int) -> UInt32 {
+        UInt32(self[offset]) << 24 | UInt32(self[offset + 1]) << 16 | UInt32(self[offset + 2]) << 8
+            | UInt32(self[offset + 3])
     }
 }
 
