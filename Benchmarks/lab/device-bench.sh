@@ -8,7 +8,7 @@
 #   DEVIF_USB    devif-usb (idle-rss, list-32 and rules-names rows); missing: those devif rows skipped
 #   BASELINES    folder of the C baselines (Benchmarks/baselines/build.sh OUT_DIR)
 #   RUNS         runs per row (default 5); DEVLAB_BIN: devlab's helpers (default Lab/.cache/bin)
-#   ROWS         which rows (default all): bulk-in bulk-loopback hid-echo plug-arrival idle-rss burst-arrival list-32 rules-names
+#   ROWS         which rows (default all): bulk-in bulk-loopback hid-echo usbip-bulk-in plug-arrival idle-rss burst-arrival list-32 rules-names
 #
 # Every sample line goes to $LAB_RESULTS/samples.jsonl (appended); progress to
 # stderr and $LAB_RESULTS/device-bench.log. Each row alternates C and devif
@@ -19,7 +19,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 : "${LAB_RESULTS:?LAB_RESULTS is not set: run this through Lab/run}"
 : "${BASELINES:?BASELINES is not set: the folder of the C baselines (Benchmarks/baselines/build.sh OUT_DIR)}"
 RUNS=${RUNS:-5}
-ROWS=" ${ROWS:-bulk-in bulk-loopback hid-echo plug-arrival idle-rss burst-arrival list-32 rules-names} "
+ROWS=" ${ROWS:-bulk-in bulk-loopback hid-echo usbip-bulk-in plug-arrival idle-rss burst-arrival list-32 rules-names} "
 want() { [[ $ROWS == *" $1 "* ]]; }
 DEVIF_BENCH=${DEVIF_BENCH:-}
 DEVIF_USB=${DEVIF_USB:-}
@@ -70,6 +70,9 @@ run() {
     # value and unit for the log, read without a jq process.
     [[ $line =~ \"value\":([^,}]*) ]] && shown+="${shown:+; }${BASH_REMATCH[1]}"
   done <"$out"
+  # A row measured by another row's programs (usbip-bulk-in by bulk-in's) is
+  # filed under its own name.
+  [[ -n ${SAMPLE_MEASURE:-} ]] && lines=$(sed -E "s/\"measure\":\"[^\"]*\"/\"measure\":\"$SAMPLE_MEASURE\"/" <<<"$lines")$'\n'
   [[ -n $lines ]] && printf '%s' "$lines" >>"$samples"
   if ((rc != 0)); then
     ((rc == 124)) && log "$label: FAILED: timed out after $limit s" || log "$label: FAILED (exit $rc): $(tail -n 3 "$err" | tr '\n' ' ')"
@@ -87,9 +90,10 @@ row() {
   local measure=$1 limit=$2; shift 2
   local devif=0
   if devif_has "$measure"; then devif=1; elif [[ -n $DEVIF_BENCH ]]; then log "$measure: devif-bench has no '$measure' subcommand: devif side skipped"; fi
+  local name=${SAMPLE_MEASURE:-$measure}
   for ((i = 1; i <= RUNS; i++)); do
-    run "$measure C $i/$RUNS" "$limit" "$BASELINES/$measure" "$@"
-    ((devif)) && run "$measure devif $i/$RUNS" "$limit" "$DEVIF_BENCH" "$measure" "$@"
+    run "$name C $i/$RUNS" "$limit" "$BASELINES/$measure" "$@"
+    ((devif)) && run "$name devif $i/$RUNS" "$limit" "$DEVIF_BENCH" "$measure" "$@"
   done
 }
 
@@ -122,6 +126,45 @@ log "gadgets plugged: sourcesink IN $ss_in, loopback OUT $lb_out IN $lb_in, hid 
 want bulk-in && row bulk-in 60 --vid $VID --pid $PID_SS --endpoint "$ss_in" --transfer-size 16384 --transfers 8 --seconds 3
 want bulk-loopback && row bulk-loopback 60 --vid $VID --pid $PID_LB --out "$lb_out" --in "$lb_in" --chunk 4096 --seconds 3
 want hid-echo && row hid-echo 60 --vid $VID --pid $PID_HID --count 500 --size 64
+
+# ---- bulk IN over USB/IP ---------------------------------------------------
+# A SourceSink gadget on usbip-vudc, exported by usbipd and attached over
+# loopback TCP with the usbip tool: devif and raw libusb read the imported
+# device as they read bulk-in's local one (bulk-in's row against this one is
+# the cost of USB/IP itself). vhci-hcd's 16 root hubs go again after.
+if want usbip-bulk-in; then
+  if ! modprobe usbip-vudc num=1 || ! modprobe vhci-hcd || ! command -v usbipd >/dev/null; then
+    log "usbip-bulk-in: skipped: usbip-vudc, vhci-hcd or usbipd (Debian's usbip package) missing"
+  else
+    "$devlab" create bip sourcesink --vid $VID --pid 4e07 --serial BENCH-IP >/dev/null \
+      && "$devlab" plug bip --udc usbip-vudc.0 >/dev/null || fatal "plugging a SourceSink gadget on usbip-vudc.0 failed"
+    # The daemon keeps none of this script's descriptors.
+    (for d in /proc/$BASHPID/fd/*; do n=${d##*/}; ((n > 2)) && eval "exec $n>&-" 2>/dev/null; done
+     exec usbipd --device -D </dev/null >/dev/null 2>&1)
+    for ((i = 0; i < 100; i++)); do usbip list -r 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.1; done
+    usbip attach -r 127.0.0.1 -d usbip-vudc.0 >>"$work/usbip.log" 2>&1 || fatal "usbip attach failed: $(tail -n 2 "$work/usbip.log")"
+    ip_in=""
+    for ((i = 0; i < 300 && -z $ip_in; i++)); do
+      for d in /sys/bus/usb/devices/*; do
+        [[ $(cat "$d/idProduct" 2>/dev/null) == 4e07 ]] || continue
+        for e in "$d"/*:1.0/ep_*; do
+          [[ $(cat "$e/type" 2>/dev/null) == Bulk && $(cat "$e/direction" 2>/dev/null) == in ]] && ip_in=0x$(cat "$e/bEndpointAddress")
+        done
+      done
+      [[ -n $ip_in ]] || sleep 0.1
+    done
+    if [[ -z $ip_in ]]; then
+      log "usbip-bulk-in: FAILED: the attached SourceSink's bulk IN endpoint did not appear within 30 s"; failures+=("usbip-bulk-in")
+    else
+      SAMPLE_MEASURE=usbip-bulk-in row bulk-in 90 --vid $VID --pid 4e07 --endpoint "$ip_in" --transfer-size 16384 --transfers 8 --seconds 3
+    fi
+    usbip detach -p 0 >/dev/null 2>&1
+    pkill -x usbipd
+    "$devlab" remove bip >/dev/null
+    rm -rf /run/vhci_hcd
+    modprobe -r vhci-hcd usbip-vudc || log "usbip-bulk-in: could not unload vhci-hcd and usbip-vudc: later rows see their root hubs"
+  fi
+fi
 
 # ---- plug arrival: two processes per impl, alternating, RUNS plugs each ---
 if want plug-arrival; then

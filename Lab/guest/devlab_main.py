@@ -889,7 +889,9 @@ def cmd_plug(args, st):
                     raise DevlabError(f"UDC {args.udc} is in use by {os.path.basename(bound[args.udc])}", EXIT_NO_UDC)
                 udc = args.udc
             else:
-                free = [u for u in udc_names() if u not in bound]
+                # Only dummy_hcd's: a usbip-vudc UDC exports over USB/IP and
+                # is named with --udc.
+                free = [u for u in udc_names() if u not in bound and u.startswith("dummy_udc.")]
                 if not free:
                     raise DevlabError(f"no free UDC: all {len(udc_names())} are in use "
                                       f"(devlab init --udcs N, up to {MAX_UDCS})", EXIT_NO_UDC)

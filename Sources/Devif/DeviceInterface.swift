@@ -45,6 +45,11 @@ public struct DeviceInterface: Sendable, Hashable {
     /// `DeviceSnapshot.leftBeforeReady` in DevifCore.
     public var leftBeforeReady: Bool { snapshot?.leftBeforeReady ?? false }
 
+    /// For a device imported over USB/IP: the exporting host and its bus id
+    /// there (``portChain`` is then the local vhci port's). Nil for a local
+    /// device, and for a remembered one.
+    public var remote: RemoteOrigin? { snapshot?.remote }
+
     /// The link without its class part: equal for the links of one instance
     /// in its several classes.
     public var identityKey: Substring {

@@ -45,6 +45,5 @@ extension HIDSource {
 
 /// Sleeps the calling thread (the single-node path has no event loop).
 private func sleepThread(_ duration: Duration) {
-    let (seconds, attoseconds) = duration.components
-    usleep(UInt32(clamping: seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
+    usleep(UInt32(clamping: duration.microseconds))
 }

@@ -94,6 +94,7 @@ enum HIDResolver {
         let snapshot = DeviceSnapshot(
             kind: .hid,
             portChain: usb?.portChain,
+            remote: usb?.remote,
             deviceAddress: usb?.deviceAddress,
             vendorID: kernelID?.vendorID ?? api?.vendorID ?? usb?.vendorID ?? 0,
             productID: kernelID?.productID ?? api?.productID ?? usb?.productID ?? 0,
@@ -109,9 +110,10 @@ enum HIDResolver {
             access: facts.access)
 
         // Not ready while the HID device's uevent cannot be read (it is being
-        // made or is leaving), or while hidapi, where it is consulted, does
-        // not list the node yet.
-        if hidEvent == nil || (api == nil && hidapiConsulted && facts.awaitsHIDAPI) {
+        // made or is leaving), while hidapi, where it is consulted, does
+        // not list the node yet, or while a USB/IP import's record is not
+        // written yet (its name would be the vhci port's).
+        if hidEvent == nil || (api == nil && hidapiConsulted && facts.awaitsHIDAPI) || usb?.remoteUnknown == true {
             return .notYet(partial: snapshot)
         }
         return .ready(snapshot)
@@ -147,6 +149,10 @@ enum HIDResolver {
 /// The USB device (and interface) a hidraw node hangs off, from sysfs.
 struct USBParent {
     var portChain: PortChain?
+    /// Where an imported (USB/IP) device really is; nil for a local one.
+    var remote: RemoteOrigin?
+    /// On a vhci bus but no attach record names its port (yet).
+    var remoteUnknown = false
     var deviceAddress: UInt8?
     var vendorID: UInt16?
     var productID: UInt16?
@@ -163,6 +169,10 @@ struct USBParent {
         guard let device = Sysfs.ancestor(of: hidDirectory, subsystem: "usb", devtype: "usb_device") else { return nil }
         // sysfs names a USB device by its port chain (`1-1.4`).
         portChain = PortChain(parsing: Sysfs.name(of: device))
+        if VHCI.isImported(sysfsPath: device) {
+            remote = VHCI.origin(ofUSBDevice: device)
+            remoteUnknown = remote == nil
+        }
         deviceAddress = Sysfs.string(device + "/devnum", limit: 16).flatMap { UInt8($0) }
         vendorID = Sysfs.hex(device + "/idVendor").flatMap { UInt16(exactly: $0) }
         productID = Sysfs.hex(device + "/idProduct").flatMap { UInt16(exactly: $0) }

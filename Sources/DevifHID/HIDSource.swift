@@ -276,7 +276,6 @@ private final class MonitorLoop: @unchecked Sendable {
     private static func milliseconds(until instant: ContinuousClock.Instant) -> Int32 {
         let left = ContinuousClock.now.duration(to: instant)
         if left <= .zero { return 0 }
-        let (seconds, attoseconds) = left.components
-        return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
+        return Int32(clamping: left.milliseconds + 1)
     }
 }

@@ -35,6 +35,20 @@ public enum Sysfs {
         return UInt64(text.trimmingASCIIWhitespace(), radix: 16)
     }
 
+    /// Writes `text` to an existing file in one write: a sysfs store takes
+    /// its input in one call (`bind`, `attach`); also used for small files
+    /// devif keeps beside them. A short write is an EIO.
+    package static func write(_ path: String, _ text: String, create mode: mode_t? = nil) throws(LinuxError) {
+        let fd = try Syscalls.open(path, mode == nil ? O_WRONLY : O_WRONLY | O_CREAT | O_TRUNC, mode: mode ?? 0)
+        defer { Syscalls.close(fd) }
+        let bytes = Array(text.utf8)
+        // Array's closures rethrow untyped: the typed error rides a Result.
+        let written = try bytes.withUnsafeBytes { raw in
+            Result { () throws(LinuxError) in try Syscalls.write(fd, raw, subject: path) }
+        }.get()
+        if written != bytes.count { throw LinuxError(code: EIO, call: "write", subject: path) }
+    }
+
     /// Whether `path` exists (for sysfs: whether that device is still there).
     public static func exists(_ path: String) -> Bool { Syscalls.access(path, F_OK) == nil }
 

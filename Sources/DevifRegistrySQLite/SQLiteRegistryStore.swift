@@ -136,8 +136,7 @@ public final class SQLiteRegistryStore: RegistryStore {
             let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
             // NOMUTEX: the store's Mutex already serializes every use of the handle.
             let db = try SQLiteConnection(path: path, flags: flags)
-            let (seconds, attoseconds) = busyTimeout.components
-            let milliseconds = min(Int64(Int32.max), max(0, seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+            let milliseconds = min(Int64(Int32.max), max(0, busyTimeout.milliseconds))
             db.setBusyTimeout(milliseconds: Int(milliseconds))
 
             // Check what the file is before changing anything in it: a foreign

@@ -21,7 +21,8 @@ struct DevifUSBCommand: AsyncParsableCommand {
               70  internal error
               77  permission denied (the message names the udev rule that fixes it)
             """,
-        subcommands: [ListCommand.self, WatchCommand.self, InfoCommand.self, ClassesCommand.self, RulesCommand.self],
+        subcommands: [ListCommand.self, WatchCommand.self, InfoCommand.self, ClassesCommand.self, RulesCommand.self,
+                      AttachCommand.self, DetachCommand.self, ExportCommand.self, UnexportCommand.self],
         defaultSubcommand: nil)
 }
 

@@ -63,6 +63,12 @@ struct InfoCommand: AsyncParsableCommand {
         lines.append(("Serial number", info.serialNumber.map { printable($0) } ?? "(none)"))
         if let n = info.interfaceNumber { lines.append(("Interface", String(n))) }
         lines.append(("Port chain", info.portChain ?? "-"))
+        if info.remote == nil, let chain = info.snapshot?.portChain, !chain.ports.isEmpty, USBIP.isExported(busID: "\(chain)") {
+            lines.append(("USB/IP", "exported by this host (bound to usbip-host; `devif-usb unexport \(chain)` gives it back)"))
+        }
+        if let r = info.remote {
+            lines.append(("Remote", printable(r.description) + (r.vhciPort.map { " (USB/IP, vhci port \($0))" } ?? " (USB/IP)")))
+        }
         lines.append(("Device node", info.devnode ?? "-"))
         lines.append(("Access", info.snapshot.flatMap(accessDetail) ?? info.access?.rawValue ?? "-"))
         for s in siblings {

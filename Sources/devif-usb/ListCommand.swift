@@ -10,6 +10,11 @@ struct ListCommand: AsyncParsableCommand {
             With --all, also the instances seen before that are not present now (from the registry). \
             With --tree, devices with their interfaces and HID nodes beneath them, each node with \
             its classes and their symbolic links.
+
+            With --remote HOST (repeatable), what each host's usbipd exports over USB/IP instead: \
+            bus id, ids, speed, class codes and the classes of the catalog that ids and class codes \
+            alone can match (usbipd sends no strings, so no serial numbers); attach them with \
+            `devif-usb attach HOST BUSID`.
             """)
 
     @Option(name: .customLong("class"), help: ArgumentHelp("A class GUID or name (see `devif-usb classes`).", valueName: "class"))
@@ -24,13 +29,19 @@ struct ListCommand: AsyncParsableCommand {
     @Flag(name: .customLong("tree"), help: "Show devices with their interfaces and HID nodes beneath them.")
     var tree = false
 
+    @Option(name: .customLong("remote"), help: ArgumentHelp("List what this host exports over USB/IP (repeatable).", valueName: "host"))
+    var remoteHosts: [String] = []
+
+    @OptionGroup var remote: RemoteOptions
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
         if json && tree { throw ValidationError("--json and --tree cannot be combined: the JSON array is flat; group it by portChain") }
+        if !remoteHosts.isEmpty && (all || tree) { throw ValidationError("--remote lists exported devices: it takes neither --all nor --tree") }
     }
 
     func run() async throws {
+        if !remoteHosts.isEmpty { return try listRemote() }
         let (manager, filter) = try await startedManager(common, classArgument: classArgument)
         defer { manager.stop() }
         let items = all ? manager.allInterfaces(filter) : manager.interfaces(filter)
@@ -86,4 +97,53 @@ func printable(_ s: String, limit: Int = 64) -> String {
         if out.count >= limit { return out + "…" }
     }
     return out
+}
+
+extension ListCommand {
+    /// `list --remote`: each host's exported devices, classified by the catalog.
+    func listRemote() throws {
+        let catalog = DeviceManager.loadCatalog(folders: common.classFolders.isEmpty ? nil : common.classFolders).catalog
+        let filter = try resolveClass(classArgument, in: catalog)
+        var rows: [(host: String, device: USBIPExportedDevice, classes: [InterfaceClass])] = []
+        var failed: ExitCode?
+        for host in remoteHosts {
+            let devices: [USBIPExportedDevice]
+            do { devices = try listExported(host, remote) } catch let code as ExitCode { failed = code; continue }
+            for d in devices {
+                let guids = RemoteListing.classes(of: d, host: host, port: remote.port, catalog: catalog)
+                if let filter, !guids.contains(filter) { continue }
+                rows.append((host, d, guids.map { catalog.interfaceClass(for: $0) }.sorted { $0.name < $1.name }))
+            }
+        }
+        if json {
+            print(JSONValue.array(rows.map { r in
+                .object([("host", .string(r.host)), ("port", .string(remote.port)), ("busId", .string(r.device.busID)),
+                         ("vendorId", .string(hex4(r.device.vendorID))), ("productId", .string(hex4(r.device.productID))),
+                         ("speed", .string(r.device.knownSpeed.map { "\($0)" } ?? String(r.device.speed))),
+                         ("deviceClass", .string(ClassTriple(r.device.deviceClass, r.device.deviceSubClass, r.device.deviceProtocol).description)),
+                         ("interfaceClasses", .array(r.device.interfaces.map {
+                             .string(ClassTriple($0.interfaceClass, $0.interfaceSubClass, $0.interfaceProtocol).description) })),
+                         ("classes", .array(r.classes.map { .string($0.name) }))])
+            }).serialized())
+        } else if rows.isEmpty {
+            print(failed == nil ? "No exported devices." : "No exported devices from the hosts that answered.")
+        } else {
+            let header = ["HOST", "BUSID", "VID:PID", "SPEED", "CLASS", "INTERFACES", "CLASSES"]
+            let cells = rows.map { r in
+                [printable(r.host), printable(r.device.busID), hex4(r.device.vendorID) + ":" + hex4(r.device.productID),
+                 r.device.knownSpeed.map { "\($0)" } ?? String(r.device.speed),
+                 ClassTriple(r.device.deviceClass, r.device.deviceSubClass, r.device.deviceProtocol).description,
+                 r.device.interfaces.map { ClassTriple($0.interfaceClass, $0.interfaceSubClass, $0.interfaceProtocol).description }
+                    .joined(separator: ","),
+                 r.classes.map(\.name).joined(separator: ",")]
+            }
+            var widths = header.map(\.count)
+            for row in cells { for (n, c) in row.enumerated() { widths[n] = max(widths[n], c.count) } }
+            for row in [header] + cells {
+                print(row.enumerated().map { n, c in n == row.count - 1 ? c : c.padding(toLength: widths[n], withPad: " ", startingAt: 0) }
+                    .joined(separator: "  "))
+            }
+        }
+        if let failed { throw failed }
+    }
 }

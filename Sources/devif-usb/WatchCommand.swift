@@ -21,6 +21,11 @@ struct WatchCommand: AsyncParsableCommand {
             its own removed at start, all removed at exit. It never touches an entry \
             it did not make (a manifest, DIR/.devif-links, records its own), and no \
             device string can place anything outside DIR. One watcher per DIR.
+
+            With --attach CLASS --remote HOST (HOST repeatable), also attaches over \
+            USB/IP every device those hosts export with an instance in CLASS, as it \
+            appears (usbipd is asked every 2 s), so it arrives here and is reported \
+            like the rest; see `devif-usb attach --help`. Needs root and vhci-hcd.
             """)
 
     @Option(name: .customLong("class"), help: ArgumentHelp("Only instances of this class (GUID or name).", valueName: "class"))
@@ -41,9 +46,19 @@ struct WatchCommand: AsyncParsableCommand {
     @Option(name: .customLong("links"), help: ArgumentHelp("Keep this folder of symbolic links in step (DIR/<class>/<link> -> node).", valueName: "dir"))
     var links: String?
 
+    @Option(name: .customLong("attach"), help: ArgumentHelp("With --remote: attach every device the hosts export in this class as it appears.", valueName: "class"))
+    var attachClass: ClassArgument?
+
+    @Option(name: .customLong("remote"), help: ArgumentHelp("A host whose exported devices --attach attaches (repeatable).", valueName: "host"))
+    var remoteHosts: [String] = []
+
+    @OptionGroup var remote: RemoteOptions
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
+        if (attachClass == nil) != remoteHosts.isEmpty {
+            throw ValidationError("--attach CLASS and --remote HOST go together: attach what HOST exports in CLASS")
+        }
         if let count, count < 1 { throw ValidationError("--count must be a whole number of at least 1, not \(count)") }
         if let timeout, !(timeout > 0) || !timeout.isFinite {
             throw ValidationError("--timeout must be a positive number of seconds, not \(timeout)")
@@ -69,6 +84,17 @@ struct WatchCommand: AsyncParsableCommand {
         }
         defer { linkFolder?.stop(removingLinks: true) }
         let watch = manager.watch(filter)
+        var attacher: Task<Void, Never>?
+        if let attachClass {
+            guard let guid = try resolveClass(attachClass, in: manager.catalog) else { return }
+            let (hosts, port, catalog, connect) = (remoteHosts, remote.port, manager.catalog, remote.connectTimeout)
+            attacher = Task.detached { [common] in
+                await USBIP.keepAttached(classGUID: guid, from: hosts, port: port, catalog: catalog,
+                                         options: USBIP.AttachOptions(connectTimeout: .milliseconds(Int64(connect * 1000))),
+                                         notice: { common.notice($0) })
+            }
+        }
+        defer { attacher?.cancel() }
         let printer = EventPrinter(json: json, color: common.useColor)
         var printed = 0
         let deadline = timeout.map { ContinuousClock.now + .milliseconds(Int64($0 * 1000)) }

@@ -574,7 +574,7 @@ struct DeviceManagerTests {
 
     static let instanceKeys = ["symbolicLink", "classGuid", "className", "kind", "vendorId", "productId",
                                "serialNumber", "interfaceNumber", "portChain", "devnode", "manufacturer",
-                               "product", "present", "access", "leftBeforeReady"]
+                               "product", "present", "access", "leftBeforeReady", "remote"]
 
     static func keys(_ value: JSONValue) -> [String]? {
         guard case .object(let fields) = value else { return nil }

@@ -28,7 +28,7 @@ private func treeBlock(_ output: String, head: String) throws -> [String] {
 }
 
 /// A process whose stdout lines are read as they come.
-private final class LineReader: @unchecked Sendable {  // the Process is only touched from the test task
+final class LineReader: @unchecked Sendable {  // the Process is only touched from the test task
     let process = Process()
     private let lines = Inbox<String>()
 

@@ -352,7 +352,7 @@ func registerDiscoveryTests(_ r: inout LabRunner) {
         let list = try cliList(["--class", "usb-device"], registry: registry).filter { ($0["productId"] as? String) == "0c06" }
         try expectEqual(list.count, 1, "usb-device instances of 1209:0c06")
         let keys = ["symbolicLink", "classGuid", "className", "kind", "vendorId", "productId", "serialNumber",
-                    "interfaceNumber", "portChain", "devnode", "manufacturer", "product", "present", "access", "leftBeforeReady"]
+                    "interfaceNumber", "portChain", "devnode", "manufacturer", "product", "present", "access", "leftBeforeReady", "remote"]
         try expectEqual(Set(list[0].keys), Set(keys), "keys of a list --json object")
         try expect(list[0]["interfaceNumber"] is NSNull, "interfaceNumber of a device instance is not null")
         try expectEqual(list[0]["portChain"] as? String, plugged.port_chain, "portChain")

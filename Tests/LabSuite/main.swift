@@ -26,6 +26,7 @@ registerFirmwareGUIDTests(&runner)
 registerReliabilityTests(&runner)
 registerStormTests(&runner)
 registerLeakTests(&runner)
+registerUSBIPTests(&runner)  // loads vhci-hcd and usbip-vudc, unloads them after
 registerHIDChurnTest(&runner)  // stops udevd, then starts it again
 registerNoUdevTests(&runner)
 

@@ -1,5 +1,6 @@
 import DevifCore
 import DevifHID
+import DevifLinux
 import DevifUSB
 
 /// An open instance of either kind (see ``DeviceManager/open(_:)``).
@@ -40,6 +41,11 @@ extension DeviceManager {
             throw HandleError.wrongKind(link, "a HID instance: open it with openHID (or `open`)")
         }
         guard let devnode = interface.devnode else { throw HandleError.notPresent(link) }
+        // Exported over USB/IP, its I/O belongs to the host that attached it.
+        if interface.remote == nil, let chain = interface.snapshot?.portChain, USBIPHost.isExported(busID: "\(chain)") {
+            throw HandleError.busy(link, "exported over USB/IP by this host (bound to usbip-host as \(chain)): "
+                + "unexport it first (devif-usb unexport \(chain), or usbip unbind -b \(chain))")
+        }
         let device: USBDevice
         do { device = try USBDevice(path: devnode) } catch { throw HandleError(error, link: link) }
         // Only an interface instance names an interface; a device instance's

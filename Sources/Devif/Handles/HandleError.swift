@@ -85,6 +85,7 @@ public struct HandleError: Error, Sendable, Equatable, CustomStringConvertible {
     static func invalid(_ link: String, _ detail: String) -> HandleError { HandleError(.invalidArgument, link: link, detail: detail) }
     static func removed(_ link: String, _ detail: String = "") -> HandleError { HandleError(.deviceRemoved, link: link, detail: detail) }
     static func closed(_ link: String, _ detail: String = "") -> HandleError { HandleError(.closed, link: link, detail: detail) }
+    static func busy(_ link: String, _ detail: String) -> HandleError { HandleError(.busy, link: link, detail: detail) }
 
     init(_ error: USBError, link: String) {
         let code: Code = switch error {

@@ -98,6 +98,9 @@ extension DeviceInterface {
             ("present", .bool(present)),
             ("access", JSONValue(access?.rawValue)),
             ("leftBeforeReady", .bool(leftBeforeReady)),
+            ("remote", remote.map { r in
+                .object([("host", .string(r.host)), ("port", .string(r.port)), ("busId", .string(r.busID))])
+            } ?? .null),
         ])
     }
 }

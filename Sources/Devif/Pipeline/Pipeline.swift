@@ -276,9 +276,8 @@ final class Pipeline: Sendable {
                     return false
                 }
                 if ready { c.resume(); return }
-                let (seconds, attoseconds) = timeout.components
                 // Capped at about 30 years: DispatchTime counts nanoseconds in 64 bits.
-                let interval = min(Double(seconds) + Double(attoseconds) / 1e18, 1e9)
+                let interval = min(timeout.seconds, 1e9)
                 timer.withLock { t in
                     let source = DispatchSource.makeTimerSource(queue: .global())
                     source.setEventHandler { [self] in resumeWaiter(id) }

@@ -43,7 +43,7 @@ public struct Classifier: Sendable {
     }
 
     private func classifyUSB(_ snapshot: DeviceSnapshot) -> [Instance] {
-        let location = snapshot.portChain?.description ?? ""
+        let location = snapshot.remote?.location ?? snapshot.portChain?.description ?? ""
         let deviceWideGUIDs = Set(snapshot.firmwareGUIDs.filter { $0.interfaceNumber == nil }.map(\.guid))
         let deviceSubject = MatchSubject(kind: .usb, vendorID: snapshot.vendorID, productID: snapshot.productID,
                                          bcdDevice: snapshot.bcdDevice, deviceClass: snapshot.deviceClass,
@@ -99,7 +99,7 @@ public struct Classifier: Sendable {
         let hid = snapshot.hid ?? HIDProperties(busType: snapshot.portChain != nil ? .usb : BusType(rawValue: 0))
         let onUSB = hid.busType == .usb
         let location = onUSB
-            ? snapshot.portChain?.description ?? hid.physicalLocation ?? ""
+            ? snapshot.remote?.location ?? snapshot.portChain?.description ?? hid.physicalLocation ?? ""
             : hid.physicalLocation ?? ""
         let declared = Set(snapshot.firmwareGUIDs.filter {
             $0.interfaceNumber == nil || $0.interfaceNumber == hid.interfaceNumber

@@ -11,6 +11,10 @@ public struct DeviceSnapshot: Hashable, Sendable, Codable {
     /// Where the device is plugged on USB (for a HID device on USB: its USB
     /// parent's chain). Nil when not on USB, or not known.
     public var portChain: PortChain?
+    /// For a device imported over USB/IP (on a `vhci_hcd` bus, and for a HID
+    /// device on one): the exporting host and the bus id there, which name
+    /// it in place of ``portChain``. Nil for a local device.
+    public var remote: RemoteOrigin?
     /// The USB device address on its bus (changes on every replug).
     public var deviceAddress: UInt8?
     /// idVendor.
@@ -51,7 +55,7 @@ public struct DeviceSnapshot: Hashable, Sendable, Codable {
 
     /// A snapshot from what a source read (sources make these; tests and fakes
     /// build their own).
-    public init(kind: DeviceKind, portChain: PortChain? = nil, deviceAddress: UInt8? = nil,
+    public init(kind: DeviceKind, portChain: PortChain? = nil, remote: RemoteOrigin? = nil, deviceAddress: UInt8? = nil,
                 vendorID: UInt16, productID: UInt16, bcdDevice: UInt16? = nil,
                 deviceClass: ClassTriple? = nil, manufacturer: String? = nil, product: String? = nil,
                 serialNumber: String? = nil, configurations: [USBConfiguration] = [],
@@ -60,6 +64,7 @@ public struct DeviceSnapshot: Hashable, Sendable, Codable {
                 access: AccessState = .unknown, leftBeforeReady: Bool = false) {
         self.kind = kind
         self.portChain = portChain
+        self.remote = remote
         self.deviceAddress = deviceAddress
         self.vendorID = vendorID
         self.productID = productID

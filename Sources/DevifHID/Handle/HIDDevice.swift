@@ -516,8 +516,7 @@ final class HIDDeviceCore: Sendable {
         guard let deadline else { return -1 }
         let left = deadline - ContinuousClock.now
         if left <= .zero { return 0 }
-        let (seconds, attoseconds) = left.components
-        return Int32(clamping: seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
+        return Int32(clamping: left.millisecondsRoundedUp)
     }
 
     private enum DirectOutcome { case report([UInt8]), again, timedOut }

@@ -81,6 +81,53 @@ public enum Syscalls {
         }
     }
 
+    /// `getsockopt(fd, level, name)` for an `Int32` option.
+    public static func socketOption(_ fd: Int32, _ level: Int32, _ name: Int32,
+                                    subject: String? = nil) throws(LinuxError) -> Int32 {
+        var value: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(fd, level, name, &value, &length) < 0 { throw .current("getsockopt", subject) }
+        return value
+    }
+
+    /// `connect(fd, address)`; `address` holds the raw socket address bytes.
+    /// On a non-blocking socket EINPROGRESS is thrown like any error: the
+    /// caller polls for writability and reads `SO_ERROR`.
+    public static func connect(_ fd: Int32, address: [UInt8], subject: String? = nil) throws(LinuxError) {
+        let rc = address.withUnsafeBytes {
+            Glibc.connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
+        }
+        if rc < 0 { throw .current("connect", subject) }
+    }
+
+    /// `getaddrinfo(host, service)` for TCP streams: each address's family
+    /// and raw bytes, in the resolver's order. Throws the resolver's message.
+    public static func resolveTCP(host: String, service: String) throws(ResolveError) -> [(family: Int32, address: [UInt8])] {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_family = AF_UNSPEC
+        var list: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, service, &hints, &list)
+        guard rc == 0 else { throw ResolveError(host: host, reason: String(cString: gai_strerror(rc))) }
+        defer { freeaddrinfo(list) }
+        var found: [(family: Int32, address: [UInt8])] = []
+        var entry = list
+        while let e = entry {
+            if let a = e.pointee.ai_addr {
+                found.append((e.pointee.ai_family, Array(UnsafeRawBufferPointer(start: a, count: Int(e.pointee.ai_addrlen)))))
+            }
+            entry = e.pointee.ai_next
+        }
+        return found
+    }
+
+    /// `fcntl(fd, F_SETFL)` setting or clearing `O_NONBLOCK`.
+    public static func setNonBlocking(_ fd: Int32, _ on: Bool) throws(LinuxError) {
+        let flags = fcntl(fd, F_GETFL)
+        if flags < 0 { throw .current("fcntl") }
+        if fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK) < 0 { throw .current("fcntl") }
+    }
+
     /// `recvfrom(fd, buffer, flags)`: the byte count (the datagram's full
     /// length with `MSG_TRUNC`) and the sender's raw address bytes.
     public static func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, flags: Int32,
@@ -156,4 +203,14 @@ public enum Syscalls {
             if errno != EINTR { throw .current(call, subject) }
         }
     }
+}
+
+/// A host name that did not resolve: the resolver's own words.
+public struct ResolveError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The name asked for.
+    public var host: String
+    /// `gai_strerror`'s text.
+    public var reason: String
+    /// `cannot resolve HOST: REASON`.
+    public var description: String { "cannot resolve \(host): \(reason)" }
 }

@@ -63,6 +63,7 @@ struct USBAssembler: Sendable {
         }
         var strings: [UInt8: String] = [:]
         var sysfsPath: String?
+        var remote: RemoteOrigin?
         var active: UInt8?
         if sameDevice() {
             // The kernel announces a device before its driver (the generic
@@ -95,7 +96,18 @@ struct USBAssembler: Sendable {
                 }
             }
             if sameDevice() {
-                sysfsPath = (try? Syscalls.realpath(dir)) ?? dir
+                let path = (try? Syscalls.realpath(dir)) ?? dir
+                sysfsPath = path
+                if VHCI.isImported(sysfsPath: path) {
+                    // Imported over USB/IP: named by where it really is. The
+                    // usbip tool writes its attach record just after the
+                    // device comes up on vhci.
+                    _ = waitFor { remote = VHCI.origin(ofUSBDevice: path); return remote != nil || !sameDevice() }
+                    if remote == nil {
+                        problems.append("imported over USB/IP, but no attach record in \(VHCI.recordDirectory) names its vhci port: "
+                            + "named by its vhci port chain \(chain), which follows the order of attaching")
+                    }
+                }
             } else {
                 strings = [:]
                 active = nil
@@ -150,7 +162,7 @@ struct USBAssembler: Sendable {
             })
         }
         let snapshot = DeviceSnapshot(
-            kind: .usb, portChain: chain, deviceAddress: raw.address, vendorID: raw.vendorID,
+            kind: .usb, portChain: chain, remote: remote, deviceAddress: raw.address, vendorID: raw.vendorID,
             productID: raw.productID, bcdDevice: raw.bcdDevice, deviceClass: raw.deviceClass,
             manufacturer: string(raw.manufacturerIndex), product: string(raw.productIndex),
             serialNumber: string(raw.serialIndex), configurations: configurations,
@@ -247,12 +259,5 @@ struct USBAssembler: Sendable {
         case .never:
             return .failure(USBError(libusbCode: LIBUSB_ERROR_NOT_SUPPORTED.rawValue, operation: "open(\(devnode))"))
         }
-    }
-}
-
-extension Duration {
-    var milliseconds: Int64 {
-        let (s, atto) = components
-        return s * 1000 + atto / 1_000_000_000_000_000
     }
 }
