@@ -49,6 +49,27 @@ public enum Sysfs {
         if written != bytes.count { throw LinuxError(code: EIO, call: "write", subject: path) }
     }
 
+    /// A decimal attribute (`busnum`, `devnum`, `bAlternateSetting`); nil when
+    /// absent, empty or not a number.
+    package static func decimal(_ path: String) -> Int? {
+        guard let text = string(path, limit: 64) else { return nil }
+        return Int(text.trimmingASCIIWhitespace())
+    }
+
+    /// The names in a directory (no `.`/`..`); empty when it cannot be read.
+    package static func list(_ path: String) -> [String] {
+        guard let dir = opendir(path) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != ".", name != ".." { names.append(name) }
+        }
+        return names
+    }
+
     /// Whether `path` exists (for sysfs: whether that device is still there).
     public static func exists(_ path: String) -> Bool { Syscalls.access(path, F_OK) == nil }
 
@@ -114,11 +135,14 @@ public func udevIsRunning(controlSocket: String = "/run/udev/control") -> Bool {
 }
 
 extension String {
-    /// Without leading and trailing ASCII spaces, tabs and newlines.
-    func trimmingASCIIWhitespace() -> String {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }
-        guard let start = firstIndex(where: { !isSpace($0) }), let end = lastIndex(where: { !isSpace($0) }) else { return "" }
-        return String(self[start...end])
+    /// Without leading and trailing ASCII whitespace (space, tab, newline,
+    /// vertical tab, form feed, carriage return).
+    package func trimmingASCIIWhitespace() -> String {
+        let isSpace: (UInt8) -> Bool = { $0 == 0x20 || (0x09...0x0D).contains($0) }
+        let bytes = Array(utf8)
+        guard let first = bytes.firstIndex(where: { !isSpace($0) }),
+              let last = bytes.lastIndex(where: { !isSpace($0) }) else { return "" }
+        return String(decoding: bytes[first...last], as: UTF8.self)
     }
 }
 

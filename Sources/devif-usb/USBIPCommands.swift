@@ -185,6 +185,12 @@ struct ExportCommand: AsyncParsableCommand {
             exported; `devif-usb unexport` gives them back. Another host then attaches them \
             with `devif-usb attach` (or `usbip attach`) from this host's usbipd (`usbipd -D`).
 
+            With --serve it is the USB/IP server for them itself, in place of usbipd (same \
+            protocol, TCP port 3240 unless --port), on --listen ADDRESS only if given, and it \
+            sets keepalive on each connection: when the network to an importer goes, the \
+            device is freed within about --removal-timeout seconds and can be attached again \
+            once the network is back (usbipd keeps it busy until restarted).
+
             Only what is named is exported: a HID instance names its whole USB device. A device \
             with a keyboard or a mouse is exported only when named by link, never by --class: \
             whoever attaches it reads every keystroke. While exported, this host cannot open it \
@@ -201,6 +207,19 @@ struct ExportCommand: AsyncParsableCommand {
     @Flag(name: .customLong("keep"), help: "Leave the devices exported and exit (devif-usb unexport gives them back).")
     var keep = false
 
+    @Flag(name: .customLong("serve"), help: "Serve them over USB/IP here, in place of usbipd, with keepalive.")
+    var serve = false
+
+    @Option(name: .customLong("listen"), help: ArgumentHelp("With --serve: listen on this address only (default: every address).", valueName: "address"))
+    var listen: String?
+
+    @Option(name: .customLong("port"), help: ArgumentHelp("With --serve: the TCP port.", valueName: "port"))
+    var port: String = RemoteOrigin.defaultPort
+
+    @Option(name: .customLong("removal-timeout"),
+            help: ArgumentHelp("With --serve: seconds without an answer from an importer after which its device is freed.", valueName: "seconds"))
+    var removalTimeout: Double = 8
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
@@ -208,6 +227,10 @@ struct ExportCommand: AsyncParsableCommand {
             throw ValidationError(links.isEmpty ? "name what to export: symbolic links (devif-usb list) or --class CLASS"
                                                 : "give links or --class, not both")
         }
+        if keep && serve { throw ValidationError("--keep exits at once; --serve serves until stopped: choose one") }
+        if !serve && (listen != nil || port != RemoteOrigin.defaultPort) { throw ValidationError("--listen and --port go with --serve") }
+        guard let n = UInt16(port), n > 0 else { throw ValidationError("--port \(port.debugDescription): a TCP port is 1...65535") }
+        guard removalTimeout >= 2, removalTimeout <= 3600 else { throw ValidationError("--removal-timeout takes 2...3600 seconds") }
     }
 
     func run() async throws {
@@ -256,8 +279,24 @@ struct ExportCommand: AsyncParsableCommand {
         }
         if !keep && !exported.isEmpty {
             let signals = StopSignals()
-            common.notice("exported; Ctrl-C gives \(exported.count == 1 ? "it" : "them") back")
+            var server: USBIPServer?
+            if serve {
+                do {
+                    let served = exported
+                    server = try USBIPServer(address: listen, port: port, removalTimeout: .milliseconds(Int64(removalTimeout * 1000)),
+                                             serves: { served })
+                } catch {
+                    for busID in exported { try? USBIP.unexport(busID: busID) }
+                    throw fail("\(error)", usbipExit(error))
+                }
+            }
+            let running = server.map { s in
+                Thread.detachNewThread { [common] in s.run(notice: { common.notice($0) }) }
+                return s
+            }
+            common.notice("exported\(running.map { "; serving USB/IP on \($0.name)" } ?? ""); Ctrl-C gives \(exported.count == 1 ? "it" : "them") back")
             await signals.wait()
+            running?.stop()
             for busID in exported {
                 do { try USBIP.unexport(busID: busID); print("gave back \(busID)") } catch { failed = fail("\(error)", usbipExit(error)) }
             }

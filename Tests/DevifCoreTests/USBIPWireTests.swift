@@ -297,4 +297,21 @@ import Testing
         #expect(!USBIPAttachRecord(host: "my host", port: "3240", busID: "1-1").isValid)
         #expect(USBIPAttachRecord(host: "host", port: "3240", busID: "1-1").isValid)
     }
+
+    /// What a server reads: the requests the client side writes come back
+    /// as their operation and bus id; anything else is refused.
+    @Test func serverSideParsesTheClientsRequests() throws {
+        #expect(try USBIPWire.requestOperation(USBIPWire.deviceListRequest) == .requestDeviceList)
+        let request = try USBIPWire.importRequest(busID: "1-1.2")
+        #expect(try USBIPWire.requestOperation(Array(request[..<8])) == .requestImport)
+        #expect(USBIPWire.requestedBusID(Array(request[8...])) == "1-1.2")
+        #expect(request.count == 8 + USBIPWire.requestedBusIDSize)
+        // A full field without NUL, invalid UTF-8: read safely, matches no real bus id.
+        #expect(USBIPWire.requestedBusID([UInt8](repeating: 0x41, count: 32)) == String(repeating: "A", count: 32))
+        #expect(USBIPWire.requestedBusID([0xff, 0xfe, 0]).unicodeScalars.allSatisfy { $0 == "\u{FFFD}" })
+        // Another version, a reply's operation, a short header.
+        #expect(throws: USBIPWireError.self) { try USBIPWire.requestOperation([0x01, 0x06, 0x80, 0x05, 0, 0, 0, 0]) }
+        #expect(throws: USBIPWireError.self) { try USBIPWire.requestOperation([0x01, 0x11, 0x00, 0x05, 0, 0, 0, 0]) }
+        #expect(throws: USBIPWireError.self) { try USBIPWire.requestOperation([0x01, 0x11, 0x80]) }
+    }
 }

@@ -89,6 +89,28 @@ public enum USBIPWire {
         return out
     }
 
+    /// What a client asks, from a request's 8-byte header (what a server
+    /// reads first): ``Operation/requestDeviceList`` or
+    /// ``Operation/requestImport`` (32 bytes of bus id follow, see
+    /// ``requestedBusID(_:)``). Throws for another version or operation.
+    public static func requestOperation(_ header: [UInt8]) throws(USBIPWireError) -> Operation {
+        guard header.count == headerSize else { throw .tooManyBytes(given: header.count, wanted: headerSize) }
+        let version = header.be16(0), code = header.be16(2)
+        guard version == Self.version else { throw .unexpectedVersion(received: version, operation: code) }
+        switch Operation(rawValue: code) {
+        case .requestDeviceList: return .requestDeviceList
+        case .requestImport: return .requestImport
+        default: throw .unexpectedOperation(expected: .requestImport, received: code)
+        }
+    }
+
+    /// The bytes of an import request after its header: the bus id field.
+    public static let requestedBusIDSize = busIDSize
+
+    /// The bus id an import request names, from its 32-byte field (up to the
+    /// first NUL; invalid UTF-8 replaced, so it matches no device).
+    public static func requestedBusID(_ field: [UInt8]) -> String { fieldString(field[...]) }
+
     /// Checks a reply header: version, then operation, then status (as the
     /// usbip tool does).
     static func checkHeader(_ bytes: [UInt8], _ expected: Operation, busID: String?) throws(USBIPWireError) {

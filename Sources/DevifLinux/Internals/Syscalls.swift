@@ -103,12 +103,23 @@ public enum Syscalls {
     /// `getaddrinfo(host, service)` for TCP streams: each address's family
     /// and raw bytes, in the resolver's order. Throws the resolver's message.
     public static func resolveTCP(host: String, service: String) throws(ResolveError) -> [(family: Int32, address: [UInt8])] {
+        try resolve(host: host, service: service, flags: 0)
+    }
+
+    /// `getaddrinfo(host, service)` with `AI_PASSIVE`, for a listening TCP
+    /// socket (nil host: every address): each address's family and bytes.
+    public static func resolveListening(host: String?, service: String) throws(ResolveError) -> [(family: Int32, address: [UInt8])] {
+        try resolve(host: host, service: service, flags: AI_PASSIVE)
+    }
+
+    private static func resolve(host: String?, service: String, flags: Int32) throws(ResolveError) -> [(family: Int32, address: [UInt8])] {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_family = AF_UNSPEC
+        hints.ai_flags = flags
         var list: UnsafeMutablePointer<addrinfo>?
         let rc = getaddrinfo(host, service, &hints, &list)
-        guard rc == 0 else { throw ResolveError(host: host, reason: String(cString: gai_strerror(rc))) }
+        guard rc == 0 else { throw ResolveError(host: host ?? "*", reason: String(cString: gai_strerror(rc))) }
         defer { freeaddrinfo(list) }
         var found: [(family: Int32, address: [UInt8])] = []
         var entry = list
@@ -119,6 +130,19 @@ public enum Syscalls {
             entry = e.pointee.ai_next
         }
         return found
+    }
+
+    /// `listen(fd, backlog)`.
+    public static func listen(_ fd: Int32, backlog: Int32, subject: String? = nil) throws(LinuxError) {
+        if Glibc.listen(fd, backlog) < 0 { throw .current("listen", subject) }
+    }
+
+    /// `accept(fd)`, then close-on-exec (`accept4` is not in Swift's Glibc
+    /// module): the connected socket.
+    public static func accept(_ fd: Int32, subject: String? = nil) throws(LinuxError) -> Int32 {
+        let connection = try retrying("accept", subject) { Glibc.accept(fd, nil, nil) }
+        _ = fcntl(connection, F_SETFD, FD_CLOEXEC)
+        return connection
     }
 
     /// `fcntl(fd, F_SETFL)` setting or clearing `O_NONBLOCK`.

@@ -40,6 +40,12 @@ package struct TCPConnection: ~Copyable {
         throw .connect(peer: peer, last ?? LinuxError(code: EADDRNOTAVAIL, call: "getaddrinfo", subject: peer))
     }
 
+    /// Takes over an accepted connection's socket.
+    package init(accepted fd: Int32, peer: String) {
+        self.fd = fd
+        self.peer = peer
+    }
+
     deinit { Syscalls.close(fd) }
 
     private static func connect(_ fd: Int32, _ address: [UInt8], peer: String, deadline: ContinuousClock.Instant) throws(LinuxError) {
@@ -139,5 +145,80 @@ package enum USBIPTransportError: Error, Sendable, CustomStringConvertible {
         case .closed(let peer, let after, let wanted):
             "\(peer) closed the connection after \(after) of \(wanted) bytes of its reply (it refused the request or is not a usbipd)"
         }
+    }
+}
+
+/// A listening TCP socket whose `accept` a stop wakes: a server's one loop.
+package struct TCPListener: ~Copyable, Sendable {
+    private let fd: Int32
+    private let wake: EventFD
+    /// `address:port`, for messages.
+    package let name: String
+
+    /// Listens on `address` (nil: every address) and `port`.
+    package init(address: String?, port: String) throws(USBIPTransportError) {
+        let name = (address.map { $0.contains(":") ? "[\($0)]" : $0 } ?? "*") + ":" + port
+        let candidates: [(family: Int32, address: [UInt8])]
+        do { candidates = try Syscalls.resolveListening(host: address, service: port) } catch { throw .resolve(error) }
+        // Without an address, IPv6's wildcard (which takes IPv4 too) first.
+        let ordered = candidates.sorted { a, _ in a.family == AF_INET6 }
+        var last = LinuxError(code: EADDRNOTAVAIL, call: "getaddrinfo", subject: name)
+        for c in ordered {
+            do throws(LinuxError) {
+                let fd = try Syscalls.socket(c.family, Int32(SOCK_STREAM.rawValue), 0, subject: name)
+                do throws(LinuxError) {
+                    try Syscalls.setSocketOption(fd, SOL_SOCKET, SO_REUSEADDR, 1, subject: name)
+                    try Syscalls.bind(fd, address: c.address, subject: name)
+                    try Syscalls.listen(fd, backlog: 16, subject: name)
+                    self.wake = try EventFD()
+                } catch {
+                    Syscalls.close(fd)
+                    throw error
+                }
+                self.fd = fd
+                self.name = name
+                return
+            } catch { last = error }
+        }
+        throw .connect(peer: name, last)
+    }
+
+    deinit { Syscalls.close(fd) }
+
+    /// The next connection; nil once ``stop()`` was called.
+    package func accept() throws(USBIPTransportError) -> TCPConnection? {
+        while true {
+            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wake.fileDescriptor, events: Int16(POLLIN), revents: 0)]
+            do { _ = try Syscalls.poll(&fds, timeoutMilliseconds: -1) } catch { throw .io(peer: name, error) }
+            if fds[1].revents != 0 { return nil }
+            guard fds[0].revents != 0 else { continue }
+            do {
+                let connection = try Syscalls.accept(fd, subject: name)
+                return TCPConnection(accepted: connection, peer: Self.peerName(connection))
+            } catch where [ECONNABORTED, EAGAIN, EINTR].contains(error.code) {
+                continue
+            } catch { throw .io(peer: name, error) }
+        }
+    }
+
+    /// Wakes ``accept()`` for good. Safe from any thread.
+    package func stop() { wake.signal() }
+
+    private static func peerName(_ fd: Int32) -> String {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let ok = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) == 0 }
+        }
+        guard ok else { return "a client" }
+        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST)), service = [CChar](repeating: 0, count: Int(NI_MAXSERV))
+        let rc = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                getnameinfo($0, length, &host, socklen_t(host.count), &service, socklen_t(service.count), NI_NUMERICHOST | NI_NUMERICSERV)
+            }
+        }
+        guard rc == 0 else { return "a client" }
+        let h = String(cString: host)
+        return (h.contains(":") ? "[\(h)]" : h) + ":" + String(cString: service)
     }
 }
