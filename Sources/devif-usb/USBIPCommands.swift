@@ -272,7 +272,8 @@ struct ExportCommand: AsyncParsableCommand {
             do {
                 try USBIP.export(busID: c.busID)
                 exported.append(c.busID)
-                print("exported \(c.busID) (\(printable(c.why)))")
+                // Unbuffered: a pipe reader learns it now, not at exit.
+                FileHandle.standardOutput.write(Data("exported \(c.busID) (\(printable(c.why)))\n".utf8))
             } catch {
                 failed = fail("\(error)", usbipExit(error))
             }
@@ -298,7 +299,7 @@ struct ExportCommand: AsyncParsableCommand {
             await signals.wait()
             running?.stop()
             for busID in exported {
-                do { try USBIP.unexport(busID: busID); print("gave back \(busID)") } catch { failed = fail("\(error)", usbipExit(error)) }
+                do { try USBIP.unexport(busID: busID); FileHandle.standardOutput.write(Data("gave back \(busID)\n".utf8)) } catch { failed = fail("\(error)", usbipExit(error)) }
             }
         }
         if let failed { throw failed }

@@ -9,7 +9,7 @@ import Glibc
 /// An attached device arrives like a local one: ``DeviceManager`` reports
 /// it, names it by its serial number (the same link as when plugged here) or,
 /// without one, by the exporting host and its bus id there
-/// (``RemoteOrigin/location``), and opens it for I/O.
+/// (``/DevifCore/RemoteOrigin/location``), and opens it for I/O.
 ///
 /// Unlike `usbip attach`, an attach by devif sets TCP keepalive and a user
 /// timeout on the connection it hands the kernel: when the network goes, the

@@ -25,9 +25,12 @@ package enum VHCI {
     }
 
     /// Whether the USB device at `sysfsPath` (a path under /sys/devices) is
-    /// on a vhci bus, that is, imported over USB/IP.
+    /// on a vhci bus below its root hub, that is, imported over USB/IP (vhci's
+    /// own root hubs are local).
     package static func isImported(sysfsPath: String) -> Bool {
-        sysfsPath.contains("/vhci_hcd.")
+        guard sysfsPath.contains("/vhci_hcd."), let name = sysfsPath.split(separator: "/").last,
+              let chain = PortChain(parsing: name) else { return false }
+        return !chain.ports.isEmpty
     }
 
     /// The origin of the imported USB device at `sysfsPath`: the vhci port
