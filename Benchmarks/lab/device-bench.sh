@@ -144,7 +144,8 @@ if want usbip-bulk-in; then
     for ((i = 0; i < 100; i++)); do usbip list -r 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.1; done
     usbip attach -r 127.0.0.1 -d usbip-vudc.0 >>"$work/usbip.log" 2>&1 || fatal "usbip attach failed: $(tail -n 2 "$work/usbip.log")"
     ip_in=""
-    for ((i = 0; i < 300 && -z $ip_in; i++)); do
+    for ((i = 0; i < 300; i++)); do
+      [[ -z $ip_in ]] || break
       for d in /sys/bus/usb/devices/*; do
         [[ $(cat "$d/idProduct" 2>/dev/null) == 4e07 ]] || continue
         for e in "$d"/*:1.0/ep_*; do
