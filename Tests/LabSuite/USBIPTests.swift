@@ -69,6 +69,17 @@ private func isOur(_ pid: UInt16, _ event: InterfaceEvent.Kind) -> @Sendable (In
     { $0.event == event && $0.interface.vendorId == 0x1209 && $0.interface.productId == pid }
 }
 
+/// `bytes` of varied data out and back through the Loopback gadget at `link`.
+private func expectLoopback(_ f: ManagerFixture, _ link: String, bytes: Int, _ how: String) async throws {
+    let h = try f.manager.openUSB(link)
+    defer { h.close() }
+    let out = try h.endpoints.first { !$0.isIn && $0.kind == .bulk }.orFail("no bulk OUT")
+    let inp = try h.endpoints.first { $0.isIn && $0.kind == .bulk }.orFail("no bulk IN")
+    let data = (0..<bytes).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 13) }
+    let back = try await loopback(h, out: out.address, in: inp.address, data: data)
+    try expect(back == data, "\(bytes) bytes \(how): got \(back.count) back, \(zip(back, data).filter { $0 != $1 }.count) differ")
+}
+
 /// devif-usb attach, as a user runs it.
 private func attach(_ udc: String, timeout: Double? = nil) throws -> [String: Any] {
     let r = try runProcess(devifUSBPath, ["attach", exporter, udc, "--json"]
@@ -125,15 +136,7 @@ func registerUSBIPTests(_ r: inout LabRunner) {
         // Bulk loopback through a handle, over USB/IP.
         let linkS = "usb#vid_1209&pid_0e01#IP-S#\(LabClasses.vendorBulk)"
         try expect(local.contains(linkS), "the serial gadget's vendor-bulk link \(linkS) among \(local)")
-        do {
-            let h = try f.manager.openUSB(linkS)
-            defer { h.close() }
-            let out = try h.endpoints.first { !$0.isIn && $0.kind == .bulk }.orFail("no bulk OUT")
-            let inp = try h.endpoints.first { $0.isIn && $0.kind == .bulk }.orFail("no bulk IN")
-            let data = (0..<(256 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 13) }
-            let back = try await loopback(h, out: out.address, in: inp.address, data: data)
-            try expect(back == data, "256 KiB over USB/IP: got \(back.count) bytes, \(zip(back, data).filter { $0 != $1 }.count) differ")
-        }
+        try await expectLoopback(f, linkS, bytes: 256 * 1024, "over USB/IP")
 
         // devif's attach of the no-serial gadget: named by host and bus id.
         let first = try attach("usbip-vudc.1")
@@ -327,15 +330,7 @@ func registerUSBIPTests(_ r: inout LabRunner) {
         let imported = try await f.next(2, within: 30, "the imported copy's arrivals", where: { e in
             e.event == .arrival && e.interface.productId == 0x0e05 && e.interface.remote != nil })
         let importedLink = try imported.first { $0.interface.classGuid == LabClasses.vendorBulk }.orFail("no vendor-bulk instance imported").interface.symbolicLink
-        do {
-            let h = try f.manager.openUSB(importedLink)
-            defer { h.close() }
-            let out = try h.endpoints.first { !$0.isIn && $0.kind == .bulk }.orFail("no bulk OUT")
-            let inp = try h.endpoints.first { $0.isIn && $0.kind == .bulk }.orFail("no bulk IN")
-            let data = (0..<(64 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 40503 >> 7) }
-            let back = try await loopback(h, out: out.address, in: inp.address, data: data)
-            try expect(back == data, "64 KiB through an exported and attached device: \(back.count) bytes back")
-        }
+        try await expectLoopback(f, importedLink, bytes: 64 * 1024, "through an exported and attached device")
         try runCLI(["detach", "--all"])
         _ = try await f.next(2, within: 30, "the imported copy's removals", where: { $0.event == .removal && $0.interface.productId == 0x0e05 })
 
