@@ -1,4 +1,5 @@
 import DevifCore
+import DevifLinux
 import Foundation
 
 /// One instance of one interface class: what `list` shows and `watch`
@@ -49,6 +50,15 @@ public struct DeviceInterface: Sendable, Hashable {
     /// there (``portChain`` is then the local vhci port's). Nil for a local
     /// device, and for a remembered one.
     public var remote: RemoteOrigin? { snapshot?.remote }
+
+    /// The bus id this host exports the instance's USB device as over
+    /// USB/IP (bound to usbip-host, see `USBIP.export(busID:)`), read from
+    /// sysfs now; nil when it is not exported.
+    public var exportedBusID: String? {
+        guard remote == nil, let chain = snapshot?.portChain, !chain.ports.isEmpty,
+              USBIPHost.isExported(busID: "\(chain)") else { return nil }
+        return "\(chain)"
+    }
 
     /// The link without its class part: equal for the links of one instance
     /// in its several classes.

@@ -63,8 +63,8 @@ struct InfoCommand: AsyncParsableCommand {
         lines.append(("Serial number", info.serialNumber.map { printable($0) } ?? "(none)"))
         if let n = info.interfaceNumber { lines.append(("Interface", String(n))) }
         lines.append(("Port chain", info.portChain ?? "-"))
-        if info.remote == nil, let chain = info.snapshot?.portChain, !chain.ports.isEmpty, USBIP.isExported(busID: "\(chain)") {
-            lines.append(("USB/IP", "exported by this host (bound to usbip-host; `devif-usb unexport \(chain)` gives it back)"))
+        if let busID = info.exportedBusID {
+            lines.append(("USB/IP", "exported by this host (bound to usbip-host; `devif-usb unexport \(busID)` gives it back)"))
         }
         if let r = info.remote {
             lines.append(("Remote", printable(r.description) + (r.vhciPort.map { " (USB/IP, vhci port \($0))" } ?? " (USB/IP)")))

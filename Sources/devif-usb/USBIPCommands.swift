@@ -76,8 +76,8 @@ struct AttachCommand: AsyncParsableCommand {
                 throw fail("\(host) exports nothing in class \(classArgument.text) (\(exported.count) exported; devif-usb list --remote \(host) shows them)", Exit.unavailable)
             }
         }
-        let options = USBIP.AttachOptions(connectTimeout: .milliseconds(Int64(remote.connectTimeout * 1000)),
-                                          removalTimeout: .milliseconds(Int64(removalTimeout * 1000)))
+        let options = USBIP.AttachOptions(connectTimeout: .seconds(remote.connectTimeout),
+                                          removalTimeout: .seconds(removalTimeout))
         var failed: ExitCode?
         for busID in chosen {
             do {
@@ -139,11 +139,10 @@ struct DetachCommand: AsyncParsableCommand {
             guard let slash = d.lastIndex(of: "/") else {
                 throw fail("\(d.debugDescription): give HOST/BUSID or a vhci port number (devif-usb detach --list)", Exit.usage)
             }
-            let host = String(d[..<slash]), busID = String(d[d.index(after: slash)...])
-            guard let a = attached.first(where: { $0.origin?.host == host && $0.origin?.busID == busID }) else {
+            guard let port = USBIP.vhciPort(of: String(d[d.index(after: slash)...]), from: String(d[..<slash]), port: nil) else {
                 throw fail("\(d) is not attached here (devif-usb detach --list shows what is)", Exit.unavailable)
             }
-            ports.append(a.vhciPort)
+            ports.append(port)
         }
         var failed: ExitCode?
         for port in ports {
@@ -168,7 +167,7 @@ func usbipExit(_ error: USBIPError) -> ExitCode {
 
 func listExported(_ host: String, _ remote: RemoteOptions) throws -> [USBIPExportedDevice] {
     do {
-        return try USBIP.exportedDevices(on: host, port: remote.port, timeout: .milliseconds(Int64(remote.connectTimeout * 1000)))
+        return try USBIP.exportedDevices(on: host, port: remote.port, timeout: .seconds(remote.connectTimeout))
     } catch {
         throw fail("\(error)", usbipExit(error))
     }
@@ -284,7 +283,7 @@ struct ExportCommand: AsyncParsableCommand {
             if serve {
                 do {
                     let served = exported
-                    server = try USBIPServer(address: listen, port: port, removalTimeout: .milliseconds(Int64(removalTimeout * 1000)),
+                    server = try USBIPServer(address: listen, port: port, removalTimeout: .seconds(removalTimeout),
                                              serves: { served })
                 } catch {
                     for busID in exported { try? USBIP.unexport(busID: busID) }

@@ -90,14 +90,14 @@ struct WatchCommand: AsyncParsableCommand {
             let (hosts, port, catalog, connect) = (remoteHosts, remote.port, manager.catalog, remote.connectTimeout)
             attacher = Task.detached { [common] in
                 await USBIP.keepAttached(classGUID: guid, from: hosts, port: port, catalog: catalog,
-                                         options: USBIP.AttachOptions(connectTimeout: .milliseconds(Int64(connect * 1000))),
+                                         options: USBIP.AttachOptions(connectTimeout: .seconds(connect)),
                                          notice: { common.notice($0) })
             }
         }
         defer { attacher?.cancel() }
         let printer = EventPrinter(json: json, color: common.useColor)
         var printed = 0
-        let deadline = timeout.map { ContinuousClock.now + .milliseconds(Int64($0 * 1000)) }
+        let deadline = timeout.map { ContinuousClock.now + .seconds($0) }
 
         if enumerate {
             for event in watch.snapshotEvents {

@@ -1,6 +1,5 @@
 import DevifCore
 import DevifHID
-import DevifLinux
 import DevifUSB
 
 /// An open instance of either kind (see ``DeviceManager/open(_:)``).
@@ -42,9 +41,9 @@ extension DeviceManager {
         }
         guard let devnode = interface.devnode else { throw HandleError.notPresent(link) }
         // Exported over USB/IP, its I/O belongs to the host that attached it.
-        if interface.remote == nil, let chain = interface.snapshot?.portChain, USBIPHost.isExported(busID: "\(chain)") {
-            throw HandleError.busy(link, "exported over USB/IP by this host (bound to usbip-host as \(chain)): "
-                + "unexport it first (devif-usb unexport \(chain), or usbip unbind -b \(chain))")
+        if let busID = interface.exportedBusID {
+            throw HandleError.busy(link, "exported over USB/IP by this host (bound to usbip-host as \(busID)): "
+                + "unexport it first (devif-usb unexport \(busID), or usbip unbind -b \(busID))")
         }
         let device: USBDevice
         do { device = try USBDevice(path: devnode) } catch { throw HandleError(error, link: link) }

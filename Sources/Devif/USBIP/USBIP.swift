@@ -115,11 +115,18 @@ public enum USBIP {
 
     /// Detaches the device `busID` from `host`, wherever it is attached.
     public static func detach(_ busID: String, from host: String, port: String = RemoteOrigin.defaultPort) throws(USBIPError) {
-        guard let found = attached().first(where: { $0.origin?.host == host && $0.origin?.busID == busID && $0.origin?.port == port })
-        else {
+        guard let found = vhciPort(of: busID, from: host, port: port) else {
             throw USBIPError(.notAttached, "\(busID) from \(host) is not attached here (devif-usb detach --list shows what is)")
         }
-        try detach(vhciPort: found.vhciPort)
+        try detach(vhciPort: found)
+    }
+
+    /// The vhci port `busID` from `host` is attached on here, by its attach
+    /// record; `port` nil matches any usbipd port.
+    public static func vhciPort(of busID: String, from host: String, port: String? = nil) -> Int? {
+        attached().first { a in
+            a.origin.map { $0.host == host && $0.busID == busID && (port == nil || $0.port == port) } ?? false
+        }?.vhciPort
     }
 
     /// Whether the local USB device `busID` (its sysfs name, which is its
