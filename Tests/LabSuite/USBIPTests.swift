@@ -2,7 +2,8 @@
 // namespace joined to this one by a veth pair; its usbipd (--device) exports
 // gadgets bound to usbip-vudc UDCs, which are never local devices here. The
 // importing host is the VM itself, where devif runs. vhci-hcd adds 16 root
-// hubs, so the modules are loaded for these tests alone and unloaded after.
+// hubs and usbip-vudc UDCs, so they are loaded for these tests alone and
+// unloaded after (usbip-host, which adds nothing, stays loaded).
 import Devif
 import Foundation
 
@@ -52,9 +53,14 @@ private struct USBIPLab {
     func tear() {
         _ = try? runProcess(devifUSBPath, ["detach", "--all"])
         _ = try? sh("pkill -x usbipd; true")
+        _ = try? runProcess(devifUSBPath, ["unexport", "--all"])
         _ = try? Devlab.run(["reset"])
         _ = try? sh("ip netns del \(namespace); ip link del devif-vimp 2>/dev/null; true")
-        _ = try? sh("rm -rf /run/vhci_hcd; modprobe -r vhci-hcd usbip-vudc usbip-host; true", timeout: 120)
+        // vhci-hcd's root hubs and usbip-vudc's UDCs go; usbip-host stays
+        // (it adds no device): after the network-loss rounds its unload can
+        // hang on a stub connection still ending, and the next test's
+        // modprobe then failed with EBUSY.
+        _ = try? sh("rm -rf /run/vhci_hcd; modprobe -r vhci-hcd usbip-vudc; true", timeout: 120)
     }
 
     func network(up: Bool) throws {
@@ -283,7 +289,10 @@ func registerUSBIPTests(_ r: inout LabRunner) {
         try expect(sorted[9] <= 10, "removal after the network went: max \(sorted[9]) s (documented bound 10 s): \(removals)")
         try expect(ends[9] <= 10, "deviceRemoved on the pending read: max \(ends[9]) s (documented bound 10 s): \(handleEnds)")
         _ = try runProcess("/usr/sbin/ip", ["netns", "exec", namespace, devifUSBPath, "detach", "--all"])
+        // SIGTERM gives the device back; the modules unload only after that.
         server.kill()
+        try expectEqual(try await server.exitStatus(within: 30, "export --serve to give the device back and exit"), 0,
+                        "export --serve's exit status after SIGTERM")
     }
 
     r.add("usbip: export binds a local device to usbip-host for usbipd: list --remote shows its ids and classes, another host attaches it and loops data back, this host's open says it is exported, unexport gives it back; a keyboard is exported only by link") {
