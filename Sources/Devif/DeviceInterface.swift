@@ -1,6 +1,7 @@
 import DevifCore
 import DevifLinux
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// One instance of one interface class: what `list` shows and `watch`
 /// announces. An instance that matches several classes is one

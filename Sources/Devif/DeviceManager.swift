@@ -2,7 +2,8 @@ import DevifCore
 import DevifHID
 import DevifRegistrySQLite
 import DevifUSB
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import Synchronization
 

@@ -1,6 +1,7 @@
 import CSQLite
 import DevifCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// The registry's persistent store: one SQLite file in WAL mode.
@@ -76,9 +77,9 @@ public final class SQLiteRegistryStore: RegistryStore {
 
     /// Creates the location's folder (and missing parents) with its mode, if it is missing.
     public static func createDirectory(_ location: RegistryLocation) throws(RegistryError) {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: location.directory, isDirectory: &isDirectory) {
-            if isDirectory.boolValue { return }
+        var info = stat()
+        if stat(location.directory, &info) == 0 {
+            if info.st_mode & S_IFMT == S_IFDIR { return }
             throw RegistryError(.location, path: location.path,
                                 message: "\(location.directory) exists and is not a folder",
                                 recovery: "Remove it, or set \(RegistryLocation.environmentVariable) to another path")
@@ -89,7 +90,7 @@ public final class SQLiteRegistryStore: RegistryStore {
                 attributes: [.posixPermissions: Int(location.directoryMode)])
         } catch {
             throw RegistryError(.location, path: location.path,
-                                message: "cannot create the folder \(location.directory): \(error.localizedDescription)",
+                                message: "cannot create the folder \(location.directory): \(error)",
                                 recovery: "Create it yourself, or set \(RegistryLocation.environmentVariable) to a writable path")
         }
     }
@@ -101,11 +102,9 @@ public final class SQLiteRegistryStore: RegistryStore {
     /// - Returns: the path the file was moved to.
     @discardableResult
     public static func recover(path: String, now: Date = Date()) throws(RegistryError) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        let base = "\(path).corrupt-\(formatter.string(from: now))"
+        // yyyyMMdd'T'HHmmss'Z' in UTC
+        let stamp = now.formatted(Date.ISO8601FormatStyle(dateSeparator: .omitted, timeSeparator: .omitted))
+        let base = "\(path).corrupt-\(stamp)"
         var target = base
         var attempt = 1
         while FileManager.default.fileExists(atPath: target) {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Devif
-import Foundation
+import FoundationEssentials
+import Glibc
 
 struct ClassesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -36,7 +37,7 @@ struct ClassesCommand: AsyncParsableCommand {
         }
         let w = classes.map(\.name.count).max() ?? 4
         for c in classes {
-            print("\(c.guid)  \(c.name.padding(toLength: w, withPad: " ", startingAt: 0))  \(c.description)  [\(c.origin)]")
+            print("\(c.guid)  \(c.name.padded(to: w))  \(c.description)  [\(c.origin)]")
         }
         let probes = loaded.catalog.msOS10Probes
         print("MS OS 1.0 probing (string 0xEE): "

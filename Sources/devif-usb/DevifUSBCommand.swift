@@ -1,6 +1,7 @@
 import ArgumentParser
 import Devif
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 
 @main
@@ -67,7 +68,7 @@ struct CommonOptions: ParsableArguments {
 
     /// Notices go to stderr, once each, so stdout stays clean for JSON.
     func notice(_ line: String) {
-        if !quiet { FileHandle.standardError.write(Data(("devif-usb: " + line + "\n").utf8)) }
+        if !quiet { writeError(("devif-usb: " + line + "\n")) }
     }
 }
 
@@ -88,7 +89,7 @@ enum Exit {
 }
 
 func fail(_ message: String, _ code: ExitCode) -> ExitCode {
-    FileHandle.standardError.write(Data(("devif-usb: " + message + "\n").utf8))
+    writeError(("devif-usb: " + message + "\n"))
     return code
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Devif
-import Foundation
+import FoundationEssentials
+import Glibc
 
 struct InfoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -83,7 +84,7 @@ struct InfoCommand: AsyncParsableCommand {
             lines.append(("Report descriptor", "\(hid.reportDescriptor.count) bytes"))
         }
         let w = lines.map(\.0.count).max() ?? 0
-        for (k, v) in lines { print(k.padding(toLength: w, withPad: " ", startingAt: 0) + "  " + v) }
+        for (k, v) in lines { print(k.padded(to: w) + "  " + v) }
         for c in info.snapshot?.configurations ?? [] {
             let active = info.snapshot?.activeConfigurationValue == c.value ? " (active)" : ""
             print("Configuration \(c.value)\(active)")
@@ -91,7 +92,7 @@ struct InfoCommand: AsyncParsableCommand {
                 print("  Interface \(i.number) alt \(i.alternateSetting): class \(i.interfaceClass)"
                       + (i.interfaceString.map { " \"\(printable($0))\"" } ?? ""))
                 for e in i.endpoints {
-                    print("    Endpoint 0x\(String(format: "%02x", e.address)) \(e.isIn ? "IN " : "OUT") \(e.transferType) max packet \(e.maxPacketSize & 0x7FF)")
+                    print("    Endpoint 0x\(hex2(e.address)) \(e.isIn ? "IN " : "OUT") \(e.transferType) max packet \(e.maxPacketSize & 0x7FF)")
                 }
             }
         }

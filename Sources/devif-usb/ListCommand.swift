@@ -1,6 +1,7 @@
 import ArgumentParser
 import Devif
-import Foundation
+import FoundationEssentials
+import Glibc
 
 struct ListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -61,9 +62,10 @@ struct ListCommand: AsyncParsableCommand {
 /// are shown with control characters escaped.
 func printTable(_ items: [DeviceInterface], color: Bool) {
     let header = ["STATE", "KIND", "VID:PID", "MI", "SERIAL", "CLASS", "ACCESS", "SYMBOLIC LINK"]
-    let rows: [[String]] = items.map { i in
-        [i.present ? "present" : "absent", i.kind.rawValue, hex4(i.vendorId) + ":" + hex4(i.productId),
-         i.interfaceNumber.map { String(format: "%02x", $0) } ?? "-",
+    let rows: [[String]] = items.map { (i: DeviceInterface) -> [String] in
+        let number: String = i.interfaceNumber.map { hex2(UInt8(truncatingIfNeeded: $0)) } ?? "-"
+        return [i.present ? "present" : "absent", i.kind.rawValue, hex4(i.vendorId) + ":" + hex4(i.productId),
+         number,
          i.serialNumber.map { printable($0, limit: 24) } ?? "-",
          i.className ?? i.classGuid.description,
          i.access?.rawValue ?? "-",
@@ -72,7 +74,7 @@ func printTable(_ items: [DeviceInterface], color: Bool) {
     var widths = header.map(\.count)
     for row in rows { for (n, cell) in row.enumerated() { widths[n] = max(widths[n], cell.count) } }
     func line(_ cells: [String]) -> String {
-        cells.enumerated().map { n, c in n == cells.count - 1 ? c : c.padding(toLength: widths[n], withPad: " ", startingAt: 0) }
+        cells.enumerated().map { n, c in n == cells.count - 1 ? c : c.padded(to: widths[n]) }
             .joined(separator: "  ")
     }
     print(color ? "\u{1B}[1m" + line(header) + "\u{1B}[0m" : line(header))
@@ -140,7 +142,7 @@ extension ListCommand {
             var widths = header.map(\.count)
             for row in cells { for (n, c) in row.enumerated() { widths[n] = max(widths[n], c.count) } }
             for row in [header] + cells {
-                print(row.enumerated().map { n, c in n == row.count - 1 ? c : c.padding(toLength: widths[n], withPad: " ", startingAt: 0) }
+                print(row.enumerated().map { n, c in n == row.count - 1 ? c : c.padded(to: widths[n]) }
                     .joined(separator: "  "))
             }
         }

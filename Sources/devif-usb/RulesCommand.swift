@@ -2,7 +2,8 @@ import ArgumentParser
 import Devif
 import DevifHID
 import DevifUSB
-import Foundation
+import FoundationEssentials
+import Glibc
 
 struct RulesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -113,12 +114,12 @@ struct RulesGenerateCommand: AsyncParsableCommand {
     var quiet = false
 
     func run() async throws {
-        let name = output.map { ($0 as NSString).lastPathComponent } ?? UdevRules.defaultFileName
+        let name = output.map(fileName(of:)) ?? UdevRules.defaultFileName
         let text = try generation.rulesText(fileName: name.hasSuffix(".rules") ? name : UdevRules.defaultFileName) { line in
-            if !quiet { FileHandle.standardError.write(Data(("devif-usb: " + line + "\n").utf8)) }
+            if !quiet { writeError(("devif-usb: " + line + "\n")) }
         }
         guard let output else {
-            FileHandle.standardOutput.write(Data(text.utf8))
+            writeOutput(text)
             return
         }
         do {
@@ -165,10 +166,10 @@ struct RulesInstallCommand: AsyncParsableCommand {
 
     func run() async throws {
         let say: (String) -> Void = { line in
-            if !quiet { FileHandle.standardError.write(Data(("devif-usb: " + line + "\n").utf8)) }
+            if !quiet { writeError(("devif-usb: " + line + "\n")) }
         }
         let text = try generation.rulesText(fileName: name, notice: say)
-        let path = (dest as NSString).appendingPathComponent(name)
+        let path = dest.hasSuffix("/") ? dest + name : dest + "/" + name
         do {
             try FileManager.default.createDirectory(atPath: dest, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o755])
@@ -205,12 +206,7 @@ struct RulesInstallCommand: AsyncParsableCommand {
     private func runUdevadm(_ arguments: [String]) -> Int32 {
         let candidates = ["/usr/bin/udevadm", "/bin/udevadm", "/sbin/udevadm", "/usr/sbin/udevadm"]
         guard let udevadm = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else { return 127 }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: udevadm)
-        process.arguments = arguments
-        do { try process.run() } catch { return 126 }
-        process.waitUntilExit()
-        return process.terminationStatus
+        return runProgram(udevadm, arguments)
     }
 }
 
@@ -319,12 +315,12 @@ struct RulesNamesCommand: AsyncParsableCommand {
             : HIDSource.snapshot(ofNode: node).map { [$0] }
         let snapshots = (try? found.get()) ?? []
         let (text, dropped) = UdevRules.importProperties(linkRoot: linkRoot, snapshots: snapshots, catalog: catalog)
-        FileHandle.standardOutput.write(Data(text.utf8))
+        writeOutput(text)
         if case .failure(let why) = found {
-            FileHandle.standardError.write(Data("devif-usb: no present instance has the node \(node.debugDescription): \(why)\n".utf8))
+            writeError("devif-usb: no present instance has the node \(node.debugDescription): \(why)\n")
         }
         if dropped > 0 {
-            FileHandle.standardError.write(Data("devif-usb: \(node): \(dropped) links beyond the \(UdevRules.linkSlots) the rules can hold were left out\n".utf8))
+            writeError("devif-usb: \(node): \(dropped) links beyond the \(UdevRules.linkSlots) the rules can hold were left out\n")
         }
     }
 }
@@ -334,7 +330,7 @@ struct RulesNamesCommand: AsyncParsableCommand {
 /// never half of one. The temporary name starts with '.' and does not end in
 /// `.rules`, so udev never reads it.
 func writeAtomically(_ text: String, to path: String, mode: mode_t) throws(FileWriteError) {
-    let folder = (path as NSString).deletingLastPathComponent
+    let folder = folder(of: path)
     let temp = (folder.isEmpty ? "." : folder) + "/.devif-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).tmp"
     let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
     guard fd >= 0 else { throw FileWriteError(errno: errno, step: "create \(temp)") }
@@ -378,5 +374,5 @@ struct FileWriteError: Error, CustomStringConvertible {
 }
 
 extension Error {
-    var isPermission: Bool { (self as? FileWriteError)?.isPermission ?? ((self as NSError).code == NSFileWriteNoPermissionError) }
+    var isPermission: Bool { (self as? FileWriteError)?.isPermission ?? ((self as? CocoaError)?.code == .fileWriteNoPermission) }
 }

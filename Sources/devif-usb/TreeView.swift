@@ -1,5 +1,6 @@
 import Devif
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `list --tree`: instances grouped the way they hang together. A USB device
 /// is a root; its interfaces and its HID nodes (hidraw) are beneath it, a HID
@@ -101,10 +102,10 @@ struct TreeView {
         var label: String
         switch kind {
         case .device: label = "device"
-        case .interface(let n): label = "interface " + String(format: "%02x", n)
+        case .interface(let n): label = "interface " + hex2(UInt8(truncatingIfNeeded: n))
         case .hid(let n, _):
             label = "hid " + (instances[0].devnode ?? "(no node)")
-            if n >= 0 { label += String(format: "  interface %02x", n) }
+            if n >= 0 { label += "  interface " + hex2(UInt8(n)) }
         }
         if instances.contains(where: { $0.access == .denied }) { label += "  " + style("(access denied)", "33") }
         var lines = [prefix + (last ? "└─ " : "├─ ") + label]
@@ -113,7 +114,7 @@ struct TreeView {
         let rows = instances.sorted { ($0.className ?? "", $0.symbolicLink) < ($1.className ?? "", $1.symbolicLink) }
         for (n, i) in rows.enumerated() {
             let isLast = n == rows.count - 1 && children.isEmpty
-            let name = (i.className ?? i.classGuid.description).padding(toLength: width, withPad: " ", startingAt: 0)
+            let name = (i.className ?? i.classGuid.description).padded(to: width)
             var text = style(name, "36") + "  " + i.symbolicLink
             if !i.present { text = style(name + "  " + i.symbolicLink, "2") }
             lines.append(inner + (isLast ? "└─ " : "├─ ") + text)

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Devif
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 
 /// What `attach` and `list --remote` share: where usbipd listens and how long to wait for it.
 struct RemoteOptions: ParsableArguments {
@@ -272,7 +274,7 @@ struct ExportCommand: AsyncParsableCommand {
                 try USBIP.export(busID: c.busID)
                 exported.append(c.busID)
                 // Unbuffered: a pipe reader learns it now, not at exit.
-                FileHandle.standardOutput.write(Data("exported \(c.busID) (\(printable(c.why)))\n".utf8))
+                writeOutput("exported \(c.busID) (\(printable(c.why)))\n")
             } catch {
                 failed = fail("\(error)", usbipExit(error))
             }
@@ -291,14 +293,15 @@ struct ExportCommand: AsyncParsableCommand {
                 }
             }
             let running = server.map { s in
-                Thread.detachNewThread { [common] in s.run(notice: { common.notice($0) }) }
+                // A thread of its own: `run` blocks until `stop`.
+                DispatchQueue(label: "usbip-server").async { [common] in s.run(notice: { common.notice($0) }) }
                 return s
             }
             common.notice("exported\(running.map { "; serving USB/IP on \($0.name)" } ?? ""); Ctrl-C gives \(exported.count == 1 ? "it" : "them") back")
             await signals.wait()
             running?.stop()
             for busID in exported {
-                do { try USBIP.unexport(busID: busID); FileHandle.standardOutput.write(Data("gave back \(busID)\n".utf8)) } catch { failed = fail("\(error)", usbipExit(error)) }
+                do { try USBIP.unexport(busID: busID); writeOutput("gave back \(busID)\n") } catch { failed = fail("\(error)", usbipExit(error)) }
             }
         }
         if let failed { throw failed }

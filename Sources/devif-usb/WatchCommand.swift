@@ -1,6 +1,8 @@
 import ArgumentParser
 import Devif
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 
 struct WatchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -157,7 +159,7 @@ struct EventPrinter: Sendable {
         } else {
             let i = e.interface
             let sign = e.event == .arrival ? "+" : "-"
-            var text = "\(sign) \(e.event.rawValue.padding(toLength: 7, withPad: " ", startingAt: 0)) "
+            var text = "\(sign) \(e.event.rawValue.padded(to: 7)) "
                 + "\(i.className ?? i.classGuid.description)  \(i.symbolicLink)"
             if e.event == .arrival, let node = i.devnode { text += "  \(node)" }
             if i.access == .denied { text += "  (access denied)" }
@@ -165,7 +167,7 @@ struct EventPrinter: Sendable {
             if color { text = (e.event == .arrival ? "\u{1B}[32m" : "\u{1B}[31m") + text + "\u{1B}[0m" }
             line = text
         }
-        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+        writeOutput((line + "\n"))
     }
 }
 

@@ -5,6 +5,7 @@
 @testable import DevifUSB
 import CLibUSB
 import DevifCore
+import Foundation
 import Testing
 
 private func le16(_ v: Int) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8 & 0xFF)] }

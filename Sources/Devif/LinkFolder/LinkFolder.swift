@@ -1,5 +1,6 @@
 import DevifCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// Keeps a folder of symbolic links in step with a manager, without udev
@@ -67,7 +68,7 @@ public final class LinkFolder: Sendable {
             try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o755])
         } catch {
-            throw LinkFolderError("cannot create the link folder \(root): \(error.localizedDescription)")
+            throw LinkFolderError("cannot create the link folder \(root): \(error)")
         }
         let fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {

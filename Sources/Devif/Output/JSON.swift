@@ -1,5 +1,6 @@
 import DevifCore
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A JSON value with ordered object keys: the CLI's output has a fixed key
 /// order and explicit nulls, which JSONEncoder does not promise.

@@ -1,6 +1,8 @@
 import DevifCore
 import DevifLinux
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import Logging
 import Synchronization
 

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A class and the rules that make a device one of its instances.
 public struct ClassDefinition: Hashable, Sendable, Codable {
@@ -144,9 +145,8 @@ public struct ClassCatalog: Hashable, Sendable, Codable {
         var result = LoadResult(catalog: includeBuiltIn ? .builtIn : ClassCatalog(), diagnostics: [], files: [])
         let fileManager = FileManager.default
         for folder in folders {
-            var isDirectory: ObjCBool = false
-            guard fileManager.fileExists(atPath: folder, isDirectory: &isDirectory) else { continue }
-            guard isDirectory.boolValue else {
+            guard let isDirectory = directoryAt(folder) else { continue }
+            guard isDirectory else {
                 result.diagnostics.append(CatalogDiagnostic(
                     file: folder, line: nil, message: "is not a folder; expected a folder of *.conf files"))
                 continue
@@ -156,19 +156,25 @@ public struct ClassCatalog: Hashable, Sendable, Codable {
                 names = try fileManager.contentsOfDirectory(atPath: folder)
             } catch {
                 result.diagnostics.append(CatalogDiagnostic(
-                    file: folder, line: nil, message: "cannot list the folder (\(error.localizedDescription))"))
+                    file: folder, line: nil, message: "cannot list the folder (\(error))"))
                 continue
             }
             let confs = names.filter { $0.hasSuffix(".conf") && !$0.hasPrefix(".") }
                 .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
             for name in confs {
                 let path = folder.hasSuffix("/") ? folder + name : folder + "/" + name
-                var isDir: ObjCBool = false
-                guard fileManager.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else { continue }
+                guard directoryAt(path) == false else { continue }
                 loadFile(path, into: &result)
             }
         }
         return result
+    }
+
+    /// Whether `path` (following a symbolic link) is a folder; nil when nothing is there.
+    private static func directoryAt(_ path: String) -> Bool? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return info.st_mode & S_IFMT == S_IFDIR
     }
 
     /// Loads from ``defaultFolders(environment:)``.
@@ -177,17 +183,19 @@ public struct ClassCatalog: Hashable, Sendable, Codable {
     }
 
     private static func loadFile(_ path: String, into result: inout LoadResult) {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            result.diagnostics.append(CatalogDiagnostic(file: path, line: nil, message: "cannot open the file for reading"))
+        // The size first: a catalog file is a few lines per class, and a
+        // huge one (or a device file) is not read at all.
+        var info = stat()
+        if stat(path, &info) == 0, info.st_size > maximumFileSize {
+            result.diagnostics.append(CatalogDiagnostic(
+                file: path, line: nil, message: "is larger than \(maximumFileSize) bytes; skipped (a catalog file is a few lines per class)"))
             return
         }
-        defer { try? handle.close() }
         let data: Data
         do {
-            data = try handle.read(upToCount: maximumFileSize + 1) ?? Data()
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
-            result.diagnostics.append(CatalogDiagnostic(
-                file: path, line: nil, message: "cannot read the file (\(error.localizedDescription))"))
+            result.diagnostics.append(CatalogDiagnostic(file: path, line: nil, message: "cannot read the file (\(error))"))
             return
         }
         guard data.count <= maximumFileSize else {

@@ -1,4 +1,6 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// A broadcast of events to any number of subscribers, with no lock on the
@@ -170,15 +172,27 @@ public final class FanOut<Event: Sendable>: Sendable {
         // Linux thread names hold 15 bytes; keep it ASCII so the cut is clean.
         let threadName = String(String.UnicodeScalarView(
             "fanout-\(name)".unicodeScalars.filter(\.isASCII).prefix(15)))
-        let thread = Thread {
-            // Named from inside: swift-corelibs-foundation ignores a name set before start.
-            Thread.current.name = threadName
+        FanOut.startThread(named: threadName) {
             onStart?()
             while let delivery = consumer.nextBlocking() { handler(delivery) }
             onEnd?()
         }
-        thread.start()
         return CallbackSubscription(consumer: consumer)
+    }
+
+    /// Runs `body` on a thread of its own named `name` (a serial queue's
+    /// work item: libdispatch gives each a thread while it blocks).
+    @usableFromInline
+    static func startThread(named name: String, _ body: @escaping @Sendable () -> Void) {
+        DispatchQueue(label: name).async {
+            // What pthread_setname_np does (Glibc's module hides it).
+            let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+            if fd >= 0 {
+                _ = name.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+                close(fd)
+            }
+            body()
+        }
     }
 
     /// How many subscriptions are currently attached (a diagnostic; it may be

@@ -1,5 +1,6 @@
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// The part of a subscriber's queue that a parked async consumer leaves behind:
@@ -50,11 +51,9 @@ final class FanOutResumer: Sendable {
     private let pending = DispatchSemaphore(value: 0)
 
     private init() {
-        let thread = Thread { [self] in
-            Thread.current.name = "fanout-resumer"
+        FanOut<Int>.startThread(named: "fanout-resumer") { [self] in
             while true { resumeAll() }
         }
-        thread.start()
     }
 
     /// Schedules `task`'s continuation to be resumed. Lock-free, allocation-free.

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A registry change number. Persistent and strictly increasing: the first
 /// change in a new registry is 1, and a number is never reused, even across

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// One thing the registry is asked to record. A batch of intents is committed
 /// atomically; the store turns them into numbered changes inside its write

@@ -1,5 +1,6 @@
 import DevifCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// A device's default control pipe as the MS OS fetch uses it: IN control

@@ -1,0 +1,62 @@
+import Glibc
+
+// The few things the CLI needs beyond FoundationEssentials, which it uses
+// instead of Foundation: Foundation brings CoreFoundation and ICU into the
+// static binary and its start-up (about 100 ms a process in the lab VM, and
+// `rules names` runs once per udev event).
+
+/// Writes `text` to standard output now, after what `print` buffered, so a
+/// reader on a pipe sees it at once and in order.
+func writeOutput(_ text: String) {
+    // `print` writes through stdio's stdout: flush what it holds first.
+    fflush(nil)
+    writeAll(STDOUT_FILENO, text)
+}
+
+/// Writes `text` to standard error (unbuffered).
+func writeError(_ text: String) {
+    writeAll(STDERR_FILENO, text)
+}
+
+private func writeAll(_ fd: Int32, _ text: String) {
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if n < 0 { if errno == EINTR { continue } else { return } }
+        bytes = bytes.dropFirst(n)
+    }
+}
+
+extension String {
+    /// Padded with spaces to `width` characters (never cut).
+    func padded(to width: Int) -> String {
+        let n = count
+        return n >= width ? self : self + String(repeating: " ", count: width - n)
+    }
+}
+
+/// `path` without its last component ("" when it has no '/').
+func folder(of path: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return "" }
+    return slash == path.startIndex ? "/" : String(path[..<slash])
+}
+
+/// The last component of `path`.
+func fileName(of path: String) -> String {
+    path.lastIndex(of: "/").map { String(path[path.index(after: $0)...]) } ?? path
+}
+
+/// Runs `program` with `arguments` and waits: its exit status, 126 when it
+/// could not be started, 128 + N when signal N ended it.
+func runProgram(_ program: String, _ arguments: [String]) -> Int32 {
+    var pid = pid_t()
+    let argv = ([program] + arguments).map { strdup($0) } + [nil]
+    defer { for p in argv { free(p) } }
+    guard posix_spawn(&pid, program, nil, nil, argv, environ) == 0 else { return 126 }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 {
+        guard errno == EINTR else { return 126 }
+    }
+    // WIFEXITED / WEXITSTATUS / WTERMSIG, which Swift cannot import (macros).
+    return status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+}
