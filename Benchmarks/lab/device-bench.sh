@@ -55,6 +55,16 @@ devif_has() { [[ -n $DEVIF_BENCH && -x $DEVIF_BENCH ]] && "$DEVIF_BENCH" "$1" --
 if [[ -z $DEVIF_BENCH ]]; then log "DEVIF_BENCH not set: devif side skipped"
 elif [[ ! -x $DEVIF_BENCH ]]; then log "DEVIF_BENCH=$DEVIF_BENCH is not an executable: devif side skipped"; fi
 if [[ -z $DEVIF_USB || ! -x $DEVIF_USB ]]; then log "DEVIF_USB='$DEVIF_USB' is not an executable: its idle-rss, list-32 and rules-names rows skipped"; DEVIF_USB=""; fi
+# Installed, as a user's copy would be: the VM's root is the host's file
+# system over 9p, and what the guest reads from it is not kept in its page
+# cache, so a program run from the repository is read from the host at every
+# start (0.4-0.8 s for devif-usb's 36 MB; lsusb and its libraries are about
+# 0.5 MB). A copy the guest writes stays in its page cache, as an installed
+# program on a disk does after its first run.
+if [[ -n $DEVIF_USB ]]; then
+  cp "$DEVIF_USB" "$scratch/devif-usb" || fatal "cannot copy $DEVIF_USB to $scratch"
+  DEVIF_USB=$scratch/devif-usb
+fi
 
 # run LABEL TIMEOUT CMD...: one measurement process; its sample lines are
 # appended to samples.jsonl; when it fails, its last stderr lines are logged.

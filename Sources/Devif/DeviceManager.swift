@@ -46,6 +46,12 @@ public final class DeviceManager: Sendable {
         /// notices also reach ``DeviceManager/onNotice(_:)`` for programs that
         /// act on them.
         public var logger = Logger.discarding
+        /// False: the sources report what is present at ``start()`` and
+        /// follow no change after it, which makes a one-off listing quicker
+        /// (the USB source reads sysfs instead of starting libusb's udev
+        /// scan and hotplug callback). Watches then see the present
+        /// instances and no later event.
+        public var followChanges = true
 
         /// The defaults: the user's registry file, the default class folders, the
         /// USB and HID sources, and a watch capacity of 4096.
@@ -103,8 +109,9 @@ public final class DeviceManager: Sendable {
         }
         // The USB source asks for MS OS 1.0 descriptors only where this
         // catalog allows, and remembers the answers in this registry.
-        let usbOptions = USBSource.Options(msOS10ProbeRules: catalog.msOS10Probes,
+        var usbOptions = USBSource.Options(msOS10ProbeRules: catalog.msOS10Probes,
                                            msOS10ProbeMemory: MSOS10ProbeMemory(store: registry.store))
+        usbOptions.followChanges = options.followChanges
         sources = options.sources ?? [USBSource(options: usbOptions), HIDSource()]
         pipeline = Pipeline(classifier: Classifier(catalog: catalog), registry: registry,
                             sourceNames: sources.map(\.name), watchCapacity: options.watchCapacity,

@@ -41,6 +41,10 @@ public final class USBSource: DeviceSource {
         /// Follow the kernel's uevents instead of libusb's hotplug: nil
         /// decides by whether udevd runs; true or false forces it (tests).
         public var followKernelUevents: Bool?
+        /// False: report the devices present at start (read from sysfs, as
+        /// without udevd), then `.enumerated`, and follow nothing after: no
+        /// hotplug callback, no uevent thread, no udev scan. For a listing.
+        public var followChanges = true
 
         /// Which devices may be asked for the MS OS 1.0 string 0xEE (the
         /// catalog's `[ms-os-1.0]` probe lines); nil: ``MSOSDescriptorSettings``.
@@ -146,7 +150,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         if !present.isEmpty, !Sysfs.exists("/dev/bus/usb") {
             throw SourceError(source: source, message: "USB devices exist but /dev/bus/usb does not (in a container, bind-mount /dev/bus/usb): USB devices are not listed; HID devices still are")
         }
-        kernelMode = options.followKernelUevents ?? !udevIsRunning()
+        kernelMode = !options.followChanges || (options.followKernelUevents ?? !udevIsRunning())
         do {
             context = try USBContext(noDeviceDiscovery: kernelMode)
         } catch {
@@ -154,7 +158,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         }
         workers = AssemblyWorkers()
         do {
-            if kernelMode { try startKernelMode() } else { try startLibUSBMode() }
+            if !options.followChanges { startWalkOnly() } else if kernelMode { try startKernelMode() } else { try startLibUSBMode() }
             assemblerThread = try JoinableThread { [self] in assemblerLoop() }
             try context.startEventThread()
         } catch let error as SourceError {
@@ -214,6 +218,12 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         } catch {
             throw SourceError(source: source, message: "cannot start the uevent thread: \(error)", code: error.code)
         }
+        for devpath in Self.walkSysfs() { queue.post(.kernelAdded(devpath: devpath, announced: nil)) }
+        queue.post(.enumerated)
+    }
+
+    /// The present devices only (``USBSource/Options/followChanges`` false).
+    private func startWalkOnly() {
         for devpath in Self.walkSysfs() { queue.post(.kernelAdded(devpath: devpath, announced: nil)) }
         queue.post(.enumerated)
     }

@@ -96,11 +96,13 @@ func fail(_ message: String, _ code: ExitCode) -> ExitCode {
 /// Sets up a manager, resolves `--class` against its catalog (a bad class
 /// exits 64 before any source starts), starts the sources, waits (bounded)
 /// for their first enumeration, and prints their notices.
-func startedManager(_ common: CommonOptions, classArgument: ClassArgument? = nil) async throws
+func startedManager(_ common: CommonOptions, classArgument: ClassArgument? = nil, followChanges: Bool) async throws
     -> (DeviceManager, InterfaceFilter) {
     let manager: DeviceManager
     do {
-        manager = try DeviceManager(options: common.managerOptions())
+        var options = common.managerOptions()
+        options.followChanges = followChanges
+        manager = try DeviceManager(options: options)
     } catch {
         throw fail("\(error)", Exit.unavailable)
     }

@@ -18,7 +18,7 @@ struct InfoCommand: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
-        let (manager, _) = try await startedManager(common)
+        let (manager, _) = try await startedManager(common, followChanges: false)
         defer { manager.stop() }
         guard let info = manager.interface(link: link) else {
             if case .failure(let e) = Result(catching: { () throws(SymbolicLinkParseError) in try SymbolicLink(parsing: link) }) {

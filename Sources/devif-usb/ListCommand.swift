@@ -43,7 +43,7 @@ struct ListCommand: AsyncParsableCommand {
 
     func run() async throws {
         if !remoteHosts.isEmpty { return try listRemote() }
-        let (manager, filter) = try await startedManager(common, classArgument: classArgument)
+        let (manager, filter) = try await startedManager(common, classArgument: classArgument, followChanges: false)
         defer { manager.stop() }
         let items = all ? manager.allInterfaces(filter) : manager.interfaces(filter)
         if json {

@@ -224,6 +224,7 @@ struct RulesCheckCommand: AsyncParsableCommand {
     func run() async throws {
         var options = common.managerOptions()
         options.inMemoryRegistry = true  // a check changes nothing, not even the registry
+        options.followChanges = false
         let manager: DeviceManager
         do { manager = try DeviceManager(options: options) } catch { throw fail("\(error)", Exit.unavailable) }
         manager.onNotice { common.notice($0.description) }

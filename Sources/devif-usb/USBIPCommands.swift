@@ -235,7 +235,7 @@ struct ExportCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (manager, filter) = try await startedManager(common, classArgument: classArgument)
+        let (manager, filter) = try await startedManager(common, classArgument: classArgument, followChanges: false)
         let present = manager.interfaces(.all)
         manager.stop()
         var chosen: [(busID: String, why: String)] = []

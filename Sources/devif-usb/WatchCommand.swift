@@ -69,7 +69,7 @@ struct WatchCommand: AsyncParsableCommand {
 
     func run() async throws {
         let stop = StopSignals()
-        let (manager, filter) = try await startedManager(common, classArgument: classArgument)
+        let (manager, filter) = try await startedManager(common, classArgument: classArgument, followChanges: true)
         var linkFolder: LinkFolder?
         if let links {
             do {
