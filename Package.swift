@@ -21,15 +21,15 @@ let exampleDependencies: [Target.Dependency] = [
     "Devif", "DevifSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
 ]
 
-// devif-usb links the Swift runtime and Foundation statically: a process
-// then maps one file instead of about fifteen shared libraries (start-up
-// and idle RSS; see Benchmarks/README.md, rows list-32 and idle-rss).
-// `-static-stdlib` alone leaves Foundation's archives unresolved (they
-// depend on each other in a cycle), hence the linker group.
+// devif-usb links the Swift runtime statically: a process then maps one
+// file instead of about fifteen shared libraries (start-up and idle RSS; see
+// Benchmarks/README.md, rows list-32 and idle-rss). It uses
+// FoundationEssentials, not Foundation, which would bring CoreFoundation and
+// ICU's tables (37 MB) into the binary and its start-up. Its archives
+// depend on each other in a cycle, hence the linker group.
 let staticSwiftRuntime: [LinkerSetting] = [
     .unsafeFlags(["-static-stdlib", "-Xlinker", "--start-group"]
-        + ["Foundation", "CoreFoundation", "FoundationInternationalization", "FoundationEssentials",
-           "_FoundationCollections", "_FoundationCShims", "_FoundationICU"].flatMap { ["-Xlinker", "-l:lib\($0).a"] }
+        + ["FoundationEssentials", "_FoundationCollections", "_FoundationCShims"].flatMap { ["-Xlinker", "-l:lib\($0).a"] }
         + ["-Xlinker", "--end-group", "-lstdc++"],
         .when(platforms: [.linux])),
 ]
