@@ -2,6 +2,7 @@
 // Each subcommand takes the same options as its C baseline in
 // Benchmarks/baselines and does the same work through devif's public API:
 // a manager finds the instance by VID/PID, a handle does the I/O.
+import AllocationCounting
 import ArgumentParser
 import Devif
 import DevifCore
@@ -142,12 +143,39 @@ struct BulkLoopbackBench: AsyncParsableCommand {
         let (echoed, nanoseconds) = try pingPong(handle)
         Sample(measure: "bulk-loopback", impl: "devif", value: megabytesPerSecond(echoed, nanoseconds), unit: "MB/s",
                note: "chunk=\(chunk)").emit()
+        // Warm synchronous transfers, counted: malloc-family calls of this
+        // thread (libusb's own included) per transfer.
+        var failure: (any Error)?
+        let rounds = 200
+        let out = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
+        let back = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
+        defer { out.deallocate(); back.deallocate() }
+        let allocations = AllocationCounter.count {
+            do { try countedRounds(handle, rounds, out, back) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        Sample(measure: "sync-transfer-allocations", impl: "devif", value: Double(allocations) / Double(2 * rounds),
+               unit: "allocs", note: "allocations=\(allocations) transfers=\(2 * rounds) chunk=\(chunk) counted=caller-thread").emit()
+    }
+
+    /// `rounds` warm write+read pairs into preallocated buffers.
+    private func countedRounds(_ handle: USBHandle, _ rounds: Int, _ out: UnsafeMutableRawBufferPointer,
+                               _ back: UnsafeMutableRawBufferPointer) throws {
+        for k in 0..<rounds {
+            for i in 0..<chunk { out[i] = UInt8(truncatingIfNeeded: i &+ k) }
+            try handle.write(endpoint: outEndpoint, from: UnsafeRawBufferPointer(out), timeout: .seconds(5))
+            let n = try handle.read(endpoint: inEndpoint, into: back, timeout: .seconds(5))
+            guard n == chunk, memcmp(out.baseAddress!, back.baseAddress!, chunk) == 0 else {
+                throw BenchFailure("bulk-loopback: counted round \(k) echoed \(n) of \(chunk) bytes or different ones")
+            }
+        }
     }
 
     /// The synchronous calls, as the C baseline makes them (in an async
     /// context Swift would pick the async overloads).
     private func pingPong(_ handle: USBHandle) throws -> (bytes: UInt64, nanoseconds: UInt64) {
         var pattern = [UInt8](repeating: 0, count: chunk)
+        var echo = [UInt8](repeating: 0, count: chunk)
         var round: UInt8 = 0
         var echoed: UInt64 = 0
         let warmupEnd = monotonicNanoseconds() + 500_000_000
@@ -157,14 +185,18 @@ struct BulkLoopbackBench: AsyncParsableCommand {
         while now < end {
             round &+= 1
             for i in pattern.indices { pattern[i] = UInt8(truncatingIfNeeded: i) &+ round }
-            try handle.write(endpoint: outEndpoint, pattern, timeout: .seconds(5))
+            // Caller-owned buffers, as the C baseline's.
+            try pattern.withUnsafeBytes { try handle.write(endpoint: outEndpoint, from: $0, timeout: .seconds(5)) }
             var got = 0
             while got < chunk {
-                let part = try handle.read(endpoint: inEndpoint, length: chunk - got, timeout: .seconds(5))
-                guard part.elementsEqual(pattern[got..<(got + part.count)]) else {
-                    throw BenchFailure("bulk-loopback: the echo differs from what was written (round \(round))")
+                let n = try echo.withUnsafeMutableBytes { buffer in
+                    try handle.read(endpoint: inEndpoint, into: UnsafeMutableRawBufferPointer(rebasing: buffer[got...]),
+                                    timeout: .seconds(5))
                 }
-                got += part.count
+                got += n
+            }
+            guard echo == pattern else {
+                throw BenchFailure("bulk-loopback: the echo differs from what was written (round \(round))")
             }
             now = monotonicNanoseconds()
             if measuring {

@@ -73,6 +73,25 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         try ref.perform { () throws(USBError) in try device.read(endpoint: endpoint, length: length, timeout: timeout) }
     }
 
+    /// Sends the bytes of `buffer` (the caller's memory) on an OUT endpoint,
+    /// blocking the calling thread; returns the bytes sent. Once the
+    /// endpoint has been used at this size, a call allocates nothing.
+    @discardableResult
+    public func write(endpoint: UInt8, from buffer: UnsafeRawBufferPointer, timeout: Duration? = .seconds(5),
+                      zeroLengthPacket: Bool = false) throws(HandleError) -> Int {
+        try ref.perform { () throws(USBError) in
+            try device.write(endpoint: endpoint, from: buffer, timeout: timeout, zeroLengthPacket: zeroLengthPacket)
+        }
+    }
+
+    /// Receives at most `buffer.count` bytes from an IN endpoint into the
+    /// caller's memory, blocking the calling thread; returns how many came.
+    /// Once the endpoint has been used at this size, a call allocates nothing.
+    public func read(endpoint: UInt8, into buffer: UnsafeMutableRawBufferPointer,
+                     timeout: Duration? = .seconds(5)) throws(HandleError) -> Int {
+        try ref.perform { () throws(USBError) in try device.read(endpoint: endpoint, into: buffer, timeout: timeout) }
+    }
+
     /// The async form of the blocking `write`: sends `data` on an OUT endpoint
     /// and returns the bytes sent; cancelling the task cancels the transfer
     /// (``HandleError/cancelled``).

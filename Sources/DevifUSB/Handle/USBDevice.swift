@@ -129,16 +129,38 @@ public final class USBDevice: Sendable {
     public func write(endpoint: UInt8, _ data: [UInt8], timeout: Duration? = .seconds(5),
                       zeroLengthPacket: Bool = false) throws(USBError) -> Int {
         let ep = try core.endpoint(endpoint, wantIn: false)
-        return try core.transferSync(ep, length: data.count, timeout: timeout, zlp: zeroLengthPacket) { buffer in
+        return try core.transferSync(ep, length: data.count, timeout: timeout, zlp: zeroLengthPacket, fill: { buffer in
             data.withUnsafeBytes { buffer.copyMemory(from: $0) }
-        }.count
+        }, take: { $0.count })
     }
 
     /// Receives at most `length` bytes from an IN endpoint.
     public func read(endpoint: UInt8, length: Int, timeout: Duration? = .seconds(5)) throws(USBError) -> [UInt8] {
         let ep = try core.endpoint(endpoint, wantIn: true)
-        let (n, box) = try core.transferSync(ep, length: length, timeout: timeout, zlp: false, fill: nil)
-        return Array(UnsafeRawBufferPointer(rebasing: box.buffer[0..<n]))
+        return try core.transferSync(ep, length: length, timeout: timeout, zlp: false, fill: nil) { Array($0) }
+    }
+
+    /// Sends the bytes of `buffer` on an OUT endpoint (bulk or interrupt),
+    /// from the caller's memory; returns the bytes sent. A warm call (the
+    /// endpoint used before, at this size or larger) allocates nothing.
+    @discardableResult
+    public func write(endpoint: UInt8, from buffer: UnsafeRawBufferPointer, timeout: Duration? = .seconds(5),
+                      zeroLengthPacket: Bool = false) throws(USBError) -> Int {
+        let ep = try core.endpoint(endpoint, wantIn: false)
+        return try core.transferSync(ep, length: buffer.count, timeout: timeout, zlp: zeroLengthPacket, fill: {
+            if buffer.count > 0 { $0.copyMemory(from: buffer) }
+        }, take: { $0.count })
+    }
+
+    /// Receives at most `buffer.count` bytes from an IN endpoint into the
+    /// caller's memory; returns how many came. A warm call allocates nothing.
+    public func read(endpoint: UInt8, into buffer: UnsafeMutableRawBufferPointer,
+                     timeout: Duration? = .seconds(5)) throws(USBError) -> Int {
+        let ep = try core.endpoint(endpoint, wantIn: true)
+        return try core.transferSync(ep, length: buffer.count, timeout: timeout, zlp: false, fill: nil) { received in
+            if received.count > 0 { buffer.copyMemory(from: received) }
+            return received.count
+        }
     }
 
     /// The async form of ``write(endpoint:_:timeout:zeroLengthPacket:)``;
@@ -234,6 +256,9 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         var users = 0
         var claimed: Set<Int> = []
         var closeWaiters: [TransferWaiter] = []
+        /// Idle synchronous transfers by endpoint address (0: control),
+        /// reused so that a warm synchronous call allocates nothing.
+        var syncSlots: [UInt8: SyncSlot] = [:]
     }
 
     let path: String
@@ -389,7 +414,8 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
 
     private func tearDown() {
         let (claimed, waiters) = state.withLock { s in
-            defer { s.claimed = []; s.closeWaiters = [] }
+            // The slots' completions hold this core: let it go.
+            defer { s.claimed = []; s.closeWaiters = []; s.syncSlots = [:] }
             return (s.claimed, s.closeWaiters)
         }
         for number in claimed.sorted() { try? LibUSB.releaseInterface(handle, Int32(number)) }
@@ -501,31 +527,54 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         ep.kind == .interrupt ? LibUSB.transferTypeInterrupt : LibUSB.transferTypeBulk
     }
 
-    /// Submits and waits; returns the byte count and the box (its buffer holds IN data).
-    func transferSync(_ ep: USBDevice.Endpoint, length: Int, timeout: Duration?, zlp: Bool,
-                      fill: ((UnsafeMutableRawBufferPointer) -> Void)?) throws(USBError) -> (count: Int, box: TransferBox) {
-        let box = try TransferBox(capacity: length)
-        box.operation = describe(ep)
-        fill?(UnsafeMutableRawBufferPointer(rebasing: box.buffer[0..<length]))
-        let n = try submitAndWait(box, type: transferType(ep), endpoint: ep.address, length: length,
+    /// Submits and waits on a reused transfer: `fill` writes the OUT data
+    /// into the transfer's buffer, `take` reads the bytes that came (IN) or
+    /// the count sent (OUT).
+    func transferSync<R>(_ ep: USBDevice.Endpoint, length: Int, timeout: Duration?, zlp: Bool,
+                         fill: ((UnsafeMutableRawBufferPointer) -> Void)?,
+                         take: (UnsafeRawBufferPointer) -> R) throws(USBError) -> R {
+        let slot = try syncSlot(ep.address, capacity: length) { describe(ep) }
+        defer { giveBack(slot, ep.address) }
+        fill?(UnsafeMutableRawBufferPointer(rebasing: slot.box.buffer[0..<length]))
+        let n = try submitAndWait(slot, type: transferType(ep), endpoint: ep.address, length: length,
                                   timeout: timeout, zlp: zlp)
-        return (n, box)
+        return take(UnsafeRawBufferPointer(rebasing: slot.box.buffer[0..<n]))
+    }
+
+    /// The endpoint's idle synchronous transfer, grown to `capacity`, or a
+    /// new one (first use, or another thread's call on the same endpoint
+    /// holds it). `operation` names it in errors; built once per slot.
+    private func syncSlot(_ address: UInt8, capacity: Int, operation: () -> String) throws(USBError) -> SyncSlot {
+        if let slot = state.withLock({ $0.syncSlots.removeValue(forKey: address) }) {
+            slot.box.reserve(capacity)
+            return slot
+        }
+        let box = try TransferBox(capacity: capacity)
+        box.operation = operation()
+        let waiter = TransferWaiter()
+        return SyncSlot(box: box, waiter: waiter, completion: wrap(box, pumped: true) { _, r in waiter.finish(r) })
+    }
+
+    private func giveBack(_ slot: SyncSlot, _ address: UInt8) {
+        state.withLock { s in
+            if s.phase == .open, s.syncSlots[address] == nil { s.syncSlots[address] = slot }
+        }
     }
 
     /// The one blocking path: submit, then handle events on the calling
-    /// thread until the completion (never from inside a completion).
-    private func submitAndWait(_ box: TransferBox, type: UInt8, endpoint: UInt8, length: Int, timeout: Duration?,
+    /// thread until the completion (never from inside a completion). The
+    /// box is idle again when this returns.
+    private func submitAndWait(_ slot: SyncSlot, type: UInt8, endpoint: UInt8, length: Int, timeout: Duration?,
                                zlp: Bool) throws(USBError) -> Int {
         guard !context.isEventThread else {
             throw USBError(libusbCode: LIBUSB_ERROR_BUSY.rawValue,
                            operation: "a synchronous transfer from a completion handler (use the async form)")
         }
-        let waiter = TransferWaiter()
-        try submit(box, type: type, endpoint: endpoint, length: length, timeout: timeout, zlp: zlp, pumped: true) { _, r in
-            waiter.finish(r)
-        }
-        context.pump(until: waiter)
-        return try waiter.wait().get()
+        slot.waiter.reset()
+        try submit(slot.box, type: type, endpoint: endpoint, length: length, timeout: timeout, zlp: zlp, pumped: true,
+                   wrapped: slot.completion)
+        context.pump(until: slot.waiter)
+        return try slot.waiter.wait().get()
     }
 
     func transferAsync<R: Sendable>(_ ep: USBDevice.Endpoint, length: Int, timeout: Duration?, zlp: Bool,
@@ -575,15 +624,23 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
 
     private func controlBox(_ setup: Setup, data: [UInt8]?, timeout: Duration?) throws(USBError) -> TransferBox {
         let box = try TransferBox(capacity: 8 + Int(setup.length))
-        box.operation = "control request 0x\(hex2(setup.request)) (type 0x\(hex2(setup.requestType)), value 0x\(hex4(setup.value)), index 0x\(hex4(setup.index))) on \(path)"
-        let b = box.buffer
+        box.operation = Self.describe(setup, path)
+        Self.fillSetup(box.buffer, setup, data: data)
+        return box
+    }
+
+    private static func describe(_ setup: Setup, _ path: String) -> String {
+        "control request 0x\(hex2(setup.request)) (type 0x\(hex2(setup.requestType)), value 0x\(hex4(setup.value)), index 0x\(hex4(setup.index))) on \(path)"
+    }
+
+    /// The setup packet, then the OUT data.
+    private static func fillSetup(_ b: UnsafeMutableRawBufferPointer, _ setup: Setup, data: [UInt8]?) {
         b[0] = setup.requestType
         b[1] = setup.request
         b[2] = UInt8(setup.value & 0xFF); b[3] = UInt8(setup.value >> 8)
         b[4] = UInt8(setup.index & 0xFF); b[5] = UInt8(setup.index >> 8)
         b[6] = UInt8(setup.length & 0xFF); b[7] = UInt8(setup.length >> 8)
         if let data { data.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: b[8..<(8 + data.count)]).copyMemory(from: $0) } }
-        return box
     }
 
     private static func controlData(_ box: TransferBox, _ n: Int, isIn: Bool) -> [UInt8] {
@@ -591,10 +648,15 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     }
 
     func controlSync(setup: Setup, timeout: Duration?, data: [UInt8]?) throws(USBError) -> [UInt8] {
-        let box = try controlBox(setup, data: data, timeout: timeout)
-        let n = try submitAndWait(box, type: LibUSB.transferTypeControl, endpoint: 0, length: 8 + Int(setup.length),
+        let slot = try syncSlot(0, capacity: 8 + Int(setup.length)) { "control request on \(path)" }
+        defer { giveBack(slot, 0) }
+        let operation = slot.box.operation
+        slot.box.operation = Self.describe(setup, path)
+        defer { slot.box.operation = operation }
+        Self.fillSetup(slot.box.buffer, setup, data: data)
+        let n = try submitAndWait(slot, type: LibUSB.transferTypeControl, endpoint: 0, length: 8 + Int(setup.length),
                                   timeout: timeout, zlp: false)
-        return Self.controlData(box, n, isIn: setup.requestType & 0x80 != 0)
+        return Self.controlData(slot.box, n, isIn: setup.requestType & 0x80 != 0)
     }
 
     func controlAsync(setup: Setup, timeout: Duration?, data: [UInt8]?) async throws(USBError) -> [UInt8] {
@@ -606,5 +668,19 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
                 done(r.map { Self.controlData(box, $0, isIn: isIn) })
             }
         }
+    }
+}
+
+/// A synchronous transfer kept for reuse: the box, its waiter and the
+/// completion that finishes the waiter, made once.
+final class SyncSlot: Sendable {
+    let box: TransferBox
+    let waiter: TransferWaiter
+    let completion: TransferBox.Completion
+
+    init(box: TransferBox, waiter: TransferWaiter, completion: @escaping TransferBox.Completion) {
+        self.box = box
+        self.waiter = waiter
+        self.completion = completion
     }
 }

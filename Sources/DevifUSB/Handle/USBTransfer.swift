@@ -153,6 +153,12 @@ final class TransferWaiter: @unchecked Sendable {  // completedFlag: written onc
 
     var isFinished: Bool { result.withLock { $0 != nil } }
 
+    /// Ready for another wait (after `wait()` returned: its signal is taken).
+    func reset() {
+        result.withLock { $0 = nil }
+        completedFlag.pointee = 0
+    }
+
     func finish(_ r: Result<Int, USBError>) {
         result.withLock { $0 = r }
         completedFlag.pointee = 1
