@@ -65,7 +65,7 @@ public final class HandleTable<Resource: Sendable>: Sendable {
     /// The default number of slots.
     public static var defaultCapacity: Int { 1024 }
 
-    private let slots: [HandleSlot<Resource>]
+    @usableFromInline let slots: [HandleSlot<Resource>]
     /// The free-slot stack's top: a tag (high 32 bits) and the top slot's index + 1
     /// (low 32 bits; 0 when empty). The tag changes on every push and pop, so a
     /// compare-exchange with a stale top always fails (no ABA).
@@ -114,6 +114,9 @@ public final class HandleTable<Resource: Sendable>: Sendable {
     /// until `body` returns, even if the handle is closed meanwhile.
     /// - Throws: ``HandleTableError`` if the handle is stale or its device was
     ///   removed (then `body` does not run), or whatever `body` throws.
+    /// Inlinable, so a caller's use is specialized for its resource (a
+    /// transfer goes through here on every call).
+    @inlinable
     public func withResource<R>(_ handle: Handle, _ body: (Resource) throws -> R) throws -> R {
         let slot = try beginUse(handle)
         defer { endUse(slot) }
@@ -122,6 +125,7 @@ public final class HandleTable<Resource: Sendable>: Sendable {
 
     /// The async form of ``withResource(_:_:)`` (e.g. for a transfer that awaits
     /// completion); the resource is kept alive across the suspension.
+    @inlinable
     public func withResource<R>(
         _ handle: Handle,
         isolation: isolated (any Actor)? = #isolation,
@@ -200,12 +204,14 @@ public final class HandleTable<Resource: Sendable>: Sendable {
 
     // MARK: Internals
 
-    private func slot(for handle: Handle) -> HandleSlot<Resource>? {
+    @inlinable
+    func slot(for handle: Handle) -> HandleSlot<Resource>? {
         Int(handle.index) < slots.count ? slots[Int(handle.index)] : nil
     }
 
     /// Takes a use of the handle's slot, or throws why not. Lock-free.
-    private func beginUse(_ handle: Handle) throws(HandleTableError) -> HandleSlot<Resource> {
+    @inlinable
+    func beginUse(_ handle: Handle) throws(HandleTableError) -> HandleSlot<Resource> {
         guard let slot = slot(for: handle) else { throw .staleHandle(handle) }
         var word = slot.word.load(ordering: .relaxed)
         while true {
@@ -222,7 +228,8 @@ public final class HandleTable<Resource: Sendable>: Sendable {
         }
     }
 
-    private func endUse(_ slot: HandleSlot<Resource>) {
+    @inlinable
+    func endUse(_ slot: HandleSlot<Resource>) {
         // Release: our use of the resource happens-before its release by whoever
         // reclaims. Acquire: if we reclaim, everyone else's uses happen-before it.
         let after = slot.word.subtract(1, ordering: .acquiringAndReleasing).newValue
@@ -246,7 +253,8 @@ public final class HandleTable<Resource: Sendable>: Sendable {
 
     /// Frees a closed slot with no uses left. Exactly one caller gets here per
     /// close: the closer if nobody was using it, else the last user.
-    private func reclaim(_ slot: HandleSlot<Resource>, word: UInt64) {
+    @usableFromInline
+    func reclaim(_ slot: HandleSlot<Resource>, word: UInt64) {
         let resource = slot.resource.take()
         // A new generation makes every old handle stale for good (0 is never used).
         var next = SlotWord.generation(word) &+ 1
@@ -289,13 +297,14 @@ public final class HandleTable<Resource: Sendable>: Sendable {
 }
 
 /// One slot: a state word and the resource it guards.
+@usableFromInline
 final class HandleSlot<Resource: Sendable>: @unchecked Sendable {
     let index: Int
     /// `SlotWord` layout; generation starts at 1.
-    let word = Atomic<UInt64>(SlotWord.make(generation: 1))
+    @usableFromInline let word = Atomic<UInt64>(SlotWord.make(generation: 1))
     /// Written by the opener (slot off the free list) and the reclaimer (no uses
     /// left); read by users while they hold a use.
-    var resource: Resource?
+    @usableFromInline var resource: Resource?
     /// While free: the next free slot's index + 1 (0 = none).
     let nextFree: Atomic<UInt32>
 
@@ -307,11 +316,12 @@ final class HandleSlot<Resource: Sendable>: @unchecked Sendable {
 
 /// The slot state word: generation (bits 32...63), open (bit 31), removed
 /// (bit 30), uses in progress (bits 0...29).
+@usableFromInline
 enum SlotWord {
-    static var open: UInt64 { 1 << 31 }
-    static var removed: UInt64 { 1 << 30 }
-    static var maxUses: UInt64 { (1 << 30) - 1 }
-    static func generation(_ w: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: w >> 32) }
-    static func uses(_ w: UInt64) -> UInt64 { w & maxUses }
-    static func make(generation: UInt32) -> UInt64 { UInt64(generation) << 32 }
+    @inlinable static var open: UInt64 { 1 << 31 }
+    @inlinable static var removed: UInt64 { 1 << 30 }
+    @inlinable static var maxUses: UInt64 { (1 << 30) - 1 }
+    @inlinable static func generation(_ w: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: w >> 32) }
+    @inlinable static func uses(_ w: UInt64) -> UInt64 { w & maxUses }
+    @inlinable static func make(generation: UInt32) -> UInt64 { UInt64(generation) << 32 }
 }

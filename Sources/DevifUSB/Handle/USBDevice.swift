@@ -493,10 +493,13 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         // Once one transfer showed the removal, the others in flight need
         // not wait for the hang-up again (they complete one after another on
         // one thread: 8 in flight could add up to 8 waits).
-        let knownRemoved = state.withLock { $0.phase == .removed }
-        if !knownRemoved, result.status == LIBUSB_TRANSFER_NO_DEVICE
-            || (result.status == LIBUSB_TRANSFER_ERROR && nodeHungUp(fd)) {
-            markRemoved()
+        // (A completed transfer says nothing of a removal: one lock, below.)
+        if !result.completed {
+            let knownRemoved = state.withLock { $0.phase == .removed }
+            if !knownRemoved, result.status == LIBUSB_TRANSFER_NO_DEVICE
+                || (result.status == LIBUSB_TRANSFER_ERROR && nodeHungUp(fd)) {
+                markRemoved()
+            }
         }
         let (phase, teardown) = state.withLock { s -> (Phase, Bool) in
             s.pending[id] = nil

@@ -1,4 +1,5 @@
 import CLibUSB
+import DevifCore
 import Dispatch
 import Synchronization
 
@@ -55,7 +56,7 @@ final class TransferBox: @unchecked Sendable {  // fields are written only in `i
         self.completion = completion
         LibUSB.fillTransfer(transfer, handle: handle, type: type, endpoint: endpoint,
                             buffer: buffer.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                            length: Int32(length), timeoutMilliseconds: Self.milliseconds(timeout),
+                            length: Int32(length), timeoutMilliseconds: milliseconds(timeout),
                             zeroLengthPacket: zeroLengthPacket, callback: transferCompleted,
                             userData: Unmanaged.passRetained(self).toOpaque())
         // The lock is held across the submission: a cancel() from another
@@ -117,11 +118,17 @@ final class TransferBox: @unchecked Sendable {  // fields are written only in `i
         action(self, TransferResult(status: t.status, length: length))
     }
 
-    static func milliseconds(_ timeout: Duration?) -> UInt32 {
-        guard let timeout, timeout > .zero else { return 0 }  // libusb: 0 = no timeout
-        let (s, atto) = timeout.components
-        let ms = s * 1000 + atto / 1_000_000_000_000_000
-        return UInt32(clamping: max(ms, 1))
+    /// The last timeout converted, kept because a reused box is usually
+    /// submitted with the same one (the conversion is 128-bit arithmetic).
+    private var lastTimeout: (Duration?, UInt32) = (nil, 0)
+
+    /// libusb's timeout: whole milliseconds, at least 1; 0 (none) for nil or
+    /// not positive.
+    private func milliseconds(_ timeout: Duration?) -> UInt32 {
+        if timeout == lastTimeout.0 { return lastTimeout.1 }
+        let ms: UInt32 = if let timeout, timeout > .zero { UInt32(clamping: max(timeout.milliseconds, 1)) } else { 0 }
+        lastTimeout = (timeout, ms)
+        return ms
     }
 }
 
@@ -140,32 +147,39 @@ private let transferCompleted: LibUSB.TransferCallback = { transfer in
     CompletionThread.run { box.completed() }
 }
 
-/// A one-shot wait for a synchronous transfer's outcome (or a close),
-/// finished by whichever thread handles the completion.
-final class TransferWaiter: @unchecked Sendable {  // completedFlag: written once by finish, read by libusb under its lock
+/// A wait for a synchronous transfer's outcome (or a close), finished by
+/// whichever thread handles the completion; reusable after ``reset()``.
+final class TransferWaiter: @unchecked Sendable {  // `outcome`: written before `done` is released, read after it is acquired
     private let semaphore = DispatchSemaphore(value: 0)
-    private let result = Mutex<Result<Int, USBError>?>(nil)
+    private let done = Atomic<Bool>(false)
+    private var outcome: Result<Int, USBError>?
     /// libusb's `completed` argument (``USBContext/pump(until:)``).
     let completedFlag = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
 
     init() { completedFlag.initialize(to: 0) }
     deinit { completedFlag.deallocate() }
 
-    var isFinished: Bool { result.withLock { $0 != nil } }
+    var isFinished: Bool { done.load(ordering: .acquiring) }
 
     /// Ready for another wait (after `wait()` returned: its signal is taken).
     func reset() {
-        result.withLock { $0 = nil }
+        outcome = nil
+        done.store(false, ordering: .relaxed)
         completedFlag.pointee = 0
     }
 
     func finish(_ r: Result<Int, USBError>) {
-        result.withLock { $0 = r }
+        outcome = r
+        done.store(true, ordering: .releasing)
         completedFlag.pointee = 1
         semaphore.signal()
     }
+
     func wait() -> Result<Int, USBError> {
         semaphore.wait()
-        return result.withLock { $0! }
+        // Acquire: pairs with `finish`'s release, so `outcome` is visible (and
+        // the hand-over is one ThreadSanitizer sees).
+        _ = done.load(ordering: .acquiring)
+        return outcome!
     }
 }
