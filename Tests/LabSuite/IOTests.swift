@@ -43,7 +43,7 @@ func registerIOTests(_ r: inout LabRunner) {
         }
     }
 
-    r.add("io: loopback integrity from 1 byte to 1 MiB, control and sync transfers, and the bulk-loopback example") {
+    r.add("io: loopback integrity from 1 byte to 1 MiB, control and sync transfers (into and from the caller's memory), and the bulk-loopback example") {
         let f = try await ManagerFixture()
         defer { f.stop() }
         try Devlab.run(["create", "il1", "loopback", "--vid", "1209", "--pid", "0d03", "--serial", "LAB-IL-1"])
@@ -648,6 +648,17 @@ func syncTransfers(_ h: USBHandle, out: UInt8, in inp: UInt8) throws -> [UInt8] 
     let small = (0..<100).map { UInt8($0) }
     try expectEqual(try h.write(endpoint: out, small), 100, "sync write")
     try expectEqual(try h.read(endpoint: inp, length: 4096, timeout: .seconds(2)), small, "sync read back")
+    // The caller's memory, through each endpoint's reused transfer: sizes
+    // up and down (the transfer's buffer grows, a shorter one uses part of
+    // it), each echo byte for byte.
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    for size in [1, 100, 4096, 37, 4096, 2] {
+        let data = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ size) }
+        let sent = try data.withUnsafeBytes { try h.write(endpoint: out, from: $0, timeout: .seconds(2)) }
+        try expectEqual(sent, size, "write(from:) of \(size) bytes")
+        let n = try buffer.withUnsafeMutableBytes { try h.read(endpoint: inp, into: $0, timeout: .seconds(2)) }
+        try expectEqual(Array(buffer[..<n]), data, "read(into:) of the \(size)-byte echo")
+    }
     try h.clearHalt(endpoint: inp)
     return dd
 }
