@@ -231,8 +231,10 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
     /// Every USB device in sysfs as a devpath below /sys, in port-chain order.
     static func walkSysfs() -> [String] {
         let root = "/sys/bus/usb/devices"
-        let names = Sysfs.list(root).filter { !$0.contains(":") && PortChain(parsing: $0) != nil }
-            .sorted { PortChain(parsing: $0)! < PortChain(parsing: $1)! }
+        // Each name parsed once, not in every comparison.
+        let names = Sysfs.list(root).filter { !$0.contains(":") }
+            .compactMap { name in PortChain(parsing: name).map { (name, $0) } }
+            .sorted { $0.1 < $1.1 }.map(\.0)
         return names.compactMap { name in
             guard let real = try? Syscalls.realpath("\(root)/\(name)"), real.hasPrefix("/sys/") else { return nil }
             return String(real.dropFirst(4))
