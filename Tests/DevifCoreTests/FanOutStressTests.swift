@@ -71,11 +71,14 @@ private enum Environment {
 struct FanOutStressTests {
     typealias S = FanOutTestSupport
 
-    @Test(.timeLimit(.minutes(3)))
-    func manySubscribersWithSlowStalledAndChurningOnes() async throws {
+    /// Both ways of resuming a parked async subscriber: through the shared
+    /// resumer thread (the default) and from the publisher itself (the
+    /// pipeline's fan-out).
+    @Test(.timeLimit(.minutes(3)), arguments: [false, true])
+    func manySubscribersWithSlowStalledAndChurningOnes(resumesOnPublisherThread: Bool) async throws {
         let total = Environment.underTSan ? 30_000 : (Environment.debugBuild ? 300_000 : 1_000_000)
         let payload = String(repeating: "report ", count: 20)   // heap-backed
-        let fan = FanOut<StressEvent>()
+        let fan = FanOut<StressEvent>(resumesOnPublisherThread: resumesOnPublisherThread)
         let fastCapacity = 1024
 
         // Fast subscribers: must see every event. The publisher paces itself on them

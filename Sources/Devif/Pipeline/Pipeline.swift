@@ -38,7 +38,10 @@ final class Pipeline: Sendable {
 
     private let classifier: Classifier
     private let registry: InstanceRegistry
-    private let fanOut = FanOut<InterfaceEvent>()
+    /// Arrivals are rare and their subscribers wait for them: the pipeline
+    /// thread resumes a waiting subscriber itself (one thread hop less than
+    /// through the fan-out's resumer thread).
+    private let fanOut = FanOut<InterfaceEvent>(resumesOnPublisherThread: true)
     private let state: Mutex<State>
     private let queue = WorkQueue<(String, SourceEvent)>()
     private let watchCapacity: Int

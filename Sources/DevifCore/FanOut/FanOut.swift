@@ -53,8 +53,19 @@ public final class FanOut<Event: Sendable>: Sendable {
     /// and carries happens-before between successive publisher threads.
     @usableFromInline let publishing = Atomic<Bool>(false)
 
+    /// Whether `publish` resumes a parked async subscriber itself.
+    @usableFromInline let resumesOnPublisherThread: Bool
+
     /// Creates a fan-out with no subscribers.
-    public init() {}
+    /// - Parameter resumesOnPublisherThread: false (the default): a parked
+    ///   async subscriber is resumed by a shared resumer thread, so `publish`
+    ///   never allocates nor takes a lock of the Swift runtime's, at the cost
+    ///   of one more thread hop to the subscriber. True: `publish` resumes it
+    ///   (enqueues its task) itself, which is sooner, for a publisher whose
+    ///   events are rare and whose subscribers wait for them (device arrivals).
+    public init(resumesOnPublisherThread: Bool = false) {
+        self.resumesOnPublisherThread = resumesOnPublisherThread
+    }
 
     // MARK: Publishing (one publisher at a time)
 
@@ -80,7 +91,7 @@ public final class FanOut<Event: Sendable>: Sendable {
                     // (Non-escaping closures live on the stack, so this does not allocate.)
                     chunk.unretainedSlots[i]._withUnsafeGuaranteedRef { slot in
                         if slot.enter() {
-                            _ = slot.unretainedRing._withUnsafeGuaranteedRef { ring in ring.push(event) }
+                            _ = slot.unretainedRing._withUnsafeGuaranteedRef { ring in ring.push(event, deferWake: !resumesOnPublisherThread) }
                             slot.leave()
                         }
                     }
