@@ -29,6 +29,11 @@ func readmeHandles(_ manager: DeviceManager, payload: [UInt8],
     try await usb.write(endpoint: 0x02, Array("hello".utf8))
     let echo = try await usb.read(endpoint: 0x81, length: 4096, timeout: .seconds(1))
     let device = try await usb.controlIn(requestType: 0x80, request: 6, value: 0x0100, index: 0, length: 18)
+    // Blocking, into and from your own memory: once an endpoint has been used at
+    // a size, a round trip allocates nothing (libusb's own URB array aside).
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    let sent = try Array("hello".utf8).withUnsafeBytes { try usb.write(endpoint: 0x02, from: $0) }
+    let got = try buffer.withUnsafeMutableBytes { try usb.read(endpoint: 0x81, into: $0, timeout: .seconds(1)) }
     let stream = try usb.inStream(endpoint: 0x81, transferSize: 16384, transfers: 8)
     while let chunk = try await stream.next() { /* ... */ }   // nil after stop()
     stream.stop()
