@@ -109,7 +109,7 @@ let package = Package(
         // The benchmark's devif side (Benchmarks/README.md; run by Benchmarks/run,
         // built in release). The C baselines it is compared with are in Benchmarks/baselines.
         .executableTarget(name: "devif-bench", dependencies: [
-            "Devif", "DevifCore", "AllocationCounting", "CLibUSB",
+            "Devif", "DevifCore", "AllocationCounting", "SeededRandom", "CLibUSB",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Benchmarks/devif-bench"),
     ],

@@ -72,7 +72,7 @@ struct BurstArrivalBench: AsyncParsableCommand {
 
 /// A raw libusb context with a hotplug callback that stamps each arrival
 /// ("bus/address" -> wall time), and its own event thread.
-private final class LibUSBCallbacks: @unchecked Sendable {  // ctx is thread-safe; `stamps` is locked
+final class LibUSBCallbacks: @unchecked Sendable {  // ctx is thread-safe; `stamps` is locked
     private let ctx: OpaquePointer
     private var handle: libusb_hotplug_callback_handle = 0
     private let stamps = Mutex<[String: Date]>([:])

@@ -11,7 +11,7 @@ import Foundation
 import Synchronization
 
 let deviceBenchCommands: [any ParsableCommand.Type] = [
-    BulkInBench.self, BulkLoopbackBench.self, HIDEchoBench.self, PlugArrivalBench.self, BurstArrivalBench.self,
+    BulkInBench.self, BulkLoopbackBench.self, HIDEchoBench.self, PlugArrivalBench.self, BurstArrivalBench.self, StormArrivalBench.self,
 ]
 
 /// The device to measure, by IDs (what the C baselines open too).

@@ -8,7 +8,7 @@
 #   DEVIF_USB    devif-usb (idle-rss, list-32 and rules-names rows); missing: those devif rows skipped
 #   BASELINES    folder of the C baselines (Benchmarks/baselines/build.sh OUT_DIR)
 #   RUNS         runs per row (default 5); DEVLAB_BIN: devlab's helpers (default Lab/.cache/bin)
-#   ROWS         which rows (default all): bulk-in bulk-loopback hid-echo usbip-bulk-in plug-arrival idle-rss burst-arrival list-32 rules-names
+#   ROWS         which rows (default all): bulk-in bulk-loopback hid-echo usbip-bulk-in plug-arrival idle-rss burst-arrival storm-arrival list-32 rules-names
 #
 # Every sample line goes to $LAB_RESULTS/samples.jsonl (appended); progress to
 # stderr and $LAB_RESULTS/device-bench.log. Each row alternates C and devif
@@ -19,7 +19,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 : "${LAB_RESULTS:?LAB_RESULTS is not set: run this through Lab/run}"
 : "${BASELINES:?BASELINES is not set: the folder of the C baselines (Benchmarks/baselines/build.sh OUT_DIR)}"
 RUNS=${RUNS:-5}
-ROWS=" ${ROWS:-bulk-in bulk-loopback hid-echo usbip-bulk-in plug-arrival idle-rss burst-arrival list-32 rules-names} "
+ROWS=" ${ROWS:-bulk-in bulk-loopback hid-echo usbip-bulk-in plug-arrival idle-rss burst-arrival storm-arrival list-32 rules-names} "
 want() { [[ $ROWS == *" $1 "* ]]; }
 DEVIF_BENCH=${DEVIF_BENCH:-}
 DEVIF_USB=${DEVIF_USB:-}
@@ -245,6 +245,18 @@ if want burst-arrival && devif_has burst-arrival; then
   } | "$devlab" batch --stop-on-error >"$work/burst.jsonl" || fatal "creating 24 loopback gadgets failed: $(tail -n 1 "$work/burst.jsonl" | cut -c1-300)"
   run "burst-arrival devif" $((120 + RUNS * 60)) "$DEVIF_BENCH" burst-arrival --gadget-prefix /sys/kernel/config/usb_gadget/devlab-bb \
     --gadgets 24 --vid $VID --pid $PID_BURST --count "$RUNS"
+fi
+
+# ---- storm: random plugs and unplugs of the same 24 gadgets ---------------
+if want storm-arrival && devif_has storm-arrival; then
+  if ! want burst-arrival; then
+    "$devlab" reset >/dev/null || fatal "devlab reset before storm-arrival failed"
+    {
+      for ((k = 0; k < 24; k++)); do printf 'create bb%02d loopback --vid %s --pid %s --serial BENCH-B-%d\n' "$k" "$VID" "$PID_BURST" "$k"; done
+    } | "$devlab" batch --stop-on-error >"$work/burst.jsonl" || fatal "creating 24 loopback gadgets failed: $(tail -n 1 "$work/burst.jsonl" | cut -c1-300)"
+  fi
+  run "storm-arrival devif" $((120 + RUNS * 180)) "$DEVIF_BENCH" storm-arrival --gadget-prefix /sys/kernel/config/usb_gadget/devlab-bb \
+    --gadgets 24 --vid $VID --pid $PID_BURST --operations 300 --count "$RUNS"
 fi
 
 # ---- rules names with 1 device and with 32; list with 32 -----------------

@@ -1,4 +1,4 @@
-// Shared by the unit test targets.
+// Shared by the unit test targets and the benchmark.
 /// SplitMix64: a small seeded generator, identical on every run and
 /// platform, so a failing property, crash or fuzz run can be repeated exactly.
 public struct SplitMix64: RandomNumberGenerator {
