@@ -156,7 +156,10 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         } catch {
             throw SourceError(source: source, message: "libusb could not start: \(error)", code: error.libusbCode)
         }
-        workers = AssemblyWorkers()
+        // A one-off listing reads devices that are ready already (sysfs, and
+        // a device opened only for MS OS descriptors): two workers, not a
+        // thread per device, which costs more than the reading in the VM.
+        workers = options.followChanges ? AssemblyWorkers() : AssemblyWorkers(limit: 2)
         do {
             if !options.followChanges { startWalkOnly() } else if kernelMode { try startKernelMode() } else { try startLibUSBMode() }
             assemblerThread = try JoinableThread { [self] in assemblerLoop() }
