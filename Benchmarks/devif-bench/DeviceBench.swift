@@ -48,7 +48,7 @@ func openManager(_ device: DeviceOptions, kind: DeviceKind, inMemory: Bool = tru
     let filter = InterfaceFilter(vendorId: device.vid, productId: device.pid, kind: kind)
     // The device instance (no mi_NN) for USB; the first HID node for HID.
     let found = manager.interfaces(filter).filter { kind == .hid || $0.interfaceNumber == nil }
-    guard let link = found.map(\.symbolicLink).sorted().first else {
+    guard let link = found.map(\.symbolicLink.rawValue).sorted().first else {
         throw BenchFailure("no \(kind) instance with VID \(hex4(device.vid)) PID \(hex4(device.pid)) is present (see `devif-usb list`)")
     }
     return (manager, link)

@@ -88,18 +88,18 @@ struct HIDMonitor: AsyncParsableCommand {
             }
             readers.withLock { $0[link] = task }
         }
-        for i in watch.snapshot { follow(i.symbolicLink) }
+        for i in watch.snapshot { follow(i.symbolicLink.rawValue) }
         for await update in watch.updates {
             switch update {
             case .event(let e) where e.event == .arrival:
-                follow(e.interface.symbolicLink)
+                follow(e.interface.symbolicLink.rawValue)
             case .event(let e):
-                printer.emit(Line(event: "removal", link: e.interface.symbolicLink, time: Printer.now()))
-                _ = readers.withLock { $0.removeValue(forKey: e.interface.symbolicLink) }
+                printer.emit(Line(event: "removal", link: e.interface.symbolicLink.rawValue, time: Printer.now()))
+                _ = readers.withLock { $0.removeValue(forKey: e.interface.symbolicLink.rawValue) }
             case .overflow(let missed):
                 printer.emit(Line(event: "overflow", link: "", missed: missed, time: Printer.now()))
                 for i in manager.interfaces(InterfaceFilter(classGuid: guid, kind: .hid))
-                where readers.withLock({ $0[i.symbolicLink] == nil }) { follow(i.symbolicLink) }
+                where readers.withLock({ $0[i.symbolicLink.rawValue] == nil }) { follow(i.symbolicLink.rawValue) }
             }
         }
     }

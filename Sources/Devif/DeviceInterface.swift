@@ -8,15 +8,17 @@ import Glibc
 /// `DeviceInterface` per class, each with its own symbolic link (as on
 /// Windows, where each interface class gets its own symbolic link).
 public struct DeviceInterface: Sendable, Hashable {
-    /// The persistent name, e.g. `usb#vid_1209&pid_0001#SER-0001#{a5dcbf10-...}`.
-    public var symbolicLink: String
+    /// The persistent name, e.g. `usb#vid_1209&pid_0001#SER-0001#{a5dcbf10-...}`:
+    /// its text is `symbolicLink.rawValue` (also its `description`), and its
+    /// parts (ids, serial, location, class) are parsed.
+    public var symbolicLink: SymbolicLink
     /// The GUID of the interface class this instance is in (the last part of
     /// ``symbolicLink``).
     public var classGuid: GUID
     /// The class's short name from the catalog (`usb-device`, `hid`, ...).
     public var className: String?
     /// `usb` for a USB device or interface (libusb), `hid` for a hidraw node:
-    /// which of ``DeviceManager/openUSB(_:)`` and ``DeviceManager/openHID(_:)`` opens it.
+    /// which of ``DeviceManager/openUSB(_:)-(String)`` and ``DeviceManager/openHID(_:)-(String)`` opens it.
     public var kind: DeviceKind
     /// The vendor ID (USB idVendor; for HID not on USB, the kernel's `HID_ID`).
     public var vendorId: UInt16
@@ -27,7 +29,7 @@ public struct DeviceInterface: Sendable, Hashable {
     /// The USB interface for an interface instance or a HID device on USB.
     public var interfaceNumber: Int?
     /// Where it is plugged (`1-1.4`); for HID not on USB, nil.
-    public var portChain: String?
+    public var portChain: PortChain?
     /// The node to open (`/dev/bus/usb/001/004`, `/dev/hidraw2`); nil when absent.
     public var devnode: String?
     /// The manufacturer string the device gave (untrusted); nil if none.
@@ -64,7 +66,8 @@ public struct DeviceInterface: Sendable, Hashable {
     /// The link without its class part: equal for the links of one instance
     /// in its several classes.
     public var identityKey: Substring {
-        symbolicLink.lastIndex(of: "#").map { symbolicLink[..<$0] } ?? symbolicLink[...]
+        let text = symbolicLink.rawValue
+        return text.lastIndex(of: "#").map { text[..<$0] } ?? text[...]
     }
 
     /// Whether this process may open an instance's device node.
@@ -76,9 +79,9 @@ public struct DeviceInterface: Sendable, Hashable {
 
     /// An instance from its parts. The manager makes these; a program needs
     /// this only to build instances of its own (in tests, say).
-    public init(symbolicLink: String, classGuid: GUID, className: String?, kind: DeviceKind,
+    public init(symbolicLink: SymbolicLink, classGuid: GUID, className: String?, kind: DeviceKind,
                 vendorId: UInt16, productId: UInt16, serialNumber: String?, interfaceNumber: Int?,
-                portChain: String?, devnode: String?, manufacturer: String?, product: String?,
+                portChain: PortChain?, devnode: String?, manufacturer: String?, product: String?,
                 present: Bool, access: Access?, snapshot: DeviceSnapshot? = nil) {
         self.symbolicLink = symbolicLink
         self.classGuid = classGuid

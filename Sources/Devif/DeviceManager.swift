@@ -69,7 +69,7 @@ public final class DeviceManager: Sendable {
 
     let pipeline: Pipeline
     private let sources: [any DeviceSource]
-    /// Every open handle (``openUSB(_:)``, ``openHID(_:)``); a handle's
+    /// Every open handle (``openUSB(_:)-(String)``, ``openHID(_:)-(String)``); a handle's
     /// instance is closed when its last use ends after close.
     let handles = HandleTable<OpenInstance>(onRelease: { $0.close() })
     private let started = Atomic<Bool>(false)
@@ -169,7 +169,7 @@ public final class DeviceManager: Sendable {
 
     /// Every instance ever seen (present or remembered), ordered by symbolic link.
     public func allInterfaces(_ filter: InterfaceFilter = .all) -> [DeviceInterface] {
-        var byLink: [String: DeviceInterface] = [:]
+        var byLink: [SymbolicLink: DeviceInterface] = [:]
         for record in registry.all() {
             if let i = DeviceInterface(record: record, catalog: catalog), filter.matches(i) { byLink[i.symbolicLink] = i }
         }
@@ -182,6 +182,9 @@ public final class DeviceManager: Sendable {
         if let present = pipeline.present(link: link) { return present }
         return registry.record(for: link).flatMap { DeviceInterface(record: $0, catalog: catalog) }
     }
+
+    /// The instance with this symbolic link: present, else remembered; nil if never seen.
+    public func interface(link: SymbolicLink) -> DeviceInterface? { interface(link: link.rawValue) }
 
     /// The present instances matching `filter` and, with no gap and no
     /// duplicate between them, every later arrival and removal.
@@ -211,13 +214,16 @@ public struct ManagerError: Error, Sendable, CustomStringConvertible {
 }
 
 extension DeviceInterface {
-    /// A remembered instance from the registry; nil if the record is damaged.
+    /// A remembered instance from the registry; nil if the record is damaged
+    /// (its link or class GUID does not parse: devif wrote neither).
     init?(record r: RegistryRecord, catalog: ClassCatalog) {
-        guard let guid = try? GUID(parsing: r.classGuid) else { return nil }
-        self.init(symbolicLink: r.symbolicLink, classGuid: guid,
+        guard let guid = try? GUID(parsing: r.classGuid),
+              let link = try? SymbolicLink(parsing: r.symbolicLink) else { return nil }
+        self.init(symbolicLink: link, classGuid: guid,
                   className: r.className ?? catalog[guid]?.interfaceClass.name,
                   kind: r.kind == .usb ? .usb : .hid, vendorId: r.vendorId, productId: r.productId,
-                  serialNumber: r.serialNumber, interfaceNumber: r.interfaceNumber, portChain: r.portChain,
+                  serialNumber: r.serialNumber, interfaceNumber: r.interfaceNumber,
+                  portChain: r.portChain.flatMap { PortChain(parsing: $0) },
                   devnode: r.present ? r.devnode : nil, manufacturer: r.manufacturer, product: r.product,
                   present: false, access: nil)
     }

@@ -31,7 +31,7 @@ struct InfoCommand: AsyncParsableCommand {
             guard case .object(var fields) = info.json else { return }
             fields.append(("classes", .array(siblings.map { s in
                 .object([("classGuid", .string(s.classGuid.description)), ("className", JSONValue(s.className)),
-                         ("symbolicLink", .string(s.symbolicLink))])
+                         ("symbolicLink", .string(s.symbolicLink.rawValue))])
             })))
             fields.append(("accessDetail", JSONValue(info.snapshot.flatMap(accessDetail))))
             let declared: [JSONValue] = (info.snapshot?.firmwareGUIDs ?? []).map { g in
@@ -53,7 +53,7 @@ struct InfoCommand: AsyncParsableCommand {
             return
         }
         var lines: [(String, String)] = [
-            ("Symbolic link", info.symbolicLink),
+            ("Symbolic link", info.symbolicLink.rawValue),
             ("State", info.present ? "present" : "absent (remembered from an earlier plug)"),
             ("Kind", info.kind.rawValue),
             ("VID:PID", hex4(info.vendorId) + ":" + hex4(info.productId)),
@@ -63,7 +63,7 @@ struct InfoCommand: AsyncParsableCommand {
         lines.append(("Product", info.product.map { printable($0) } ?? "-"))
         lines.append(("Serial number", info.serialNumber.map { printable($0) } ?? "(none)"))
         if let n = info.interfaceNumber { lines.append(("Interface", String(n))) }
-        lines.append(("Port chain", info.portChain ?? "-"))
+        lines.append(("Port chain", info.portChain?.description ?? "-"))
         if let busID = info.exportedBusID {
             lines.append(("USB/IP", "exported by this host (bound to usbip-host; `devif-usb unexport \(busID)` gives it back)"))
         }

@@ -69,7 +69,7 @@ func printTable(_ items: [DeviceInterface], color: Bool) {
          i.serialNumber.map { printable($0, limit: 24) } ?? "-",
          i.className ?? i.classGuid.description,
          i.access?.rawValue ?? "-",
-         i.symbolicLink]
+         i.symbolicLink.rawValue]
     }
     var widths = header.map(\.count)
     for row in rows { for (n, cell) in row.enumerated() { widths[n] = max(widths[n], cell.count) } }

@@ -52,7 +52,7 @@ struct TreeView {
     private static func sortKey(_ d: Device) -> String {
         let i = d.instances[0]
         // USB first (by bus and port), then HID devices not on USB.
-        return (i.portChain.map { "0 " + $0 } ?? "1 ") + " " + i.symbolicLink
+        return (i.portChain.map { "0 \($0)" } ?? "1 ") + " " + i.symbolicLink.rawValue
     }
 
     private func render(_ device: Device) -> [String] {
@@ -62,7 +62,7 @@ struct TreeView {
         if let s = first.serialNumber { head += "  serial " + printable(s, limit: 40) }
         let name = [first.manufacturer, first.product].compactMap { $0.map { printable($0, limit: 40) } }.joined(separator: " ")
         if !name.isEmpty { head += "  \"" + name + "\"" }
-        if let chain = first.portChain { head += "  port " + chain }
+        if let chain = first.portChain { head += "  port \(chain)" }
         if let node = device.instances.first(where: { $0.kind == .usb && $0.interfaceNumber == nil })?.devnode {
             head += "  " + node
         }
@@ -115,8 +115,8 @@ struct TreeView {
         for (n, i) in rows.enumerated() {
             let isLast = n == rows.count - 1 && children.isEmpty
             let name = (i.className ?? i.classGuid.description).padded(to: width)
-            var text = style(name, "36") + "  " + i.symbolicLink
-            if !i.present { text = style(name + "  " + i.symbolicLink, "2") }
+            var text = style(name, "36") + "  " + i.symbolicLink.rawValue
+            if !i.present { text = style(name + "  " + i.symbolicLink.rawValue, "2") }
             lines.append(inner + (isLast ? "└─ " : "├─ ") + text)
         }
         for (n, (k, c)) in children.enumerated() {

@@ -246,7 +246,7 @@ struct ExportCommand: AsyncParsableCommand {
             guard let chain = i.snapshot?.portChain, !chain.ports.isEmpty else {
                 throw fail("\(i.symbolicLink) is not on USB (or is a root hub): only USB devices can be exported", Exit.usage)
             }
-            if !chosen.contains(where: { $0.busID == "\(chain)" }) { chosen.append(("\(chain)", i.symbolicLink)) }
+            if !chosen.contains(where: { $0.busID == "\(chain)" }) { chosen.append(("\(chain)", i.symbolicLink.rawValue)) }
         }
         if classArgument != nil {
             // Devices with a keyboard or a mouse only by name.
@@ -262,7 +262,7 @@ struct ExportCommand: AsyncParsableCommand {
             if chosen.isEmpty { throw fail("no present instance of class \(classArgument!.text) can be exported", Exit.unavailable) }
         }
         for link in links {
-            guard let i = present.first(where: { $0.symbolicLink == link }) else {
+            guard let i = present.first(where: { $0.symbolicLink.rawValue == link }) else {
                 throw fail("\(link): no present instance has this link (devif-usb list)", Exit.dataError)
             }
             try add(i)

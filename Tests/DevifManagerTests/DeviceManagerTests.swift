@@ -90,12 +90,12 @@ struct DeviceManagerTests {
         let arrived = await updates.wait(count: 1).events
         try #require(arrived.count == 1)
         #expect(arrived[0].event == .arrival)
-        #expect(arrived[0].interface.symbolicLink == Self.serialLink)
+        #expect(arrived[0].interface.symbolicLink.rawValue == Self.serialLink)
 
         let listed = h.manager.interfaces()
-        try #require(listed.count == 1, "listed: \(listed.map(\.symbolicLink))")
+        try #require(listed.count == 1, "listed: \(listed.map(\.symbolicLink.rawValue))")
         let i = listed[0]
-        #expect(i.symbolicLink == Self.serialLink)
+        #expect(i.symbolicLink.rawValue == Self.serialLink)
         #expect(i.className == "usb-device")
         #expect(i.classGuid == usbDeviceGUID)
         #expect(i.kind == .usb)
@@ -103,7 +103,7 @@ struct DeviceManagerTests {
         #expect(i.serialNumber == "SER")
         #expect(i.present)
         #expect(i.devnode == "/dev/bus/usb/001/004")
-        #expect(i.portChain == "1-1")
+        #expect(i.portChain?.description == "1-1")
         #expect(i.interfaceNumber == nil)
         #expect(i.access == .ok)
         #expect(h.manager.interface(link: Self.serialLink)?.present == true)
@@ -112,13 +112,13 @@ struct DeviceManagerTests {
         let all = await updates.wait(count: 2).events
         try #require(all.count == 2)
         #expect(all[1].event == .removal)
-        #expect(all[1].interface.symbolicLink == Self.serialLink)
+        #expect(all[1].interface.symbolicLink.rawValue == Self.serialLink)
         #expect(all[1].interface.present == false)
         #expect(await h.barrier(usb))  // the registry has recorded the removal
         #expect(h.manager.interfaces().isEmpty)
         let remembered = h.manager.allInterfaces()
         try #require(remembered.count == 1)
-        #expect(remembered[0].symbolicLink == Self.serialLink)
+        #expect(remembered[0].symbolicLink.rawValue == Self.serialLink)
         #expect(remembered[0].present == false)
         #expect(remembered[0].serialNumber == "SER")
         #expect(h.manager.interface(link: Self.serialLink)?.present == false)
@@ -149,7 +149,7 @@ struct DeviceManagerTests {
         #expect(await h.barrier(a))
         b.remove(snapshot)  // same sourceKey, other source
         #expect(await h.barrier(b))
-        #expect(h.manager.interfaces().map(\.symbolicLink) == [Self.serialLink])
+        #expect(h.manager.interfaces().map(\.symbolicLink.rawValue) == [Self.serialLink])
     }
 
     // MARK: 3. Snapshot + updates: no gap, no duplicate
@@ -223,7 +223,7 @@ struct DeviceManagerTests {
         let atB = "usb#vid_1209&pid_0001#SER@1-2#\(usbDeviceGUIDText)"
         let atC = "usb#vid_1209&pid_0001#SER@1-3#\(usbDeviceGUIDText)"
         func links() -> [String: String] {
-            Dictionary(uniqueKeysWithValues: h.manager.interfaces().map { ($0.devnode ?? "?", $0.symbolicLink) })
+            Dictionary(uniqueKeysWithValues: h.manager.interfaces().map { ($0.devnode ?? "?", $0.symbolicLink.rawValue) })
         }
 
         usb.arrive(a)
@@ -274,10 +274,10 @@ struct DeviceManagerTests {
         let present = h.manager.interfaces()
         // hid and keyboard classes: two instances each, six in all, no link twice.
         #expect(present.count == 6)
-        #expect(Set(present.map(\.symbolicLink)).count == 6)
+        #expect(Set(present.map(\.symbolicLink.rawValue)).count == 6)
         let hidGUID = "{4d1e55b2-f16f-11cf-88cb-001111000030}"
-        let byNode = Dictionary(grouping: present.filter { $0.symbolicLink.hasSuffix(hidGUID) }, by: { $0.devnode ?? "?" })
-            .mapValues { $0.map(\.symbolicLink) }
+        let byNode = Dictionary(grouping: present.filter { $0.symbolicLink.rawValue.hasSuffix(hidGUID) }, by: { $0.devnode ?? "?" })
+            .mapValues { $0.map(\.symbolicLink.rawValue) }
         #expect(byNode == [
             a.devnode!: ["hid#vid_1209&pid_0e20&bus_06#SAME#\(hidGUID)"],
             b.devnode!: ["hid#vid_1209&pid_0e20&bus_06#SAME@uhid#\(hidGUID)"],
@@ -285,7 +285,7 @@ struct DeviceManagerTests {
         ])
         // Every class of the third has the same ordinal; its links parse back to it.
         for i in present where i.devnode == c.devnode {
-            #expect(try SymbolicLink(parsing: i.symbolicLink).ordinal == 2)
+            #expect(try SymbolicLink(parsing: i.symbolicLink.rawValue).ordinal == 2)
         }
         let said = await h.notices.wait { items, _ in items.contains { $0.contains("ordinal !2") } }
         #expect(said, "a notice names the ordinal")
@@ -296,8 +296,8 @@ struct DeviceManagerTests {
         let e = twin(5)
         hid.arrive(e)
         #expect(await h.barrier(hid))
-        let links = Dictionary(uniqueKeysWithValues: h.manager.interfaces().filter { $0.symbolicLink.hasSuffix(hidGUID) }
-            .map { ($0.devnode ?? "?", $0.symbolicLink) })
+        let links = Dictionary(uniqueKeysWithValues: h.manager.interfaces().filter { $0.symbolicLink.rawValue.hasSuffix(hidGUID) }
+            .map { ($0.devnode ?? "?", $0.symbolicLink.rawValue) })
         #expect(links[d.devnode!] == "hid#vid_1209&pid_0e20&bus_06#SAME@uhid!3#\(hidGUID)")
         #expect(links[e.devnode!] == "hid#vid_1209&pid_0e20&bus_06#SAME@uhid!2#\(hidGUID)")
         #expect(links.count == 4)
@@ -310,7 +310,7 @@ struct DeviceManagerTests {
         usb.arrive(usbSnapshot(serial: nil, ports: [1, 4], address: 4))
         usb.arrive(usbSnapshot(serial: nil, ports: [2], address: 5))
         #expect(await h.barrier(usb))
-        #expect(h.manager.interfaces().map(\.symbolicLink) == [
+        #expect(h.manager.interfaces().map(\.symbolicLink.rawValue) == [
             "usb#vid_1209&pid_0001#@1-1.4#\(usbDeviceGUIDText)",
             "usb#vid_1209&pid_0001#@1-2#\(usbDeviceGUIDText)",
         ])
@@ -381,13 +381,13 @@ struct DeviceManagerTests {
         #expect(await h.barrier(usb))
         #expect(await h.barrier(hid))
         for ((name, filter, expected), watch) in zip(cases, watches) {
-            #expect(Set(h.manager.interfaces(filter).map(\.symbolicLink)) == expected, "interfaces(\(name))")
+            #expect(Set(h.manager.interfaces(filter).map(\.symbolicLink.rawValue)) == expected, "interfaces(\(name))")
             let got = await watch.wait(count: expected.count).events
             #expect(got.allSatisfy { $0.event == .arrival })
-            #expect(Set(got.map(\.interface.symbolicLink)) == expected, "watch(\(name))")
+            #expect(Set(got.map(\.interface.symbolicLink.rawValue)) == expected, "watch(\(name))")
             #expect(got.count == expected.count, "watch(\(name)) duplicates")
             // A watch begun now has them all in its snapshot.
-            #expect(Set(h.manager.watch(filter).snapshot.map(\.symbolicLink)) == expected, "snapshot(\(name))")
+            #expect(Set(h.manager.watch(filter).snapshot.map(\.symbolicLink.rawValue)) == expected, "snapshot(\(name))")
         }
         // Removals are filtered the same way: the keyboard's leave, only watches
         // that saw it arrive hear it go.
@@ -397,7 +397,7 @@ struct DeviceManagerTests {
         for ((name, _, expected), watch) in zip(cases, watches) {
             let hidLinks = expected.filter { $0.hasPrefix("hid#") }
             let got = await watch.wait(count: expected.count + hidLinks.count).events
-            #expect(Set(got.filter { $0.event == .removal }.map(\.interface.symbolicLink)) == hidLinks,
+            #expect(Set(got.filter { $0.event == .removal }.map(\.interface.symbolicLink.rawValue)) == hidLinks,
                     "removals seen by watch(\(name))")
             #expect(got.count == expected.count + hidLinks.count, "watch(\(name)) got \(got.count)")
         }
@@ -551,13 +551,13 @@ struct DeviceManagerTests {
         let events = await updates.wait(count: 5).events
         #expect(events.map(\.event) == [.arrival, .removal, .arrival, .removal, .arrival])
         #expect(events.map(\.interface.product) == ["Probe v1", "Probe v1", "Probe v2", "Probe v2", "Probe v2"])
-        #expect(events.last?.interface.symbolicLink == "usb#vid_1209&pid_0001#NEW#\(usbDeviceGUIDText)")
+        #expect(events.last?.interface.symbolicLink.rawValue == "usb#vid_1209&pid_0001#NEW#\(usbDeviceGUIDText)")
         // Replaying the stream: never two present copies of a link.
         var present: Set<String> = []
         for e in events {
             switch e.event {
-            case .arrival: #expect(present.insert(e.interface.symbolicLink).inserted, "seq \(e.seq): twice present")
-            case .removal: #expect(present.remove(e.interface.symbolicLink) != nil, "seq \(e.seq): not present")
+            case .arrival: #expect(present.insert(e.interface.symbolicLink.rawValue).inserted, "seq \(e.seq): twice present")
+            case .removal: #expect(present.remove(e.interface.symbolicLink.rawValue) != nil, "seq \(e.seq): not present")
             }
         }
         #expect(await h.barrier(usb))
@@ -607,7 +607,7 @@ struct DeviceManagerTests {
         #expect(object["interfaceNumber"] is NSNull)
 
         // Unknown fields are explicit nulls.
-        let bare = DeviceInterface(symbolicLink: "x", classGuid: usbDeviceGUID, className: nil, kind: .hid,
+        let bare = DeviceInterface(symbolicLink: try SymbolicLink(parsing: "hid#vid_0000&pid_ffff#@uhid%2F1#\(usbDeviceGUID)"), classGuid: usbDeviceGUID, className: nil, kind: .hid,
                                    vendorId: 0, productId: 0xFFFF, serialNumber: nil, interfaceNumber: nil,
                                    portChain: nil, devnode: nil, manufacturer: nil, product: nil,
                                    present: false, access: nil)
@@ -664,7 +664,7 @@ struct DeviceManagerTests {
         #expect(object["serialNumber"] as? String == hostile)
         #expect(object["product"] as? String == "p\u{2028}\"x\"")
         // The link escapes the serial: no structure characters from it leak in.
-        #expect(i.symbolicLink.split(separator: "#").count == 4, "\(i.symbolicLink)")
+        #expect(i.symbolicLink.rawValue.split(separator: "#").count == 4, "\(i.symbolicLink.rawValue)")
     }
 
     // MARK: 11. Stopping

@@ -138,13 +138,13 @@ func registerDiscoveryTests(_ r: inout LabRunner) {
         // interface's class goes to the device instance) from USB, hid from hidraw.
         let arrivals = try await f.next(3, "arrivals of 1209:0b01", where: isDevice(0x1209, 0x0b01))
         let byClass = Dictionary(arrivals.map { ($0.interface.classGuid, $0) }, uniquingKeysWith: { a, _ in a })
-        let usb = try byClass[usbDeviceClass].orFail("no usb-device arrival among \(arrivals.map(\.interface.symbolicLink))")
-        let hid = try byClass[hidClass].orFail("no hid arrival among \(arrivals.map(\.interface.symbolicLink))")
-        try expectEqual(byClass[LabClasses.hidInterface]?.interface.symbolicLink,
+        let usb = try byClass[usbDeviceClass].orFail("no usb-device arrival among \(arrivals.map(\.interface.symbolicLink.rawValue))")
+        let hid = try byClass[hidClass].orFail("no hid arrival among \(arrivals.map(\.interface.symbolicLink.rawValue))")
+        try expectEqual(byClass[LabClasses.hidInterface]?.interface.symbolicLink.rawValue,
                         "usb#vid_1209&pid_0b01#LAB-DH-1#\(LabClasses.hidInterface)", "the interface class on the device instance")
-        try expectEqual(usb.interface.symbolicLink, "usb#vid_1209&pid_0b01#LAB-DH-1#\(usbDeviceClass)", "usb link")
-        try expectEqual(hid.interface.symbolicLink, "hid#vid_1209&pid_0b01&mi_00#LAB-DH-1#\(hidClass)", "hid link")
-        try expectEqual(usb.interface.portChain, plugged.port_chain, "port chain")
+        try expectEqual(usb.interface.symbolicLink.rawValue, "usb#vid_1209&pid_0b01#LAB-DH-1#\(usbDeviceClass)", "usb link")
+        try expectEqual(hid.interface.symbolicLink.rawValue, "hid#vid_1209&pid_0b01&mi_00#LAB-DH-1#\(hidClass)", "hid link")
+        try expectEqual(usb.interface.portChain?.description, plugged.port_chain, "port chain")
         try expectEqual(usb.interface.manufacturer, "devif lab", "manufacturer")
         try expectEqual(usb.interface.product, "Disc HID", "product")
         try expectEqual(usb.interface.access, .ok, "access (root)")
@@ -153,7 +153,7 @@ func registerDiscoveryTests(_ r: inout LabRunner) {
         try expect(zip(arrivals, arrivals.dropFirst()).allSatisfy { $0.seq < $1.seq }, "sequence numbers not increasing: \(arrivals.map(\.seq))")
         try Devlab.unplug("dh1")
         let removals = try await f.next(3, "removals of 1209:0b01", where: isDevice(0x1209, 0x0b01))
-        try expectEqual(Set(removals.map(\.interface.symbolicLink)), Set(arrivals.map(\.interface.symbolicLink)), "removed links")
+        try expectEqual(Set(removals.map(\.interface.symbolicLink.rawValue)), Set(arrivals.map(\.interface.symbolicLink.rawValue)), "removed links")
         try expect(removals.allSatisfy { $0.event == .removal && !$0.interface.present }, "removal events")
         try expect(f.manager.interfaces(InterfaceFilter(vendorId: 0x1209, productId: 0x0b01)).isEmpty, "still listed after unplug")
     }
@@ -165,7 +165,7 @@ func registerDiscoveryTests(_ r: inout LabRunner) {
         try Devlab.plug("dc1")
         // usb-device (device), lab-hid-interface (mi_00), lab-vendor-bulk (mi_01), hid (hidraw).
         let arrivals = try await f.next(4, "arrivals of the composite 1209:0b02", where: isDevice(0x1209, 0x0b02))
-        let links = Set(arrivals.map(\.interface.symbolicLink))
+        let links = Set(arrivals.map(\.interface.symbolicLink.rawValue))
         let expected: Set<String> = [
             "usb#vid_1209&pid_0b02#LAB-DC-1#\(usbDeviceClass)",
             "usb#vid_1209&pid_0b02&mi_00#LAB-DC-1#\(LabClasses.hidInterface)",
@@ -178,7 +178,7 @@ func registerDiscoveryTests(_ r: inout LabRunner) {
         try expectEqual(bulk?.interface.className, "lab-vendor-bulk", "class name from the catalog file")
         try Devlab.unplug("dc1")
         let removals = try await f.next(4, "removals of the composite", where: isDevice(0x1209, 0x0b02))
-        try expectEqual(Set(removals.map(\.interface.symbolicLink)), expected, "removed links")
+        try expectEqual(Set(removals.map(\.interface.symbolicLink.rawValue)), expected, "removed links")
     }
 
     r.add("discovery: a uhid device (virtual bus) and a device without serial get bus and port links") {
@@ -189,14 +189,14 @@ func registerDiscoveryTests(_ r: inout LabRunner) {
         try Devlab.plug("du1")
         let u = try await f.next(1, "the uhid arrival", where: isDevice(0x1209, 0x0b03))[0]
         try expectEqual(u.interface.kind, .hid, "kind")
-        try expectEqual(u.interface.symbolicLink, "hid#vid_1209&pid_0b03&bus_06#LAB-DU-1#\(hidClass)", "uhid link")
+        try expectEqual(u.interface.symbolicLink.rawValue, "hid#vid_1209&pid_0b03&bus_06#LAB-DU-1#\(hidClass)", "uhid link")
         try expectEqual(u.interface.portChain, nil, "port chain of a device not on USB")
 
         try Devlab.run(["create", "dn1", "loopback", "--vid", "1209", "--pid", "0b04", "--no-serial"])
         let plugged = try Devlab.plug("dn1")
         let n = try await f.next(1, "the no-serial arrival", where: isDevice(0x1209, 0x0b04))[0]
         let port = try plugged.port_chain.orFail("devlab gave no port chain")
-        try expectEqual(n.interface.symbolicLink, "usb#vid_1209&pid_0b04#@\(port)#\(usbDeviceClass)", "no-serial link")
+        try expectEqual(n.interface.symbolicLink.rawValue, "usb#vid_1209&pid_0b04#@\(port)#\(usbDeviceClass)", "no-serial link")
         try expectEqual(n.interface.serialNumber, nil, "serial")
         try Devlab.unplug("du1")
         _ = try await f.next(1, "the uhid removal", where: { isDevice(0x1209, 0x0b03)($0) && $0.event == .removal })
@@ -215,7 +215,7 @@ func registerDiscoveryTests(_ r: inout LabRunner) {
         for n in names {
             try Devlab.plug(n)  // one at a time: the names follow the order of arrival
             let e = try await f.next(1, "the hid arrival of \(n)", where: { isDevice(0x1209, 0x0b0e)($0) && $0.interface.classGuid == hidClass })[0]
-            byNode[try e.interface.devnode.orFail("no devnode for \(e.interface.symbolicLink)")] = e.interface.symbolicLink
+            byNode[try e.interface.devnode.orFail("no devnode for \(e.interface.symbolicLink.rawValue)")] = e.interface.symbolicLink.rawValue
         }
         let base = "hid#vid_1209&pid_0b0e&bus_06#LAB-SAME"
         try expectEqual(Set(byNode.values), ["\(base)#\(hidClass)", "\(base)@devlab%2Fsame#\(hidClass)",
@@ -232,7 +232,7 @@ func registerDiscoveryTests(_ r: inout LabRunner) {
         }
         try Devlab.batch(names.map { "unplug \($0)" })
         let removals = try await f.next(3, "the three removals", where: { isDevice(0x1209, 0x0b0e)($0) && $0.event == .removal && $0.interface.classGuid == hidClass })
-        try expectEqual(Set(removals.map(\.interface.symbolicLink)), Set(byNode.values), "the removed links")
+        try expectEqual(Set(removals.map(\.interface.symbolicLink.rawValue)), Set(byNode.values), "the removed links")
         figure("identical uhid devices: \(byNode.values.sorted())")
     }
 
@@ -248,7 +248,7 @@ func registerDiscoveryTests(_ r: inout LabRunner) {
             for pid: UInt16 in [0x0b05, 0x0b06] {
                 let a = try await f.next(1, "arrival #\(round) of \(hex(pid))", where: isDevice(0x1209, pid))[0]
                 try expectEqual(a.event, .arrival, "event #\(round) of \(hex(pid))")
-                links[hex(pid)]!.insert(a.interface.symbolicLink)
+                links[hex(pid)]!.insert(a.interface.symbolicLink.rawValue)
             }
             try Devlab.batch(["unplug dr1 --wait 20", "unplug dr2 --wait 20"])
             for pid: UInt16 in [0x0b05, 0x0b06] {
@@ -269,13 +269,13 @@ func registerDiscoveryTests(_ r: inout LabRunner) {
         try Devlab.plug("ds2")
         let a = try await f.next(2, "usb-device arrivals of the twins",
                                  where: { isDevice(0x1209, 0x0b07)($0) && $0.interface.classGuid == usbDeviceClass })
-        try expect(a[0].interface.symbolicLink != a[1].interface.symbolicLink,
-                   "both twins named \(a[0].interface.symbolicLink)")
+        try expect(a[0].interface.symbolicLink.rawValue != a[1].interface.symbolicLink.rawValue,
+                   "both twins named \(a[0].interface.symbolicLink.rawValue)")
         let present = f.manager.interfaces(InterfaceFilter(classGuid: usbDeviceClass, vendorId: 0x1209, productId: 0x0b07))
-        try expectEqual(Set(present.map(\.symbolicLink)).count, 2, "distinct present twins")
+        try expectEqual(Set(present.map(\.symbolicLink.rawValue)).count, 2, "distinct present twins")
         // The first keeps the serial-only name; the second's carries its port too.
-        try expect(a.contains { $0.interface.symbolicLink == "usb#vid_1209&pid_0b07#SAME-SERIAL#\(usbDeviceClass)" },
-                   "neither twin has the serial-only link: \(a.map(\.interface.symbolicLink))")
+        try expect(a.contains { $0.interface.symbolicLink.rawValue == "usb#vid_1209&pid_0b07#SAME-SERIAL#\(usbDeviceClass)" },
+                   "neither twin has the serial-only link: \(a.map(\.interface.symbolicLink.rawValue))")
     }
 
     r.add("discovery: 32 devices plugged at once then unplugged: watch --json reports 32 arrivals and 32 removals per class, in order per link") {
@@ -329,10 +329,10 @@ func registerDiscoveryTests(_ r: inout LabRunner) {
         defer { f.stop() }
         try await plugger.value
         try Devlab.wait(names)
-        let fromSnapshot = f.watch.snapshot.map(\.symbolicLink)
+        let fromSnapshot = f.watch.snapshot.map(\.symbolicLink.rawValue)
         let live = try await f.next(16 - fromSnapshot.count, within: 60, "live arrivals after a snapshot of \(fromSnapshot.count)") { _ in true }
         try expect(live.allSatisfy { $0.event == .arrival }, "a removal among the arrivals")
-        let all = fromSnapshot + live.map(\.interface.symbolicLink)
+        let all = fromSnapshot + live.map(\.interface.symbolicLink.rawValue)
         try expectEqual(Set(all).count, 16, "distinct devices seen")
         try expectEqual(all.count, 16, "snapshot + changes (a duplicate would make it more)")
         try expect(live.map(\.seq).allSatisfy { s in f.watch.snapshotEvents.allSatisfy { $0.seq < s } },

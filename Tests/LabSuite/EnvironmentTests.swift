@@ -45,7 +45,7 @@ func registerNoUdevTests(_ r: inout LabRunner) {
         let a = try await f.next(2, "usb-device and hid arrivals of the gadget", where: usbOnly)
         try expectEqual(Set(a.map(\.interface.classGuid)), [usbDeviceClass, hidClass], "classes of the gadget")
         let u = try await f.next(1, "the uhid arrival", where: isDevice(0x1209, 0x0d03))[0]
-        try expectEqual(u.interface.symbolicLink, "hid#vid_1209&pid_0d03&bus_06#LAB-NOUDEV-2#\(hidClass)", "uhid link")
+        try expectEqual(u.interface.symbolicLink.rawValue, "hid#vid_1209&pid_0d03&bus_06#LAB-NOUDEV-2#\(hidClass)", "uhid link")
         progress("arrivals seen")
         try Devlab.unplug("nd1")
         let removed = try await f.next(2, "removals of the gadget", where: usbOnly)

@@ -211,13 +211,13 @@ func registerFirmwareGUIDTests(_ r: inout LabRunner) {
             try Devlab.plug("fw4")
             let a = try await f.next(1, "arrival \(round) of \(g)", where: { $0.interface.classGuid == g })[0]
             try expectEqual(a.event, .arrival, "event \(round)")
-            try expectEqual(a.interface.symbolicLink, link, "link \(round)")
+            try expectEqual(a.interface.symbolicLink.rawValue, link, "link \(round)")
             try expectEqual(a.interface.snapshot?.firmwareGUIDs, [FirmwareGUID(guid: g, interfaceNumber: 0, source: .msOS10)],
                             "the snapshot's firmware GUIDs \(round)")
             try Devlab.unplug("fw4")
             let gone = try await f.next(1, "removal \(round) of \(g)", where: { $0.interface.classGuid == g })[0]
             try expectEqual(gone.event, .removal, "event after unplug \(round)")
-            try expectEqual(gone.interface.symbolicLink, link, "removed link \(round)")
+            try expectEqual(gone.interface.symbolicLink.rawValue, link, "removed link \(round)")
         }
     }
 }

@@ -219,7 +219,7 @@ func registerHIDAPITests(_ r: inout LabRunner) {
         let removals = try await f.next(k, within: 60, "removals of the burst") {
             $0.event == .removal && ours.contains($0.interface.productId)
         }
-        try expectEqual(Set(removals.map(\.interface.symbolicLink)), Set(arrivals.map(\.interface.symbolicLink)), "removed links")
+        try expectEqual(Set(removals.map(\.interface.symbolicLink.rawValue)), Set(arrivals.map(\.interface.symbolicLink.rawValue)), "removed links")
     }
 
     // In the 0.15.0 child only: hidapi 0.13.1's enumeration crashes beside

@@ -29,7 +29,7 @@ func registerIOKindsTests(_ r: inout LabRunner) {
         var figures: [String] = []
         for (round, kind) in ["synchronous", "async"].enumerated() {
             let p = try Devlab.plug("kr1")
-            _ = try await f.next(1, "arrival \(round)", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+            _ = try await f.next(1, "arrival \(round)", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == link })
             let mon = try UsbmonBus(p)
             defer { mon.stop() }
             let h = try f.manager.openUSB(link)
@@ -67,7 +67,7 @@ func registerIOKindsTests(_ r: inout LabRunner) {
             try expectEqual(mon.count("S", word), 1, "\(kind) read: URBs submitted on \(word)")
             h.close()
             try Devlab.unplug("kr1")  // devlab's own state follows the direct unbind
-            _ = try await f.next(1, "removal \(round)", where: { $0.event == .removal && $0.interface.symbolicLink == link })
+            _ = try await f.next(1, "removal \(round)", where: { $0.event == .removal && $0.interface.symbolicLink.rawValue == link })
         }
         figure("single bulk read pending at the unplug to deviceRemoved: \(figures.joined(separator: ", "))")
     }
@@ -78,7 +78,7 @@ func registerIOKindsTests(_ r: inout LabRunner) {
         try Devlab.run(["create", "kc1", "ffs", "--vid", "1209", "--pid", "0d41", "--serial", "LAB-KC-1"])
         let link = "usb#vid_1209&pid_0d41#LAB-KC-1#\(LabClasses.vendorBulk)"
         let p = try Devlab.plug("kc1")
-        _ = try await f.next(1, "the ffs gadget's arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+        _ = try await f.next(1, "the ffs gadget's arrival", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == link })
         let h = try f.manager.openUSB(link)
         defer { h.close() }
         try h.claim(interface: 0)
@@ -132,7 +132,7 @@ func registerIOKindsTests(_ r: inout LabRunner) {
             try Devlab.run(["create", "kw1", "hid", "--vid", "1209", "--pid", "0d42", "--serial", "LAB-KW-1", "--hid-mode", "none"])
             let link = "hid#vid_1209&pid_0d42&mi_00#LAB-KW-1#\(hidClass)"
             let p = try Devlab.plug("kw1")
-            _ = try await f.next(1, "the hid arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+            _ = try await f.next(1, "the hid arrival", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == link })
             let mon = try UsbmonBus(p)
             defer { mon.stop() }
             let h = try f.manager.openHID(link)
@@ -176,7 +176,7 @@ func registerIOKindsTests(_ r: inout LabRunner) {
         try Devlab.run(["create", "kt1", "loopback", "--vid", "1209", "--pid", "0d43", "--serial", "LAB-KT-1"])
         let link = "usb#vid_1209&pid_0d43#LAB-KT-1#\(LabClasses.vendorBulk)"
         let p = try Devlab.plug("kt1")
-        _ = try await f.next(1, "the loopback's arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+        _ = try await f.next(1, "the loopback's arrival", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == link })
         let mon = try UsbmonBus(p)
         defer { mon.stop() }
         let h = try f.manager.openUSB(link)
@@ -228,15 +228,15 @@ func registerIOKindsTests(_ r: inout LabRunner) {
         let mon = try UsbmonBus(p)
         defer { mon.stop() }
         let iface = "/sys/bus/usb/devices/\(try p.port_chain.orFail("no port chain")):1.0"
-        _ = try await f.next(1, "the usb interface arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == usbLink })
-        let hidArrival = try await f.next(1, "the hid arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == hidLink })[0]
+        _ = try await f.next(1, "the usb interface arrival", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == usbLink })
+        let hidArrival = try await f.next(1, "the hid arrival", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == hidLink })[0]
         let node = try hidArrival.interface.devnode.orFail("no hidraw node")
         try expect(access(node, F_OK) == 0, "\(node) missing before the claim")
         try expectEqual(boundDriver(iface), "usbhid", "\(iface)'s driver before the claim")
 
         let h = try f.manager.openUSB(usbLink)
         try expectEqual(h.interfaceNumber, 0, "the interface instance's number")
-        _ = try await f.next(1, "the hid removal after the claim", where: { $0.event == .removal && $0.interface.symbolicLink == hidLink })
+        _ = try await f.next(1, "the hid removal after the claim", where: { $0.event == .removal && $0.interface.symbolicLink.rawValue == hidLink })
         try expect(access(node, F_OK) != 0, "\(node) still exists with the interface claimed")
         try expectEqual(boundDriver(iface), "usbfs", "\(iface)'s driver with the interface claimed (usbfs: this process)")
         try expect(f.manager.interface(link: usbLink)?.present == true, "the USB interface instance left on the claim")
@@ -272,7 +272,7 @@ func registerIOKindsTests(_ r: inout LabRunner) {
 
         let t0 = ContinuousClock.now
         try expect(h.close(), "close")
-        let back = try await f.next(1, "the hid arrival after close", where: { $0.event == .arrival && $0.interface.symbolicLink == hidLink })[0]
+        let back = try await f.next(1, "the hid arrival after close", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == hidLink })[0]
         let node2 = try back.interface.devnode.orFail("no hidraw node after close")
         try expect(access(node2, F_OK) == 0, "\(node2) missing after close")
         try expectEqual(boundDriver(iface), "usbhid", "\(iface)'s driver after close")
@@ -300,9 +300,9 @@ func registerIOKindsTests(_ r: inout LabRunner) {
         try Devlab.run(["create", "kf2", "hid", "--vid", "1209", "--pid", "0d46", "--serial", "LAB-KF-2", "--report-desc", hex, "--report-len", "9"])
         try Devlab.plug("kf1")
         try Devlab.plug("kf2")
-        let uhid = try await f.next(1, "the uhid arrival", where: { $0.event == .arrival && $0.interface.productId == 0x0d45 })[0].interface.symbolicLink
+        let uhid = try await f.next(1, "the uhid arrival", where: { $0.event == .arrival && $0.interface.productId == 0x0d45 })[0].interface.symbolicLink.rawValue
         let gadget = "hid#vid_1209&pid_0d46&mi_00#LAB-KF-2#\(hidClass)"
-        _ = try await f.next(1, "the gadget's hid arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == gadget })
+        _ = try await f.next(1, "the gadget's hid arrival", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == gadget })
 
         let h = try f.manager.openHID(uhid)
         defer { h.close() }
@@ -333,7 +333,7 @@ func registerIOKindsTests(_ r: inout LabRunner) {
         try Devlab.run(["create", "kh1", "loopback", "--vid", "1209", "--pid", "0d47", "--serial", "LAB-KH-1"])
         let link = "usb#vid_1209&pid_0d47#LAB-KH-1#\(LabClasses.vendorBulk)"
         try Devlab.plug("kh1")
-        _ = try await f.next(1, "the loopback's arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+        _ = try await f.next(1, "the loopback's arrival", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == link })
         let h = try f.manager.openUSB(link)
         defer { h.close() }
         try h.claim(interface: 0)
@@ -389,7 +389,7 @@ func registerIOKindsTests(_ r: inout LabRunner) {
         try Devlab.run(["create", "kp1", "loopback", "--vid", "1209", "--pid", "0d48", "--serial", "LAB-KP-1"])
         let link = "usb#vid_1209&pid_0d48#LAB-KP-1#\(usbDeviceClass)"
         try Devlab.plug("kp1")
-        let arrival = try await f.next(1, "the arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == link })[0]
+        let arrival = try await f.next(1, "the arrival", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == link })[0]
         let node = try arrival.interface.devnode.orFail("no devnode")
         var st = stat()
         try expectEqual(stat(node, &st), 0, "stat \(node)")
@@ -444,7 +444,7 @@ func alternateSettingTest(strict: Bool) async throws {
     try Devlab.run(["create", "ke1", "ecm", "--vid", "1209", "--pid", "0d49", "--serial", "LAB-KE-1"])
     let link = "usb#vid_1209&pid_0d49#LAB-KE-1#\(usbDeviceClass)"
     let p = try Devlab.plug("ke1")
-    _ = try await f.next(1, "the ECM gadget's arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+    _ = try await f.next(1, "the ECM gadget's arrival", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == link })
     // The gadget's network interface, up: its OUT requests are queued
     // only while it runs, and a frame sent on it comes in on bulk IN.
     let ifname = try String(contentsOfFile: "/sys/kernel/config/usb_gadget/devlab-ke1/functions/ecm.usb0/ifname", encoding: .utf8)

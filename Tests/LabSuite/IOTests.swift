@@ -19,8 +19,8 @@ func registerIOTests(_ r: inout LabRunner) {
         try Devlab.plug("ie1")
         try Devlab.plug("ie2")
         let gadget = "hid#vid_1209&pid_0d01&mi_00#LAB-IE-1#\(hidClass)"
-        let uhid = try await f.next(1, "the uhid device's hid arrival", where: { $0.event == .arrival && $0.interface.productId == 0x0d02 })[0].interface.symbolicLink
-        _ = try await f.next(1, "the gadget's hid arrival", where: { $0.interface.symbolicLink == gadget })
+        let uhid = try await f.next(1, "the uhid device's hid arrival", where: { $0.event == .arrival && $0.interface.productId == 0x0d02 })[0].interface.symbolicLink.rawValue
+        _ = try await f.next(1, "the gadget's hid arrival", where: { $0.interface.symbolicLink.rawValue == gadget })
         for link in [gadget, uhid] {
             let h = try f.manager.openHID(link)
             defer { h.close() }
@@ -49,7 +49,7 @@ func registerIOTests(_ r: inout LabRunner) {
         try Devlab.run(["create", "il1", "loopback", "--vid", "1209", "--pid", "0d03", "--serial", "LAB-IL-1"])
         try Devlab.plug("il1")
         let link = "usb#vid_1209&pid_0d03#LAB-IL-1#\(LabClasses.vendorBulk)"
-        _ = try await f.next(1, "the loopback's arrival", where: { $0.interface.symbolicLink == link })
+        _ = try await f.next(1, "the loopback's arrival", where: { $0.interface.symbolicLink.rawValue == link })
         let h = try f.manager.openUSB(link)
         defer { h.close() }
         let out = try h.endpoints.first { !$0.isIn && $0.kind == .bulk }.orFail("no bulk OUT endpoint in \(h.endpoints)")
@@ -96,7 +96,7 @@ func registerIOTests(_ r: inout LabRunner) {
         try Devlab.run(["create", "iq1", "loopback", "--vid", "1209", "--pid", "0d0b", "--serial", "LAB-IQ-1"])
         try Devlab.plug("iq1")
         let link = "usb#vid_1209&pid_0d0b#LAB-IQ-1#\(LabClasses.vendorBulk)"
-        _ = try await f.next(1, "the loopback's arrival", where: { $0.interface.symbolicLink == link })
+        _ = try await f.next(1, "the loopback's arrival", where: { $0.interface.symbolicLink.rawValue == link })
         let h = try f.manager.openUSB(link)
         defer { h.close() }
         let out = try h.endpoints.first { !$0.isIn && $0.kind == .bulk }.orFail("no bulk OUT endpoint")
@@ -214,7 +214,7 @@ func registerIOTests(_ r: inout LabRunner) {
         var latencies: [Double] = []
         for round in 0..<5 {
             try Devlab.plug("is1")
-            _ = try await f.next(1, "arrival \(round)", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+            _ = try await f.next(1, "arrival \(round)", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == link })
             let h = try f.manager.openUSB(link)
             let inp = try h.endpoints.first { $0.isIn && $0.kind == .bulk }.orFail("no bulk IN endpoint")
             let notices = Inbox<RemovalNotice>()
@@ -249,12 +249,12 @@ func registerIOTests(_ r: inout LabRunner) {
             try expect(h.close(), "close after removal")
             try expect(!h.close(), "a second close reports the handle closed already")
             try Devlab.unplug("is1")  // devlab's own state follows the direct unbind
-            _ = try await f.next(1, "removal \(round)", where: { $0.event == .removal && $0.interface.symbolicLink == link })
+            _ = try await f.next(1, "removal \(round)", where: { $0.event == .removal && $0.interface.symbolicLink.rawValue == link })
         }
         figure("bulk stream: unplug to deviceRemoved over 5 unplugs: \(latencies.map { Int($0) }) ms")
         // After the last replug: the bulk-stream example, then its exit 69 on removal.
         try Devlab.plug("is1")
-        _ = try await f.next(1, "the last arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+        _ = try await f.next(1, "the last arrival", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == link })
         let r = try runProcess(examplePath("bulk-stream"), [link, "--seconds", "3", "--json"] + exampleArgs(), timeout: 120)
         try expectEqual(r.status, 0, "bulk-stream exit status (stderr: \(r.stderr))")
         let j = try jsonObject(r.output)
@@ -281,7 +281,7 @@ func registerIOTests(_ r: inout LabRunner) {
                         "--fattr", "pattern=1"])
         let link = "usb#vid_1209&pid_0d0a#LAB-IR-1#\(LabClasses.vendorBulk)"
         try Devlab.plug("ir1")
-        _ = try await f.next(1, "the arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+        _ = try await f.next(1, "the arrival", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == link })
         var h = try f.manager.openUSB(link)
         let inp = try h.endpoints.first { $0.isIn && $0.kind == .bulk }.orFail("no bulk IN endpoint")
         let bad = Shared(0), reached = Inbox<Int>()
@@ -332,9 +332,9 @@ func registerIOTests(_ r: inout LabRunner) {
         figure("push-mode reader: unplug to deviceRemoved \(ms(t1 - t0)) ms")
         h.close()
         try Devlab.unplug("ir1")
-        _ = try await f.next(1, "the removal", where: { $0.event == .removal && $0.interface.symbolicLink == link })
+        _ = try await f.next(1, "the removal", where: { $0.event == .removal && $0.interface.symbolicLink.rawValue == link })
         try Devlab.plug("ir1")
-        _ = try await f.next(1, "the arrival after replug", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+        _ = try await f.next(1, "the arrival after replug", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == link })
         h = try f.manager.openUSB(link)
         defer { h.close() }
         let dd3 = try deviceDescriptor(h)
@@ -348,7 +348,7 @@ func registerIOTests(_ r: inout LabRunner) {
         try Devlab.run(["create", "ib1", "hid", "--vid", "1209", "--pid", "0d05", "--serial", "LAB-IB-1", "--hid-mode", "none"])
         try Devlab.plug("ib1")
         let link = "hid#vid_1209&pid_0d05&mi_00#LAB-IB-1#\(hidClass)"
-        _ = try await f.next(1, "the hid arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+        _ = try await f.next(1, "the hid arrival", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == link })
         // Close during a blocked read.
         let a = try f.manager.openHID(link)
         let closedRead = blockedRead(a)
@@ -384,9 +384,9 @@ func registerIOTests(_ r: inout LabRunner) {
         }
         b.close()
         try Devlab.unplug("ib1")
-        _ = try await f.next(1, "the removal", where: { $0.event == .removal && $0.interface.symbolicLink == link })
+        _ = try await f.next(1, "the removal", where: { $0.event == .removal && $0.interface.symbolicLink.rawValue == link })
         try Devlab.plug("ib1")
-        _ = try await f.next(1, "the arrival after replug", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+        _ = try await f.next(1, "the arrival after replug", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == link })
         let c = try f.manager.openHID(link)
         defer { c.close() }
         try expect(!(try c.reportDescriptor()).isEmpty, "report descriptor after reopening")
@@ -397,7 +397,7 @@ func registerIOTests(_ r: inout LabRunner) {
         defer { f.stop() }
         try Devlab.run(["create", "if1", "uhid", "--vid", "1209", "--pid", "0d06", "--serial", "LAB-IF-1"])
         try Devlab.plug("if1")
-        let link = try await f.next(1, "the uhid arrival", where: { $0.event == .arrival && $0.interface.productId == 0x0d06 })[0].interface.symbolicLink
+        let link = try await f.next(1, "the uhid arrival", where: { $0.event == .arrival && $0.interface.productId == 0x0d06 })[0].interface.symbolicLink.rawValue
         let h = try f.manager.openHID(link)
         defer { h.close() }
         let count = 150
@@ -437,8 +437,8 @@ func registerIOTests(_ r: inout LabRunner) {
         try Devlab.plug("ix1")
         let hidLink = "hid#vid_1209&pid_0d07&mi_00#LAB-IX-1#\(hidClass)"
         let usbLink = "usb#vid_1209&pid_0d07#LAB-IX-1#\(usbDeviceClass)"
-        _ = try await f.next(1, "the hid arrival", where: { $0.interface.symbolicLink == hidLink })
-        _ = try await f.next(1, "the usb arrival", where: { $0.interface.symbolicLink == usbLink })
+        _ = try await f.next(1, "the hid arrival", where: { $0.interface.symbolicLink.rawValue == hidLink })
+        _ = try await f.next(1, "the usb arrival", where: { $0.interface.symbolicLink.rawValue == usbLink })
         func expectError(_ what: String, _ expected: HandleError, _ body: () throws -> Void) throws {
             do { try body(); throw LabFailure("\(what) succeeded") } catch let e as HandleError {
                 try expect(e == expected, "\(what): \(e), expected \(expected)")
@@ -458,7 +458,7 @@ func registerIOTests(_ r: inout LabRunner) {
         try expectEqual(status.count, 2, "GET_STATUS length")
         u.close()
         try Devlab.unplug("ix1")
-        _ = try await f.next(1, "the removal", where: { $0.event == .removal && $0.interface.symbolicLink == hidLink })
+        _ = try await f.next(1, "the removal", where: { $0.event == .removal && $0.interface.symbolicLink.rawValue == hidLink })
         try expectError("open an absent (remembered) instance", .notPresent) { _ = try f.manager.openHID(hidLink) }
         try expectEqual(f.manager.openHandleCount, 0, "open handles left")
     }
@@ -472,7 +472,7 @@ func registerIOTests(_ r: inout LabRunner) {
         try Devlab.plug("im1")
         let link = "hid#vid_1209&pid_0d08&mi_00#LAB-IM-1#\(hidClass)"
         _ = try await p.line(within: 30, "the monitor's arrival line") { $0["event"] as? String == "arrival" && $0["link"] as? String == link }
-        _ = try await f.next(1, "the hid arrival", where: { $0.interface.symbolicLink == link })
+        _ = try await f.next(1, "the hid arrival", where: { $0.interface.symbolicLink.rawValue == link })
         let h = try f.manager.openHID(link)
         for i in 0..<20 {
             try h.write(outputReport: [0] + reportPayload(i))
@@ -495,7 +495,7 @@ func registerIOTests(_ r: inout LabRunner) {
         try Devlab.run(["create", "iw1", "hid", "--vid", "1209", "--pid", "0d09", "--serial", "LAB-IW-1"])
         try Devlab.plug("iw1")
         let link = "hid#vid_1209&pid_0d09&mi_00#LAB-IW-1#\(hidClass)"
-        _ = try await f.next(1, "the hid arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == link })
+        _ = try await f.next(1, "the hid arrival", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == link })
         func expectTimeout(_ h: HIDHandle, _ what: String) throws {
             do { let r = try h.read(timeout: .zero); throw LabFailure("\(what): a read returned \(r.prefix(4))...") } catch let e as HandleError {
                 try expect(e == .timeout, "\(what): \(e)")

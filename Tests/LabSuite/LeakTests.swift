@@ -38,12 +38,12 @@ func registerLeakTests(_ r: inout LabRunner) {
         let usbLink = "usb#vid_1209&pid_0e41#LAB-LK-1#\(LabClasses.vendorBulk)"
         let usbDeviceLink = "usb#vid_1209&pid_0e41#LAB-LK-1#\(usbDeviceClass)"
         let gadgetLink = "hid#vid_1209&pid_0e42&mi_00#LAB-LK-2#\(hidClass)"
-        _ = try await f.next(1, within: 60, "the loopback's arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == usbLink })
-        _ = try await f.next(1, within: 60, "the loopback's device arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == usbDeviceLink })
-        _ = try await f.next(1, within: 60, "the HID gadget's arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == gadgetLink })
+        _ = try await f.next(1, within: 60, "the loopback's arrival", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == usbLink })
+        _ = try await f.next(1, within: 60, "the loopback's device arrival", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == usbDeviceLink })
+        _ = try await f.next(1, within: 60, "the HID gadget's arrival", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == gadgetLink })
         let uhidLink = try await f.next(1, within: 60, "the uhid device's arrival", where: {
             $0.event == .arrival && $0.interface.productId == 0x0e43 && $0.interface.kind == .hid
-        })[0].interface.symbolicLink
+        })[0].interface.symbolicLink.rawValue
 
         let probe = try f.manager.openUSB(usbLink)
         let out = try probe.endpoints.first { !$0.isIn && $0.kind == .bulk }.orFail("no bulk OUT endpoint in \(probe.endpoints)").address
@@ -113,9 +113,9 @@ func registerLeakTests(_ r: inout LabRunner) {
         // device, the lab's vendor class).
         let expected = devices.map { $0.type == "hid" ? 3 : 2 }.reduce(0, +)
         let first = try await f.next(expected, within: 120, "the first arrivals", where: { ours($0) })
-        for e in first { try expectEqual(e.event, .arrival, "the first event of \(e.interface.symbolicLink)") }
-        let links = Set(first.map(\.interface.symbolicLink))
-        try expectEqual(links.count, expected, "distinct links among the first arrivals \(first.map(\.interface.symbolicLink))")
+        for e in first { try expectEqual(e.event, .arrival, "the first event of \(e.interface.symbolicLink.rawValue)") }
+        let links = Set(first.map(\.interface.symbolicLink.rawValue))
+        try expectEqual(links.count, expected, "distinct links among the first arrivals \(first.map(\.interface.symbolicLink.rawValue))")
         let hidLinks = devices.prefix(4).map { "hid#vid_1209&pid_\(String(format: "%04x", $0.pid))&mi_00#\($0.serial)#\(hidClass)" }
         let bulkLinks = devices.dropFirst(4).map { "usb#vid_1209&pid_\(String(format: "%04x", $0.pid))#\($0.serial)#\(LabClasses.vendorBulk)" }
         let gadgetDeviceLinks = devices.prefix(4).map { "usb#vid_1209&pid_\(String(format: "%04x", $0.pid))#\($0.serial)#\(usbDeviceClass)" }
@@ -226,7 +226,7 @@ private func expectEvents(_ f: ManagerFixture, _ event: InterfaceEvent.Kind, _ l
     var missing = links
     while !missing.isEmpty {
         let e = try await f.events.next(within: 60, "round \(round): \(event)s (\(missing.count) of \(links.count) missing: \(missing.sorted().prefix(3))...)", where: ours)
-        let link = e.interface.symbolicLink
+        let link = e.interface.symbolicLink.rawValue
         guard e.event == event, missing.remove(link) != nil else {
             throw LabFailure("round \(round): \(e.event) of \(link) while waiting for the \(event)s of \(missing.sorted())")
         }

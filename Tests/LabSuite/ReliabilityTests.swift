@@ -36,10 +36,10 @@ func registerReliabilityTests(_ r: inout LabRunner) {
         let total = devices.map(\.instances).reduce(0, +)
         let arrivals = try await f.next(total, within: 60, "arrivals of the hostile devices",
                                         where: { $0.event == .arrival && $0.interface.vendorId == 0x1209 && pids.contains($0.interface.productId) })
-        let links = arrivals.map(\.interface.symbolicLink)
+        let links = arrivals.map(\.interface.symbolicLink.rawValue)
         try expectEqual(Set(links).count, total, "distinct links among \(links)")
         for e in arrivals {
-            let i = e.interface, link = i.symbolicLink
+            let i = e.interface, link = i.symbolicLink.rawValue
             try expectSafeLink(link)
             guard i.kind == .usb else { continue }
             // The USB strings as the host's kernel read them: devif reports them verbatim.
@@ -55,7 +55,7 @@ func registerReliabilityTests(_ r: inout LabRunner) {
                 try expectEqual(parsed.serial, .exact(serial), "\(link): the serial parsed back")
             }
         }
-        let twinLinks = arrivals.filter { $0.interface.productId == 0x0e14 && $0.interface.classGuid == usbDeviceClass }.map(\.interface.symbolicLink)
+        let twinLinks = arrivals.filter { $0.interface.productId == 0x0e14 && $0.interface.classGuid == usbDeviceClass }.map(\.interface.symbolicLink.rawValue)
         try expectEqual(Set(twinLinks).count, 2, "the twins' usb-device links \(twinLinks)")
 
         // The CLI, its own process and registry: every instance, each link safe and distinct.
@@ -106,7 +106,7 @@ func registerSurpriseRemovalTest(_ r: inout LabRunner) {
 
         try Devlab.plug("rs1")
         let bulkUDC = try pluggedUDC("rs1")
-        _ = try await f.next(1, "the SourceSink's arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == bulkLink })
+        _ = try await f.next(1, "the SourceSink's arrival", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == bulkLink })
         for round in 0..<rounds {
             progress("surprise removal: bulk round \(round)")
             // Opening after a replug is the "same link opens again" check.
@@ -133,10 +133,10 @@ func registerSurpriseRemovalTest(_ r: inout LabRunner) {
             let t0 = try unplugNow("rs1")
             let (error, t1) = try await ended.next(within: 10, "bulk round \(round): the stream to end after the unplug")
             h.close()
-            _ = try await f.next(1, within: 30, "bulk round \(round): the removal", where: { $0.event == .removal && $0.interface.symbolicLink == bulkLink })
+            _ = try await f.next(1, within: 30, "bulk round \(round): the removal", where: { $0.event == .removal && $0.interface.symbolicLink.rawValue == bulkLink })
             bulk.record(round: round, error: error, expectedLink: bulkLink, after: t1 - t0, kernel: await kernelSeen.first().map { $0 - t0 })
             try replugNow("rs1", udc: bulkUDC)
-            _ = try await f.next(1, within: 30, "bulk round \(round): the arrival after replug", where: { $0.event == .arrival && $0.interface.symbolicLink == bulkLink })
+            _ = try await f.next(1, within: 30, "bulk round \(round): the arrival after replug", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == bulkLink })
         }
         // The 50th unplug's replug: the link opens and data flows.
         do {
@@ -150,7 +150,7 @@ func registerSurpriseRemovalTest(_ r: inout LabRunner) {
 
         try Devlab.plug("rh1")
         let hidUDC = try pluggedUDC("rh1")
-        _ = try await f.next(1, "the HID gadget's arrival", where: { $0.event == .arrival && $0.interface.symbolicLink == hidLink })
+        _ = try await f.next(1, "the HID gadget's arrival", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == hidLink })
         for round in 0..<rounds {
             progress("surprise removal: HID round \(round)")
             let h = try f.manager.openHID(hidLink)
@@ -163,10 +163,10 @@ func registerSurpriseRemovalTest(_ r: inout LabRunner) {
             let t0 = try unplugNow("rh1")
             let (error, t1) = try await ended.next(within: 10, "HID round \(round): the blocked read to end after the unplug")
             h.close()
-            _ = try await f.next(1, within: 30, "HID round \(round): the removal", where: { $0.event == .removal && $0.interface.symbolicLink == hidLink })
+            _ = try await f.next(1, within: 30, "HID round \(round): the removal", where: { $0.event == .removal && $0.interface.symbolicLink.rawValue == hidLink })
             hid.record(round: round, error: error, expectedLink: hidLink, after: t1 - t0, kernel: await kernelSeen.first().map { $0 - t0 })
             try replugNow("rh1", udc: hidUDC)
-            _ = try await f.next(1, within: 30, "HID round \(round): the arrival after replug", where: { $0.event == .arrival && $0.interface.symbolicLink == hidLink })
+            _ = try await f.next(1, within: 30, "HID round \(round): the arrival after replug", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == hidLink })
         }
         do {
             let h = try f.manager.openHID(hidLink)
@@ -378,7 +378,7 @@ func registerHIDChurnTest(_ r: inout LabRunner) {
             let e = try await f.events.next(within: 60, "the sentinel's arrival behind the churn's events (\(arrivals) arrivals, \(removals) removals so far; "
                                             + "the manager's notices: \(notices.withLock { $0.suffix(5) }))", where: { ours($0) || sentinel($0) })
             if sentinel(e) { break }
-            let link = e.interface.symbolicLink
+            let link = e.interface.symbolicLink.rawValue
             switch e.event {
             case .arrival:
                 try expect(present.insert(link).inserted, "a second arrival of \(link) without a removal between (after \(arrivals) arrivals)")
@@ -394,7 +394,7 @@ func registerHIDChurnTest(_ r: inout LabRunner) {
                    + "the manager's notices: \(notices.withLock { $0.suffix(5) }))")
         let settled = ContinuousClock.now - t0 - churnTime
         let left = f.manager.interfaces(InterfaceFilter(vendorId: 0x1209, kind: .hid)).filter { churnPIDs.contains($0.productId) }
-        try expect(left.isEmpty, "churn instances still present after their removals: \(left.map(\.symbolicLink))")
+        try expect(left.isEmpty, "churn instances still present after their removals: \(left.map(\.symbolicLink.rawValue))")
         try expectEqual(f.overflows.value.load(ordering: .relaxed), 0, "watch overflows")
         figure("HID churn: \(churn.output.trimmingCharacters(in: .whitespacesAndNewlines)) in \(ms(churnTime)) ms; devif reported \(arrivals) arrivals "
                + "and as many removals on \(seenLinks.count) links (the rest left before they could be read), all delivered \(ms(settled)) ms after the churn ended")

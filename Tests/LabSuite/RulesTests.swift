@@ -94,7 +94,7 @@ private func plugAndCollect(_ f: ManagerFixture, _ devices: [Device]) async thro
         })
         for e in arrivals {
             let folder = LinkLayout.folderName(for: e.interface.classGuid, in: f.manager.catalog)
-            expected[folder + "/" + e.interface.symbolicLink] = try e.interface.devnode.orFail("no devnode for \(e.interface.symbolicLink)")
+            expected[folder + "/" + e.interface.symbolicLink.rawValue] = try e.interface.devnode.orFail("no devnode for \(e.interface.symbolicLink.rawValue)")
         }
     }
     return expected
@@ -157,7 +157,7 @@ private func expectNamesAgreeWithLibrary(_ f: ManagerFixture, _ node: String) th
         let value = line[line.index(after: eq)...]
         return value.isEmpty ? nil : String(value)
     })
-    let library = Set(present.map { "devif/" + LinkLayout.folderName(for: $0.classGuid, in: f.manager.catalog) + "/" + $0.symbolicLink })
+    let library = Set(present.map { "devif/" + LinkLayout.folderName(for: $0.classGuid, in: f.manager.catalog) + "/" + $0.symbolicLink.rawValue })
     try expect(links == library, "rules names \(node) links differ from the library's.\n  printed: \(links.sorted())\n  library: \(library.sorted())")
     return links.count
 }
@@ -183,10 +183,10 @@ func registerRulesTests(_ r: inout LabRunner) {
         defer { for g in gadgets { _ = try? Devlab.run(["remove", g.name]) } }
         let instances: (String) -> Int = { $0.hasPrefix("hid") ? 3 : 2 }
         try Devlab.batch(Devlab.onOwnControllers([gadgets[0]]))
-        _ = try await f.next(instances(gadgets[0].create), within: 60, "arrivals of \(gadgets[0].name)", where: { $0.interface.symbolicLink.contains("#NAMES-00#") })
+        _ = try await f.next(instances(gadgets[0].create), within: 60, "arrivals of \(gadgets[0].name)", where: { $0.interface.symbolicLink.rawValue.contains("#NAMES-00#") })
         try settleUdev()
         try expectEqual(pluggedUSBDevices(), 1, "USB devices besides root hubs before the first measurement")
-        let first = f.manager.interfaces(.all).filter { $0.symbolicLink.contains("#NAMES-00#") }
+        let first = f.manager.interfaces(.all).filter { $0.symbolicLink.rawValue.contains("#NAMES-00#") }
         let usbNode = try first.first { $0.kind == .usb }.flatMap(\.devnode).orFail("no USB node for NAMES-00")
         let hidNode = try first.first { $0.kind == .hid }.flatMap(\.devnode).orFail("no hidraw node for NAMES-00")
 
@@ -220,7 +220,7 @@ func registerRulesTests(_ r: inout LabRunner) {
         try Devlab.batch(Devlab.onOwnControllers(rest, firstController: 1))
         let expected = rest.map { instances($0.create) }.reduce(0, +)
         _ = try await f.next(expected, within: 180, "arrivals of the other 31 gadgets' \(expected) instances",
-                             where: { $0.event == .arrival && $0.interface.symbolicLink.contains("#NAMES-") })
+                             where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue.contains("#NAMES-") })
         try settleUdev()
         try expectEqual(pluggedUSBDevices(), 32, "USB devices besides root hubs before the second measurement")
         let many = try measure()
@@ -229,7 +229,7 @@ func registerRulesTests(_ r: inout LabRunner) {
         // four Loopbacks' USB nodes and a root hub (each run costs seconds
         // in the emulated VM, so not all 32).
         let compared = ["#NAMES-00#", "#NAMES-08#", "#NAMES-16#", "#NAMES-24#", "#NAMES-01#", "#NAMES-02#", "#NAMES-17#", "#NAMES-31#"]
-        var nodes = Set(f.manager.interfaces(.all).filter { i in compared.contains { i.symbolicLink.contains($0) } }.compactMap(\.devnode))
+        var nodes = Set(f.manager.interfaces(.all).filter { i in compared.contains { i.symbolicLink.rawValue.contains($0) } }.compactMap(\.devnode))
         let rootHub = try f.manager.interfaces(.all).first { $0.vendorId == 0x1d6b && $0.devnode != nil }.flatMap(\.devnode).orFail("no root hub")
         nodes.insert(rootHub)
         try expectEqual(nodes.count, 8 + 4 + 1, "nodes to compare (8 USB, 4 hidraw, a root hub)")

@@ -193,7 +193,7 @@ private final class EventLog: Sendable {
     init(_ name: String) { self.name = name }
 
     func record(_ e: InterfaceEvent) {
-        let entry = Entry(seq: e.seq, arrival: e.event == .arrival, link: e.interface.symbolicLink,
+        let entry = Entry(seq: e.seq, arrival: e.event == .arrival, link: e.interface.symbolicLink.rawValue,
                           classGuid: e.interface.classGuid, devnode: e.interface.devnode,
                           sysfsPath: e.interface.snapshot?.sysfsPath, time: e.time,
                           leftBeforeReady: e.interface.leftBeforeReady)
@@ -242,20 +242,20 @@ private func useOnce(_ manager: DeviceManager, _ i: DeviceInterface, _ tally: Ha
     do throws(HandleError) {
         switch i.kind {
         case .usb:
-            let h = try manager.openUSB(i.symbolicLink)
+            let h = try manager.openUSB(i.symbolicLink.rawValue)
             defer { h.close() }
             let d = try h.controlIn(requestType: 0x80, request: 6, value: 0x0100, index: 0, length: 18, timeout: .seconds(2))
-            if d.count != 18 { tally.unexpected.withLock { $0.append("\(i.symbolicLink): device descriptor of \(d.count) bytes") } }
+            if d.count != 18 { tally.unexpected.withLock { $0.append("\(i.symbolicLink.rawValue): device descriptor of \(d.count) bytes") } }
         case .hid:
-            let h = try manager.openHID(i.symbolicLink)
+            let h = try manager.openHID(i.symbolicLink.rawValue)
             defer { h.close() }
-            if try h.reportDescriptor().isEmpty { tally.unexpected.withLock { $0.append("\(i.symbolicLink): empty report descriptor") } }
+            if try h.reportDescriptor().isEmpty { tally.unexpected.withLock { $0.append("\(i.symbolicLink.rawValue): empty report descriptor") } }
         }
         return "used"
     } catch {
         if error == .deviceRemoved { return "deviceRemoved" }
         if error == .notPresent { return "notPresent" }
-        tally.unexpected.withLock { $0.append("\(i.symbolicLink): \(error)") }
+        tally.unexpected.withLock { $0.append("\(i.symbolicLink.rawValue): \(error)") }
         return "other"
     }
 }
@@ -346,11 +346,11 @@ private func runStorm(operations: Int, seed: UInt64) async throws {
     Thread {
         defer { handlesDone.signal() }
         while !stopHandles.value.load(ordering: .acquiring) {
-            let present = manager.interfaces(InterfaceFilter(vendorId: 0x1209)).filter { $0.symbolicLink.contains("#STORM-") }
+            let present = manager.interfaces(InterfaceFilter(vendorId: 0x1209)).filter { $0.symbolicLink.rawValue.contains("#STORM-") }
             guard let i = present.randomElement() else { tally.count("nothing present"); usleep(1000); continue }
             let began = ContinuousClock.now
             let outcome = useOnce(manager, i, tally)
-            tally.record(outcome, link: i.symbolicLink, took: ContinuousClock.now - began)
+            tally.record(outcome, link: i.symbolicLink.rawValue, took: ContinuousClock.now - began)
         }
     }.start()
 
@@ -566,7 +566,7 @@ private func runStorm(operations: Int, seed: UInt64) async throws {
     }
 
     // 3. The manager's present set and `list` (a new process) against sysfs.
-    let present = Set(manager.interfaces(InterfaceFilter(vendorId: 0x1209)).map(\.symbolicLink).filter { $0.contains("#STORM-") })
+    let present = Set(manager.interfaces(InterfaceFilter(vendorId: 0x1209)).map(\.symbolicLink.rawValue).filter { $0.contains("#STORM-") })
     if present != finalLinks {
         problems.append("manager: present \(present.subtracting(finalLinks).sorted()) not expected, \(finalLinks.subtracting(present).sorted()) missing")
     }

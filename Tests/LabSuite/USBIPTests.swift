@@ -69,7 +69,7 @@ private struct USBIPLab {
 }
 
 /// The links of the device `pid` among `events`.
-private func links(_ events: [InterfaceEvent]) -> Set<String> { Set(events.map(\.interface.symbolicLink)) }
+private func links(_ events: [InterfaceEvent]) -> Set<String> { Set(events.map(\.interface.symbolicLink.rawValue)) }
 
 private func isOur(_ pid: UInt16, _ event: InterfaceEvent.Kind) -> @Sendable (InterfaceEvent) -> Bool {
     { $0.event == event && $0.interface.vendorId == 0x1209 && $0.interface.productId == pid }
@@ -134,7 +134,7 @@ func registerUSBIPTests(_ r: inout LabRunner) {
         let origin = try viaTool[0].interface.remote.orFail("an imported device's instance has no remote origin")
         try expectEqual(origin.host, exporter, "remote host")
         try expectEqual(origin.busID, "usbip-vudc.0", "remote bus id")
-        let info = try jsonObject(try runCLI(["info", viaTool[0].interface.symbolicLink, "--json", "--classes-dir", LabClasses.folder]))
+        let info = try jsonObject(try runCLI(["info", viaTool[0].interface.symbolicLink.rawValue, "--json", "--classes-dir", LabClasses.folder]))
         let infoRemote = try (info["remote"] as? [String: Any]).orFail("info --json has no remote object: \(info)")
         try expect(infoRemote["host"] as? String == exporter && infoRemote["busId"] as? String == "usbip-vudc.0" && infoRemote["port"] as? String == "3240",
                    "info --json remote: \(infoRemote)")
@@ -179,7 +179,7 @@ func registerUSBIPTests(_ r: inout LabRunner) {
         try Devlab.run(["plug", "iph", "--udc", "usbip-vudc.3"])
         _ = try attach("usbip-vudc.3")
         let hidLink = "hid#vid_1209&pid_0e08&mi_00#IP-H#\(hidClass)"
-        let hidArrival = try await f.events.next(within: 30, "the imported HID gadget's hid arrival", where: { $0.interface.symbolicLink == hidLink })
+        let hidArrival = try await f.events.next(within: 30, "the imported HID gadget's hid arrival", where: { $0.interface.symbolicLink.rawValue == hidLink })
         try expect(hidArrival.interface.remote?.busID == "usbip-vudc.3", "the hidraw instance's remote: \(String(describing: hidArrival.interface.remote))")
         do {
             let h = try f.manager.openHID(hidLink)
@@ -191,7 +191,7 @@ func registerUSBIPTests(_ r: inout LabRunner) {
             }
         }
         try runCLI(["detach", "\(exporter)/usbip-vudc.3"])
-        _ = try await f.events.next(within: 30, "the imported HID gadget's removal", where: { $0.event == .removal && $0.interface.symbolicLink == hidLink })
+        _ = try await f.events.next(within: 30, "the imported HID gadget's removal", where: { $0.event == .removal && $0.interface.symbolicLink.rawValue == hidLink })
 
         // watch --attach: what the host exports in the class arrives, and a
         // gadget exported later too.
@@ -262,7 +262,7 @@ func registerUSBIPTests(_ r: inout LabRunner) {
             }
             try expectEqual(a.status, 0, "attach from the namespace, round \(round) (stderr: \(a.stderr))")
             let arrivals = try await f.next(2, within: 30, "the imported copy's arrivals, round \(round)", where: { $0.event == .arrival && imported($0) })
-            let link = try arrivals.first { $0.interface.classGuid == LabClasses.vendorBulk }.orFail("no vendor-bulk instance imported").interface.symbolicLink
+            let link = try arrivals.first { $0.interface.classGuid == LabClasses.vendorBulk }.orFail("no vendor-bulk instance imported").interface.symbolicLink.rawValue
             let h = try f.manager.openUSB(link)
             let inp = try h.endpoints.first { $0.isIn && $0.kind == .bulk }.orFail("no bulk IN")
             // A read that waits: the Loopback gadget has nothing to send.
@@ -338,7 +338,7 @@ func registerUSBIPTests(_ r: inout LabRunner) {
         try expectEqual(a.status, 0, "attach from port 3241 (stderr: \(a.stderr))")
         let imported = try await f.next(2, within: 30, "the imported copy's arrivals", where: { e in
             e.event == .arrival && e.interface.productId == 0x0e05 && e.interface.remote != nil })
-        let importedLink = try imported.first { $0.interface.classGuid == LabClasses.vendorBulk }.orFail("no vendor-bulk instance imported").interface.symbolicLink
+        let importedLink = try imported.first { $0.interface.classGuid == LabClasses.vendorBulk }.orFail("no vendor-bulk instance imported").interface.symbolicLink.rawValue
         try await expectLoopback(f, importedLink, bytes: 64 * 1024, "through an exported and attached device")
         try runCLI(["detach", "--all"])
         _ = try await f.next(2, within: 30, "the imported copy's removals", where: { $0.event == .removal && $0.interface.productId == 0x0e05 })
@@ -369,9 +369,9 @@ func registerUSBIPTests(_ r: inout LabRunner) {
             e.event == .arrival && e.interface.productId == 0x0e06 && e.interface.classGuid == WellKnownClass.keyboard.guid })
         let byClass = try runProcess(devifUSBPath, ["export", "--class", "hid", "--keep"] + classes)
         try expect(byClass.status != 0 && byClass.stderr.contains("keyboard or a mouse"), "export --class hid with a keyboard present: status \(byClass.status), \(byClass.stderr)")
-        let kbdChain = try keyboard.interface.portChain.orFail("no port chain for the keyboard")
+        let kbdChain = try keyboard.interface.portChain.orFail("no port chain for the keyboard").description
         try expect(!USBIP.isExported(busID: kbdChain), "the keyboard was exported by class")
-        let byLink = try runProcess(devifUSBPath, ["export", keyboard.interface.symbolicLink, "--keep"] + classes)
+        let byLink = try runProcess(devifUSBPath, ["export", keyboard.interface.symbolicLink.rawValue, "--keep"] + classes)
         try expectEqual(byLink.status, 0, "export of a keyboard named by link (stderr: \(byLink.stderr))")
         try expect(USBIP.isExported(busID: kbdChain), "the keyboard named by link was not exported")
         try runCLI(["unexport", "--all"])

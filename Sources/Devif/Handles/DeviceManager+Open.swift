@@ -4,9 +4,9 @@ import DevifUSB
 
 /// An open instance of either kind (see ``DeviceManager/open(_:)``).
 public enum OpenedInterface: Sendable {
-    /// A USB instance (a device or an interface), opened as by ``DeviceManager/openUSB(_:)``.
+    /// A USB instance (a device or an interface), opened as by ``DeviceManager/openUSB(_:)-(String)``.
     case usb(USBHandle)
-    /// A HID instance (a hidraw node), opened as by ``DeviceManager/openHID(_:)``.
+    /// A HID instance (a hidraw node), opened as by ``DeviceManager/openHID(_:)-(String)``.
     case hid(HIDHandle)
 
     /// Closes the handle, whichever kind it is; false if it was closed already.
@@ -32,7 +32,7 @@ extension DeviceManager {
     /// Opens a present USB instance (a device, or one interface of a
     /// composite device, which is claimed now).
     /// - Throws: ``HandleError/unknownLink``, ``HandleError/notPresent``,
-    ///   ``HandleError/wrongKind`` (a HID link: use ``openHID(_:)``),
+    ///   ``HandleError/wrongKind`` (a HID link: use ``openHID(_:)-(String)``),
     ///   ``HandleError/permissionDenied``, ``HandleError/busy``.
     public func openUSB(_ link: String) throws(HandleError) -> USBHandle {
         let (interface, key) = try resolve(link)
@@ -56,9 +56,15 @@ extension DeviceManager {
                 throw HandleError(error, link: link)
             }
         }
-        let ref = try register(link: link, key: key, backend: .usb(device))
+        let ref = try register(link: interface.symbolicLink, key: key, backend: .usb(device))
         return USBHandle(ref: ref, device: device, interfaceNumber: number)
     }
+
+    /// Opens a present USB instance by its typed link (see ``openUSB(_:)-(String)``).
+    public func openUSB(_ link: SymbolicLink) throws(HandleError) -> USBHandle { try openUSB(link.rawValue) }
+
+    /// Opens a present HID instance by its typed link (see ``openHID(_:)-(String)``).
+    public func openHID(_ link: SymbolicLink) throws(HandleError) -> HIDHandle { try openHID(link.rawValue) }
 
     /// Opens a present HID instance (its hidraw node).
     public func openHID(_ link: String) throws(HandleError) -> HIDHandle {
@@ -69,7 +75,7 @@ extension DeviceManager {
         guard let devnode = interface.devnode else { throw HandleError.notPresent(link) }
         let device: HIDDevice
         do { device = try HIDDevice(path: devnode) } catch { throw HandleError(error, link: link) }
-        let ref = try register(link: link, key: key, backend: .hid(device))
+        let ref = try register(link: interface.symbolicLink, key: key, backend: .hid(device))
         return HIDHandle(ref: ref, device: device)
     }
 
@@ -84,8 +90,9 @@ extension DeviceManager {
         throw HandleError.unknownLink(link)
     }
 
-    private func register(link: String, key: DeviceKey, backend: OpenInstance.Backend) throws(HandleError) -> HandleRef {
+    private func register(link: SymbolicLink, key: DeviceKey, backend: OpenInstance.Backend) throws(HandleError) -> HandleRef {
         let instance = OpenInstance(link: link, deviceKey: key, backend: backend)
+        let link = link.rawValue
         do {
             let handle = try handles.open(instance)
             // Removed between the lookup and now: the removal may have

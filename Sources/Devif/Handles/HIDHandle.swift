@@ -3,7 +3,7 @@ import DevifHID
 
 /// An open HID instance: output, input and feature reports, the report
 /// descriptor, and an input report stream that any number of readers
-/// receive in full. Get one with ``DeviceManager/openHID(_:)``.
+/// receive in full. Get one with ``DeviceManager/openHID(_:)-(String)``.
 ///
 /// As for ``USBHandle``: a stale copy fails with ``HandleError/closed``;
 /// removal ends a blocked read with ``HandleError/deviceRemoved`` and
@@ -11,7 +11,7 @@ import DevifHID
 /// blocked ``read(timeout:)`` at once.
 public struct HIDHandle: Sendable, CustomStringConvertible {
     /// The symbolic link this handle was opened with.
-    public var symbolicLink: String { ref.instance.link }
+    public var symbolicLink: SymbolicLink { ref.instance.symbolicLink }
     /// The handle's slot and generation in the manager's table.
     public var handle: Handle { ref.handle }
 

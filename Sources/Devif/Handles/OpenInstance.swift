@@ -21,15 +21,17 @@ final class OpenInstance: Sendable {
         case hid(HIDDevice)
     }
 
-    let link: String
+    let symbolicLink: SymbolicLink
+    /// Its text, which errors carry.
+    var link: String { symbolicLink.rawValue }
     /// The pipeline's key of the device ("usb:/dev/bus/usb/001/004"): its
     /// removal marks this instance removed.
     let deviceKey: DeviceKey
     let backend: Backend
     let tracker = RemovalTracker()
 
-    init(link: String, deviceKey: DeviceKey, backend: Backend) {
-        self.link = link
+    init(link: SymbolicLink, deviceKey: DeviceKey, backend: Backend) {
+        self.symbolicLink = link
         self.deviceKey = deviceKey
         self.backend = backend
     }

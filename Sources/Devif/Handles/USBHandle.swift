@@ -4,7 +4,7 @@ import Synchronization
 
 /// An open USB instance: bulk, interrupt and control transfers (sync and
 /// async), streams, interface claiming. Get one with
-/// ``DeviceManager/openUSB(_:)``.
+/// ``DeviceManager/openUSB(_:)-(String)``.
 ///
 /// A handle is a slot and generation in the manager's handle table: a copy
 /// kept after ``close()`` fails cleanly with ``HandleError/closed``. When the
@@ -16,7 +16,7 @@ import Synchronization
 /// claimed at open.
 public struct USBHandle: Sendable, CustomStringConvertible {
     /// The symbolic link this handle was opened with.
-    public var symbolicLink: String { ref.instance.link }
+    public var symbolicLink: SymbolicLink { ref.instance.symbolicLink }
     /// The handle's slot and generation in the manager's table.
     public var handle: Handle { ref.handle }
     /// The interface of an interface instance (`mi_NN` in the link); nil for a device instance.

@@ -153,7 +153,7 @@ public final class LinkFolder: Sendable {
 
     private func place(_ i: DeviceInterface) -> (path: String, target: String)? {
         let folder = LinkLayout.folderName(for: i.classGuid, in: manager.catalog)
-        guard let node = i.devnode, let path = LinkLayout.relativePath(folder: folder, link: i.symbolicLink) else { return nil }
+        guard let node = i.devnode, let path = LinkLayout.relativePath(folder: folder, link: i.symbolicLink.rawValue) else { return nil }
         return (path, node)
     }
 
@@ -161,7 +161,7 @@ public final class LinkFolder: Sendable {
         let changes = state.withLock { s -> [Change] in
             guard !s.stopped else { return [] }
             guard let (path, target) = place(i) else {
-                return [.refused(path: i.symbolicLink, reason: "not a safe single file name, or no device node")]
+                return [.refused(path: i.symbolicLink.rawValue, reason: "not a safe single file name, or no device node")]
             }
             let changes = Self.create(path, target: target, &s)
             Self.writeManifest(&s)
@@ -172,7 +172,7 @@ public final class LinkFolder: Sendable {
 
     private func apply(removal i: DeviceInterface) {
         let folder = LinkLayout.folderName(for: i.classGuid, in: manager.catalog)
-        guard let path = LinkLayout.relativePath(folder: folder, link: i.symbolicLink) else { return }
+        guard let path = LinkLayout.relativePath(folder: folder, link: i.symbolicLink.rawValue) else { return }
         let changes = state.withLock { s -> [Change] in
             guard !s.stopped, s.manifest[path] != nil else { return [] }
             let changes = Self.removeOurs(path, &s)
@@ -188,7 +188,7 @@ public final class LinkFolder: Sendable {
         var refused: [Change] = []
         for i in present {
             if let (path, target) = place(i) { wanted[path] = target } else {
-                refused.append(.refused(path: i.symbolicLink, reason: "not a safe single file name, or no device node"))
+                refused.append(.refused(path: i.symbolicLink.rawValue, reason: "not a safe single file name, or no device node"))
             }
         }
         let changes = state.withLock { s -> [Change] in

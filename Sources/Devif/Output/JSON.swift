@@ -84,7 +84,7 @@ extension DeviceInterface {
     /// keys, in this order, null where unknown.
     package var json: JSONValue {
         .object([
-            ("symbolicLink", .string(symbolicLink)),
+            ("symbolicLink", .string(symbolicLink.rawValue)),
             ("classGuid", .string(classGuid.description)),
             ("className", JSONValue(className)),
             ("kind", .string(kind.rawValue)),
@@ -92,7 +92,7 @@ extension DeviceInterface {
             ("productId", .string(hex4(productId))),
             ("serialNumber", JSONValue(serialNumber)),
             ("interfaceNumber", JSONValue(interfaceNumber)),
-            ("portChain", JSONValue(portChain)),
+            ("portChain", JSONValue(portChain?.description)),
             ("devnode", JSONValue(devnode)),
             ("manufacturer", JSONValue(manufacturer)),
             ("product", JSONValue(product)),

@@ -155,7 +155,7 @@ final class Pipeline: Sendable {
                 let (names, why) = Self.links(for: instance) { s.present[$0.rawValue] != nil }
                 if let why { told.append(why) }
                 for (m, link) in zip(instance.memberships, names) {
-                    let i = DeviceInterface(instance: instance, membership: m, link: link.rawValue, snapshot: snapshot)
+                    let i = DeviceInterface(instance: instance, membership: m, link: link, snapshot: snapshot)
                     s.seq += 1
                     s.present[link.rawValue] = Entry(interface: i, seq: s.seq, time: now, device: key)
                     links.append(link.rawValue)
@@ -383,7 +383,7 @@ struct DeviceKey: Hashable, Sendable, CustomStringConvertible {
 }
 
 extension DeviceInterface {
-    init(instance: Instance, membership m: ClassMembership, link: String, snapshot: DeviceSnapshot) {
+    init(instance: Instance, membership m: ClassMembership, link: SymbolicLink, snapshot: DeviceSnapshot) {
         let id = instance.identity
         let access: Access? = switch instance.access {
         case .ok: .ok
@@ -393,15 +393,15 @@ extension DeviceInterface {
         self.init(symbolicLink: link, classGuid: m.interfaceClass.guid, className: m.interfaceClass.name,
                   kind: id.kind, vendorId: id.vendorID, productId: id.productID, serialNumber: id.serialNumber,
                   interfaceNumber: id.interfaceNumber.map(Int.init),
-                  portChain: id.portChain?.description ?? snapshot.portChain?.description,
+                  portChain: id.portChain ?? snapshot.portChain,
                   devnode: instance.devnode, manufacturer: instance.manufacturer, product: instance.product,
                   present: true, access: access, snapshot: snapshot)
     }
 
     var registryRecord: RegistryRecord {
-        RegistryRecord(symbolicLink: symbolicLink, classGuid: classGuid.description, className: className,
+        RegistryRecord(symbolicLink: symbolicLink.rawValue, classGuid: classGuid.description, className: className,
                        kind: kind == .usb ? .usb : .hid, vendorId: vendorId, productId: productId,
-                       serialNumber: serialNumber, interfaceNumber: interfaceNumber, portChain: portChain,
+                       serialNumber: serialNumber, interfaceNumber: interfaceNumber, portChain: portChain?.description,
                        manufacturer: manufacturer, product: product, devnode: devnode)
     }
 }
