@@ -210,12 +210,17 @@ struct USBAssembler: Sendable {
     /// passes. The node and the driver binding normally exist already (or
     /// within milliseconds); there is nothing to wait on short of inotify on
     /// sysfs, which sysfs does not support.
+    /// The polls start at 0.5 ms and double up to 5 ms: the driver is
+    /// usually bound a few milliseconds after the announcement, and a fixed
+    /// 5 ms step added up to that much to a plug's arrival.
     private func waitUntil(_ condition: () -> Bool) -> Bool {
         let clock = ContinuousClock()
         let deadline = clock.now + options.readyWait
+        var pause: UInt32 = 500
         while !condition() {
             guard clock.now < deadline else { return false }
-            usleep(5_000)
+            usleep(pause)
+            pause = min(pause * 2, 5_000)
         }
         return true
     }
