@@ -26,24 +26,10 @@ struct BurstArrivalBench: AsyncParsableCommand {
 
     func run() async throws {
         let callbacks = try LibUSBCallbacks(vendorID: device.vid, productID: device.pid)
-        var options = DeviceManager.Options()
-        options.inMemoryRegistry = true
-        let manager = try await startedManager(options)
+        let (manager, udcFiles) = try await arrivalSetup(device, gadgetPrefix: gadgetPrefix, gadgets: gadgets)
         defer { manager.stop() }
-        let udcFiles = (0..<gadgets).map { gadgetPrefix + String(format: "%02d", $0) + "/UDC" }
-        for file in udcFiles { try writeUDCFile(file, "") }
-        let published = Mutex<[String: Date]>([:])
-        let removals = Atomic<Int>(0)
-        let watch = manager.watch(InterfaceFilter(vendorId: device.vid, productId: device.pid, kind: .usb))
-        let subscriber = Task {
-            for await update in watch.updates {
-                guard case .event(let e) = update, e.interface.interfaceNumber == nil, let node = e.interface.devnode else { continue }
-                let parts = node.split(separator: "/").suffix(2).compactMap { Int($0) }
-                guard parts.count == 2 else { continue }
-                if e.event == .arrival { published.withLock { $0["\(parts[0])/\(parts[1])"] = e.time } } else { removals.add(1, ordering: .relaxed) }
-            }
-        }
-        defer { subscriber.cancel() }
+        let recorder = ArrivalRecorder(manager, device)
+        defer { recorder.stop() }
         func waitUntil(_ what: String, _ done: () -> Bool) async throws {
             let deadline = ContinuousClock.now + .seconds(60)
             while !done() {
@@ -53,20 +39,69 @@ struct BurstArrivalBench: AsyncParsableCommand {
         }
         for _ in 0..<count {
             callbacks.reset()
-            published.withLock { $0 = [:] }
-            removals.store(0, ordering: .relaxed)
+            recorder.reset()
             for (k, file) in udcFiles.enumerated() { try writeUDCFile(file, "dummy_udc.\(k)") }
-            try await waitUntil("\(gadgets) arrivals") { published.withLock { $0.count } >= gadgets && callbacks.count >= gadgets }
-            let seen = callbacks.arrivals
-            let lags = published.withLock { p in p.compactMap { key, t in seen[key].map { t.timeIntervalSince($0) * 1000 } } }.sorted()
+            try await waitUntil("\(gadgets) arrivals") { recorder.arrivals.count >= gadgets && callbacks.count >= gadgets }
+            let lags = recorder.lags(after: callbacks.arrivals)
             guard lags.count == gadgets else { throw BenchFailure("burst-arrival: \(lags.count) of \(gadgets) arrivals matched libusb's callbacks") }
-            let p95 = lags[min(lags.count - 1, Int((Double(lags.count) * 0.95).rounded(.up)) - 1)]
-            let median = lags.count % 2 == 1 ? lags[lags.count / 2] : (lags[lags.count / 2 - 1] + lags[lags.count / 2]) / 2
-            Sample(measure: "burst-lag", impl: "devif", value: median, unit: "ms", note: "\(gadgets) devices, median").emit()
-            Sample(measure: "burst-lag-p95", impl: "devif", value: p95, unit: "ms", note: "\(gadgets) devices, p95").emit()
+            Sample(measure: "burst-lag", impl: "devif", value: percentile(lags, 50)!, unit: "ms", note: "\(gadgets) devices, median").emit()
+            Sample(measure: "burst-lag-p95", impl: "devif", value: percentile(lags, 95)!, unit: "ms", note: "\(gadgets) devices, p95").emit()
             for file in udcFiles { try writeUDCFile(file, "") }
-            try await waitUntil("\(gadgets) removals") { removals.load(ordering: .relaxed) >= gadgets }
+            try await waitUntil("\(gadgets) removals") { recorder.removals.load(ordering: .relaxed) >= gadgets }
         }
+    }
+}
+
+/// A manager with an in-memory registry, and the gadgets' UDC files, each
+/// gadget unplugged.
+func arrivalSetup(_ device: DeviceOptions, gadgetPrefix: String, gadgets: Int) async throws -> (DeviceManager, [String]) {
+    var options = DeviceManager.Options()
+    options.inMemoryRegistry = true
+    let manager = try await startedManager(options)
+    let udcFiles = (0..<gadgets).map { gadgetPrefix + String(format: "%02d", $0) + "/UDC" }
+    do {
+        for file in udcFiles { try writeUDCFile(file, "") }
+    } catch {
+        manager.stop()
+        throw error
+    }
+    return (manager, udcFiles)
+}
+
+/// devif's usb-device arrivals of one VID/PID by "bus/address" (publish
+/// time; unique within a run, as addresses grow on each bus) and how many
+/// removals, from a watch.
+final class ArrivalRecorder: Sendable {
+    private let published = Mutex<[String: Date]>([:])
+    let removals = Atomic<Int>(0)
+    private let subscriber = Mutex<Task<Void, Never>?>(nil)
+
+    init(_ manager: DeviceManager, _ device: DeviceOptions) {
+        let watch = manager.watch(InterfaceFilter(vendorId: device.vid, productId: device.pid, kind: .usb))
+        // Holds this recorder until stop() cancels it.
+        let task = Task { [self] in
+            for await update in watch.updates {
+                guard case .event(let e) = update, e.interface.interfaceNumber == nil, let node = e.interface.devnode else { continue }
+                let parts = node.split(separator: "/").suffix(2).compactMap { Int($0) }
+                guard parts.count == 2 else { continue }
+                if e.event == .arrival { published.withLock { $0["\(parts[0])/\(parts[1])"] = e.time } } else { removals.add(1, ordering: .relaxed) }
+            }
+        }
+        subscriber.withLock { $0 = task }
+    }
+
+    var arrivals: [String: Date] { published.withLock { $0 } }
+    func reset() {
+        published.withLock { $0 = [:] }
+        removals.store(0, ordering: .relaxed)
+    }
+    func stop() { subscriber.withLock { $0?.cancel() } }
+
+    /// Milliseconds from each of libusb's callbacks to devif's arrival of
+    /// that device, sorted; devices devif did not report are left out.
+    func lags(after callbacks: [String: Date]) -> [Double] {
+        let mine = arrivals
+        return callbacks.compactMap { key, t in mine[key].map { $0.timeIntervalSince(t) * 1000 } }.sorted()
     }
 }
 

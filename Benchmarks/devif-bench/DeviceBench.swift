@@ -186,7 +186,7 @@ struct BulkLoopbackBench: AsyncParsableCommand {
             round &+= 1
             for i in pattern.indices { pattern[i] = UInt8(truncatingIfNeeded: i) &+ round }
             // Caller-owned buffers, as the C baseline's.
-            try pattern.withUnsafeBytes { try handle.write(endpoint: outEndpoint, from: $0, timeout: .seconds(5)) }
+            _ = try pattern.withUnsafeBytes { try handle.write(endpoint: outEndpoint, from: $0, timeout: .seconds(5)) }
             var got = 0
             while got < chunk {
                 let n = try echo.withUnsafeMutableBytes { buffer in

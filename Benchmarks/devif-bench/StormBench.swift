@@ -33,30 +33,13 @@ struct StormArrivalBench: AsyncParsableCommand {
 
     func run() async throws {
         let callbacks = try LibUSBCallbacks(vendorID: device.vid, productID: device.pid)
-        var options = DeviceManager.Options()
-        options.inMemoryRegistry = true
-        let manager = try await startedManager(options)
+        let (manager, udcFiles) = try await arrivalSetup(device, gadgetPrefix: gadgetPrefix, gadgets: gadgets)
         defer { manager.stop() }
-        let udcFiles = (0..<gadgets).map { gadgetPrefix + String(format: "%02d", $0) + "/UDC" }
-        for file in udcFiles { try writeUDCFile(file, "") }
-        // Device arrivals by "bus/address" (unique within a run: addresses
-        // grow on each bus), and how many removals.
-        let published = Mutex<[String: Date]>([:])
-        let removals = Atomic<Int>(0)
-        let watch = manager.watch(InterfaceFilter(vendorId: device.vid, productId: device.pid, kind: .usb))
-        let subscriber = Task {
-            for await update in watch.updates {
-                guard case .event(let e) = update, e.interface.interfaceNumber == nil, let node = e.interface.devnode else { continue }
-                let parts = node.split(separator: "/").suffix(2).compactMap { Int($0) }
-                guard parts.count == 2 else { continue }
-                if e.event == .arrival { published.withLock { $0["\(parts[0])/\(parts[1])"] = e.time } } else { removals.add(1, ordering: .relaxed) }
-            }
-        }
-        defer { subscriber.cancel() }
+        let recorder = ArrivalRecorder(manager, device)
+        defer { recorder.stop() }
         for run in 0..<count {
             callbacks.reset()
-            published.withLock { $0 = [:] }
-            removals.store(0, ordering: .relaxed)
+            recorder.reset()
             var random = SplitMix64(seed: seed &+ UInt64(run))
             // A plug is held 50 to --max-hold-ms (some devices leave before
             // they are ready, most stay a while), as in the lab's storm.
@@ -84,23 +67,22 @@ struct StormArrivalBench: AsyncParsableCommand {
             // late arrival of the last operations is counted too.
             let start = ContinuousClock.now
             let deadline = start + .seconds(120)
-            while removals.load(ordering: .relaxed) < published.withLock({ $0.count }) || ContinuousClock.now < start + .seconds(5) {
+            while recorder.removals.load(ordering: .relaxed) < recorder.arrivals.count || ContinuousClock.now < start + .seconds(5) {
                 guard ContinuousClock.now < deadline else {
-                    throw BenchFailure("storm-arrival: \(removals.load(ordering: .relaxed)) removals of \(published.withLock { $0.count }) arrivals within 120 s")
+                    throw BenchFailure("storm-arrival: \(recorder.removals.load(ordering: .relaxed)) removals of \(recorder.arrivals.count) arrivals within 120 s")
                 }
                 try await Task.sleep(for: .milliseconds(20))  // a benchmark's poll, outside the timed span
             }
             let seen = callbacks.arrivals
-            let mine = published.withLock { $0 }
-            let reported = seen.keys.filter { mine[$0] != nil }.count
-            let lags = seen.compactMap { key, t in mine[key].map { $0.timeIntervalSince(t) * 1000 } }.sorted()
+            let lags = recorder.lags(after: seen)
+            let reported = lags.count
             guard !lags.isEmpty else { throw BenchFailure("storm-arrival: no arrival matched libusb's \(seen.count) callbacks") }
-            let p95 = lags[min(lags.count - 1, Int((Double(lags.count) * 0.95).rounded(.up)) - 1)]
-            let median = lags.count % 2 == 1 ? lags[lags.count / 2] : (lags[lags.count / 2 - 1] + lags[lags.count / 2]) / 2
+            let p95 = percentile(lags, 95)!
+            let middle = percentile(lags, 50)!
             let note = "\(operations) operations (\(plugs) plugs) on \(gadgets) gadgets; libusb saw \(seen.count), devif reported \(reported)"
             Sample(measure: "storm-reported", impl: "devif", value: seen.isEmpty ? 100 : 100 * Double(reported) / Double(seen.count),
                    unit: "%", note: note).emit()
-            Sample(measure: "storm-lag", impl: "devif", value: median, unit: "ms", note: note).emit()
+            Sample(measure: "storm-lag", impl: "devif", value: middle, unit: "ms", note: note).emit()
             Sample(measure: "storm-lag-p95", impl: "devif", value: p95, unit: "ms", note: note).emit()
         }
     }
