@@ -26,6 +26,7 @@ ROWS = [
     ("bulk-in", "devif", "libusb-c", "bulk IN MB/s from SourceSink", "min-ratio", 0.95),
     ("usbip-bulk-in", "devif", "libusb-c", "bulk IN MB/s from SourceSink over USB/IP (vhci, loopback TCP)", "min-ratio", 0.95),
     ("bulk-loopback", "devif", "libusb-c", "bulk loopback MB/s", "min-ratio", 0.95),
+    ("bulk-loopback-64", "devif", "libusb-c", "bulk loopback, 64-byte round trips, MB/s", "min-ratio", 0.95),
     ("hid-echo", "devif", "hidapi-c", "HID 64-byte echo round trip (us)", "max-ratio", 1.05),
     ("plug-arrival", "devif", "libusb-c", "plug to subscriber arrival (ms)", "max-diff", 2.0),
     ("fanout-1", "devif", "asyncstream", "fan-out deliveries/s, 1 subscriber", "min-ratio", 10.0),

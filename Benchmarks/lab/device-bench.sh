@@ -8,7 +8,7 @@
 #   DEVIF_USB    devif-usb (idle-rss, list-32 and rules-names rows); missing: those devif rows skipped
 #   BASELINES    folder of the C baselines (Benchmarks/baselines/build.sh OUT_DIR)
 #   RUNS         runs per row (default 5); DEVLAB_BIN: devlab's helpers (default Lab/.cache/bin)
-#   ROWS         which rows (default all): bulk-in bulk-loopback hid-echo usbip-bulk-in plug-arrival idle-rss burst-arrival storm-arrival list-32 rules-names
+#   ROWS         which rows (default all): bulk-in bulk-loopback bulk-loopback-64 hid-echo usbip-bulk-in plug-arrival idle-rss burst-arrival storm-arrival list-32 rules-names
 #
 # Every sample line goes to $LAB_RESULTS/samples.jsonl (appended); progress to
 # stderr and $LAB_RESULTS/device-bench.log. Each row alternates C and devif
@@ -19,7 +19,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 : "${LAB_RESULTS:?LAB_RESULTS is not set: run this through Lab/run}"
 : "${BASELINES:?BASELINES is not set: the folder of the C baselines (Benchmarks/baselines/build.sh OUT_DIR)}"
 RUNS=${RUNS:-5}
-ROWS=" ${ROWS:-bulk-in bulk-loopback hid-echo usbip-bulk-in plug-arrival idle-rss burst-arrival storm-arrival list-32 rules-names} "
+ROWS=" ${ROWS:-bulk-in bulk-loopback bulk-loopback-64 hid-echo usbip-bulk-in plug-arrival idle-rss burst-arrival storm-arrival list-32 rules-names} "
 want() { [[ $ROWS == *" $1 "* ]]; }
 DEVIF_BENCH=${DEVIF_BENCH:-}
 DEVIF_USB=${DEVIF_USB:-}
@@ -80,9 +80,10 @@ run() {
     # value and unit for the log, read without a jq process.
     [[ $line =~ \"value\":([^,}]*) ]] && shown+="${shown:+; }${BASH_REMATCH[1]}"
   done <"$out"
-  # A row measured by another row's programs (usbip-bulk-in by bulk-in's) is
-  # filed under its own name.
-  [[ -n ${SAMPLE_MEASURE:-} ]] && lines=$(sed -E "s/\"measure\":\"[^\"]*\"/\"measure\":\"$SAMPLE_MEASURE\"/" <<<"$lines")$'\n'
+  # A row measured by another row's programs (usbip-bulk-in by bulk-in's,
+  # bulk-loopback-64 by bulk-loopback's) is filed under its own name; the
+  # program's other measures keep theirs.
+  [[ -n ${SAMPLE_MEASURE:-} ]] && lines=$(sed -E "s/\"measure\":\"${SAMPLE_FROM:-[^\"]*}\"/\"measure\":\"$SAMPLE_MEASURE\"/" <<<"$lines")$'\n'
   [[ -n $lines ]] && printf '%s' "$lines" >>"$samples"
   if ((rc != 0)); then
     ((rc == 124)) && log "$label: FAILED: timed out after $limit s" || log "$label: FAILED (exit $rc): $(tail -n 3 "$err" | tr '\n' ' ')"
@@ -102,8 +103,8 @@ row() {
   if devif_has "$measure"; then devif=1; elif [[ -n $DEVIF_BENCH ]]; then log "$measure: devif-bench has no '$measure' subcommand: devif side skipped"; fi
   local name=${SAMPLE_MEASURE:-$measure}
   for ((i = 1; i <= RUNS; i++)); do
-    run "$name C $i/$RUNS" "$limit" "$BASELINES/$measure" "$@"
-    ((devif)) && run "$name devif $i/$RUNS" "$limit" "$DEVIF_BENCH" "$measure" "$@"
+    SAMPLE_FROM=$measure run "$name C $i/$RUNS" "$limit" "$BASELINES/$measure" "$@"
+    ((devif)) && SAMPLE_FROM=$measure run "$name devif $i/$RUNS" "$limit" "$DEVIF_BENCH" "$measure" "$@"
   done
 }
 
@@ -135,6 +136,8 @@ log "gadgets plugged: sourcesink IN $ss_in, loopback OUT $lb_out IN $lb_in, hid 
 # ---- transfer rows --------------------------------------------------------
 want bulk-in && row bulk-in 60 --vid $VID --pid $PID_SS --endpoint "$ss_in" --transfer-size 16384 --transfers 8 --seconds 3
 want bulk-loopback && row bulk-loopback 60 --vid $VID --pid $PID_LB --out "$lb_out" --in "$lb_in" --chunk 4096 --seconds 3
+# The command/response pattern most devices speak: 64-byte round trips.
+want bulk-loopback-64 && SAMPLE_MEASURE=bulk-loopback-64 row bulk-loopback 60 --vid $VID --pid $PID_LB --out "$lb_out" --in "$lb_in" --chunk 64 --seconds 3
 want hid-echo && row hid-echo 60 --vid $VID --pid $PID_HID --count 500 --size 64
 
 # ---- bulk IN over USB/IP ---------------------------------------------------

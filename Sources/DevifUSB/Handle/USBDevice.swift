@@ -258,7 +258,8 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         var closeWaiters: [TransferWaiter] = []
         /// Idle synchronous transfers by endpoint address (0: control),
         /// reused so that a warm synchronous call allocates nothing.
-        var syncSlots: [UInt8: SyncSlot] = [:]
+        /// By ``USBDeviceCore/slotIndex(_:)``: no hashing on the hot path.
+        var syncSlots = [SyncSlot?](repeating: nil, count: 32)
     }
 
     let path: String
@@ -415,7 +416,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     private func tearDown() {
         let (claimed, waiters) = state.withLock { s in
             // The slots' completions hold this core: let it go.
-            defer { s.claimed = []; s.closeWaiters = []; s.syncSlots = [:] }
+            defer { s.claimed = []; s.closeWaiters = []; s.syncSlots = Array(repeating: nil, count: 32) }
             return (s.claimed, s.closeWaiters)
         }
         for number in claimed.sorted() { try? LibUSB.releaseInterface(handle, Int32(number)) }
@@ -548,7 +549,8 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     /// new one (first use, or another thread's call on the same endpoint
     /// holds it). `operation` names it in errors; built once per slot.
     private func syncSlot(_ address: UInt8, capacity: Int, operation: () -> String) throws(USBError) -> SyncSlot {
-        if let slot = state.withLock({ $0.syncSlots.removeValue(forKey: address) }) {
+        let index = Self.slotIndex(address)
+        if let slot = state.withLock({ s in s.syncSlots[index].take() }) {
             slot.box.reserve(capacity)
             return slot
         }
@@ -558,9 +560,13 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         return SyncSlot(box: box, waiter: waiter, completion: wrap(box, pumped: true) { _, r in waiter.finish(r) })
     }
 
+    /// An endpoint address's place among the 32 (number 0-15, IN or OUT).
+    private static func slotIndex(_ address: UInt8) -> Int { Int(address & 0x0F) | (address & 0x80 != 0 ? 16 : 0) }
+
     private func giveBack(_ slot: SyncSlot, _ address: UInt8) {
         state.withLock { s in
-            if s.phase == .open, s.syncSlots[address] == nil { s.syncSlots[address] = slot }
+            let index = Self.slotIndex(address)
+            if s.phase == .open, s.syncSlots[index] == nil { s.syncSlots[index] = slot }
         }
     }
 
