@@ -25,11 +25,9 @@ struct BurstArrivalBench: AsyncParsableCommand {
     @Option(help: "Bursts to measure.") var count = 5
 
     func run() async throws {
-        let callbacks = try LibUSBCallbacks(vendorID: device.vid, productID: device.pid)
-        let (manager, udcFiles) = try await arrivalSetup(device, gadgetPrefix: gadgetPrefix, gadgets: gadgets)
-        defer { manager.stop() }
-        let recorder = ArrivalRecorder(manager, device)
-        defer { recorder.stop() }
+        let rig = try await ArrivalRig(device, gadgetPrefix: gadgetPrefix, gadgets: gadgets)
+        defer { rig.stop() }
+        let (callbacks, recorder, udcFiles) = (rig.callbacks, rig.recorder, rig.udcFiles)
         func waitUntil(_ what: String, _ done: () -> Bool) async throws {
             let deadline = ContinuousClock.now + .seconds(60)
             while !done() {
@@ -38,8 +36,7 @@ struct BurstArrivalBench: AsyncParsableCommand {
             }
         }
         for _ in 0..<count {
-            callbacks.reset()
-            recorder.reset()
+            rig.reset()
             for (k, file) in udcFiles.enumerated() { try writeUDCFile(file, "dummy_udc.\(k)") }
             try await waitUntil("\(gadgets) arrivals") { recorder.arrivals.count >= gadgets && callbacks.count >= gadgets }
             let lags = recorder.lags(after: callbacks.arrivals)
@@ -52,20 +49,40 @@ struct BurstArrivalBench: AsyncParsableCommand {
     }
 }
 
-/// A manager with an in-memory registry, and the gadgets' UDC files, each
-/// gadget unplugged.
-func arrivalSetup(_ device: DeviceOptions, gadgetPrefix: String, gadgets: Int) async throws -> (DeviceManager, [String]) {
-    var options = DeviceManager.Options()
-    options.inMemoryRegistry = true
-    let manager = try await startedManager(options)
-    let udcFiles = (0..<gadgets).map { gadgetPrefix + String(format: "%02d", $0) + "/UDC" }
-    do {
-        for file in udcFiles { try writeUDCFile(file, "") }
-    } catch {
-        manager.stop()
-        throw error
+/// What the burst and storm rows share: a raw libusb hotplug callback, a
+/// manager with an in-memory registry, the gadgets' UDC files (each gadget
+/// unplugged at the start) and a recorder of devif's arrivals.
+struct ArrivalRig {
+    let callbacks: LibUSBCallbacks
+    let manager: DeviceManager
+    let udcFiles: [String]
+    let recorder: ArrivalRecorder
+
+    init(_ device: DeviceOptions, gadgetPrefix: String, gadgets: Int) async throws {
+        callbacks = try LibUSBCallbacks(vendorID: device.vid, productID: device.pid)
+        var options = DeviceManager.Options()
+        options.inMemoryRegistry = true
+        manager = try await startedManager(options)
+        udcFiles = (0..<gadgets).map { gadgetPrefix + String(format: "%02d", $0) + "/UDC" }
+        recorder = ArrivalRecorder(manager, device)
+        do {
+            for file in udcFiles { try writeUDCFile(file, "") }
+        } catch {
+            stop()
+            throw error
+        }
     }
-    return (manager, udcFiles)
+
+    /// Forgets the callbacks and arrivals seen so far (a new burst or storm).
+    func reset() {
+        callbacks.reset()
+        recorder.reset()
+    }
+
+    func stop() {
+        recorder.stop()
+        manager.stop()
+    }
 }
 
 /// devif's usb-device arrivals of one VID/PID by "bus/address" (publish

@@ -32,14 +32,11 @@ struct StormArrivalBench: AsyncParsableCommand {
     @Option(help: "Random seed of the first run (the next runs add 1).") var seed: UInt64 = 17
 
     func run() async throws {
-        let callbacks = try LibUSBCallbacks(vendorID: device.vid, productID: device.pid)
-        let (manager, udcFiles) = try await arrivalSetup(device, gadgetPrefix: gadgetPrefix, gadgets: gadgets)
-        defer { manager.stop() }
-        let recorder = ArrivalRecorder(manager, device)
-        defer { recorder.stop() }
+        let rig = try await ArrivalRig(device, gadgetPrefix: gadgetPrefix, gadgets: gadgets)
+        defer { rig.stop() }
+        let (callbacks, recorder, udcFiles) = (rig.callbacks, rig.recorder, rig.udcFiles)
         for run in 0..<count {
-            callbacks.reset()
-            recorder.reset()
+            rig.reset()
             var random = SplitMix64(seed: seed &+ UInt64(run))
             // A plug is held 50 to --max-hold-ms (some devices leave before
             // they are ready, most stay a while), as in the lab's storm.

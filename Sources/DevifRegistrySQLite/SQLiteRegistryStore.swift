@@ -77,9 +77,8 @@ public final class SQLiteRegistryStore: RegistryStore {
 
     /// Creates the location's folder (and missing parents) with its mode, if it is missing.
     public static func createDirectory(_ location: RegistryLocation) throws(RegistryError) {
-        var info = stat()
-        if stat(location.directory, &info) == 0 {
-            if info.st_mode & S_IFMT == S_IFDIR { return }
+        if let isFolder = isDirectory(at: location.directory) {
+            if isFolder { return }
             throw RegistryError(.location, path: location.path,
                                 message: "\(location.directory) exists and is not a folder",
                                 recovery: "Remove it, or set \(RegistryLocation.environmentVariable) to another path")

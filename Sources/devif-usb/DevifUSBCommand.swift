@@ -68,7 +68,7 @@ struct CommonOptions: ParsableArguments {
 
     /// Notices go to stderr, once each, so stdout stays clean for JSON.
     func notice(_ line: String) {
-        if !quiet { writeError(("devif-usb: " + line + "\n")) }
+        if !quiet { writeNotice(line) }
     }
 }
 
@@ -89,7 +89,7 @@ enum Exit {
 }
 
 func fail(_ message: String, _ code: ExitCode) -> ExitCode {
-    writeError(("devif-usb: " + message + "\n"))
+    writeNotice(message)
     return code
 }
 

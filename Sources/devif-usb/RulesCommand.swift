@@ -116,7 +116,7 @@ struct RulesGenerateCommand: AsyncParsableCommand {
     func run() async throws {
         let name = output.map(fileName(of:)) ?? UdevRules.defaultFileName
         let text = try generation.rulesText(fileName: name.hasSuffix(".rules") ? name : UdevRules.defaultFileName) { line in
-            if !quiet { writeError(("devif-usb: " + line + "\n")) }
+            if !quiet { writeNotice(line) }
         }
         guard let output else {
             writeOutput(text)
@@ -166,10 +166,10 @@ struct RulesInstallCommand: AsyncParsableCommand {
 
     func run() async throws {
         let say: (String) -> Void = { line in
-            if !quiet { writeError(("devif-usb: " + line + "\n")) }
+            if !quiet { writeNotice(line) }
         }
         let text = try generation.rulesText(fileName: name, notice: say)
-        let path = dest.hasSuffix("/") ? dest + name : dest + "/" + name
+        let path = joinPath(dest, name)
         do {
             try FileManager.default.createDirectory(atPath: dest, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o755])
@@ -318,10 +318,10 @@ struct RulesNamesCommand: AsyncParsableCommand {
         let (text, dropped) = UdevRules.importProperties(linkRoot: linkRoot, snapshots: snapshots, catalog: catalog)
         writeOutput(text)
         if case .failure(let why) = found {
-            writeError("devif-usb: no present instance has the node \(node.debugDescription): \(why)\n")
+            writeNotice("no present instance has the node \(node.debugDescription): \(why)")
         }
         if dropped > 0 {
-            writeError("devif-usb: \(node): \(dropped) links beyond the \(UdevRules.linkSlots) the rules can hold were left out\n")
+            writeNotice("\(node): \(dropped) links beyond the \(UdevRules.linkSlots) the rules can hold were left out")
         }
     }
 }

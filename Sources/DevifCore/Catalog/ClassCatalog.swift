@@ -145,8 +145,8 @@ public struct ClassCatalog: Hashable, Sendable, Codable {
         var result = LoadResult(catalog: includeBuiltIn ? .builtIn : ClassCatalog(), diagnostics: [], files: [])
         let fileManager = FileManager.default
         for folder in folders {
-            guard let isDirectory = directoryAt(folder) else { continue }
-            guard isDirectory else {
+            guard let isFolder = isDirectory(at: folder) else { continue }
+            guard isFolder else {
                 result.diagnostics.append(CatalogDiagnostic(
                     file: folder, line: nil, message: "is not a folder; expected a folder of *.conf files"))
                 continue
@@ -162,19 +162,12 @@ public struct ClassCatalog: Hashable, Sendable, Codable {
             let confs = names.filter { $0.hasSuffix(".conf") && !$0.hasPrefix(".") }
                 .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
             for name in confs {
-                let path = folder.hasSuffix("/") ? folder + name : folder + "/" + name
-                guard directoryAt(path) == false else { continue }
+                let path = joinPath(folder, name)
+                guard isDirectory(at: path) == false else { continue }
                 loadFile(path, into: &result)
             }
         }
         return result
-    }
-
-    /// Whether `path` (following a symbolic link) is a folder; nil when nothing is there.
-    private static func directoryAt(_ path: String) -> Bool? {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        return info.st_mode & S_IFMT == S_IFDIR
     }
 
     /// Loads from ``defaultFolders(environment:)``.

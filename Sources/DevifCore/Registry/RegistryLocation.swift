@@ -57,19 +57,15 @@ public struct RegistryLocation: Sendable, Equatable {
             state = xdg
         } else if let home = environment["HOME"].flatMap({ $0.hasPrefix("/") ? $0 : nil })
                     ?? home.flatMap({ $0.hasPrefix("/") ? $0 : nil }) {
-            state = join(home, ".local/state")
+            state = joinPath(home, ".local/state")
         } else {
             throw RegistryError(.location,
                                 message: "cannot place the registry: neither XDG_STATE_HOME nor HOME is an absolute path",
                                 recovery: "Set \(environmentVariable) to the registry file's path")
         }
-        let directory = join(state, "devif")
-        return RegistryLocation(path: join(directory, "registry.sqlite"), directory: directory,
+        let directory = joinPath(state, "devif")
+        return RegistryLocation(path: joinPath(directory, "registry.sqlite"), directory: directory,
                                 directoryMode: mode, source: .user)
-    }
-
-    private static func join(_ a: String, _ b: String) -> String {
-        a.hasSuffix("/") ? a + b : a + "/" + b
     }
 
     private static func parent(of path: String) -> String {

@@ -128,16 +128,18 @@ public final class USBDevice: Sendable {
     @discardableResult
     public func write(endpoint: UInt8, _ data: [UInt8], timeout: Duration? = .seconds(5),
                       zeroLengthPacket: Bool = false) throws(USBError) -> Int {
-        let ep = try core.endpoint(endpoint, wantIn: false)
-        return try core.transferSync(ep, length: data.count, timeout: timeout, zlp: zeroLengthPacket, fill: { buffer in
-            data.withUnsafeBytes { buffer.copyMemory(from: $0) }
-        }, take: { $0.count })
+        // withUnsafeBytes rethrows untyped: the typed error goes out as a Result.
+        try data.withUnsafeBytes { bytes in
+            Result { () throws(USBError) in
+                try write(endpoint: endpoint, from: bytes, timeout: timeout, zeroLengthPacket: zeroLengthPacket)
+            }
+        }.get()
     }
 
     /// Receives at most `length` bytes from an IN endpoint.
     public func read(endpoint: UInt8, length: Int, timeout: Duration? = .seconds(5)) throws(USBError) -> [UInt8] {
         let ep = try core.endpoint(endpoint, wantIn: true)
-        return try core.transferSync(ep, length: length, timeout: timeout, zlp: false, fill: nil) { Array($0) }
+        return try core.transferSync(ep, length: length, timeout: timeout, zlp: false, fill: { _ in }) { Array($0) }
     }
 
     /// Sends the bytes of `buffer` on an OUT endpoint (bulk or interrupt),
@@ -157,7 +159,7 @@ public final class USBDevice: Sendable {
     public func read(endpoint: UInt8, into buffer: UnsafeMutableRawBufferPointer,
                      timeout: Duration? = .seconds(5)) throws(USBError) -> Int {
         let ep = try core.endpoint(endpoint, wantIn: true)
-        return try core.transferSync(ep, length: buffer.count, timeout: timeout, zlp: false, fill: nil) { received in
+        return try core.transferSync(ep, length: buffer.count, timeout: timeout, zlp: false, fill: { _ in }) { received in
             if received.count > 0 { buffer.copyMemory(from: received) }
             return received.count
         }
@@ -533,13 +535,15 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
 
     /// Submits and waits on a reused transfer: `fill` writes the OUT data
     /// into the transfer's buffer, `take` reads the bytes that came (IN) or
-    /// the count sent (OUT).
+    /// the count sent (OUT). Both are non-escaping (not optional closures,
+    /// which escape): their captures stay on the stack, and a warm call
+    /// allocates nothing whether or not the compiler inlines it.
     func transferSync<R>(_ ep: USBDevice.Endpoint, length: Int, timeout: Duration?, zlp: Bool,
-                         fill: ((UnsafeMutableRawBufferPointer) -> Void)?,
+                         fill: (UnsafeMutableRawBufferPointer) -> Void,
                          take: (UnsafeRawBufferPointer) -> R) throws(USBError) -> R {
         let slot = try syncSlot(ep.address, capacity: length) { describe(ep) }
         defer { giveBack(slot, ep.address) }
-        fill?(UnsafeMutableRawBufferPointer(rebasing: slot.box.buffer[0..<length]))
+        fill(UnsafeMutableRawBufferPointer(rebasing: slot.box.buffer[0..<length]))
         let n = try submitAndWait(slot, type: transferType(ep), endpoint: ep.address, length: length,
                                   timeout: timeout, zlp: zlp)
         return take(UnsafeRawBufferPointer(rebasing: slot.box.buffer[0..<n]))
@@ -657,11 +661,10 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     }
 
     func controlSync(setup: Setup, timeout: Duration?, data: [UInt8]?) throws(USBError) -> [UInt8] {
-        let slot = try syncSlot(0, capacity: 8 + Int(setup.length)) { "control request on \(path)" }
+        let slot = try syncSlot(0, capacity: 8 + Int(setup.length)) { Self.describe(setup, path) }
         defer { giveBack(slot, 0) }
-        let operation = slot.box.operation
+        // The control pipe's slot names each request in its errors.
         slot.box.operation = Self.describe(setup, path)
-        defer { slot.box.operation = operation }
         Self.fillSetup(slot.box.buffer, setup, data: data)
         let n = try submitAndWait(slot, type: LibUSB.transferTypeControl, endpoint: 0, length: 8 + Int(setup.length),
                                   timeout: timeout, zlp: false)
