@@ -21,6 +21,7 @@ build() { # name pkg-config-module|- [extra flags]
   printf 'build.sh: built %s\n' "$bin" >&2
 }
 build bulk-in libusb-1.0
+build bulk-out libusb-1.0
 build bulk-loopback libusb-1.0
 build hid-echo hidapi-hidraw
 build plug-arrival libusb-1.0 -pthread

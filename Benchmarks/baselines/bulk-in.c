@@ -6,7 +6,7 @@
 #include "common.h"
 
 static const char *usage =
-    "--vid HEX --pid HEX [--endpoint 0x81] [--transfer-size 16384] [--transfers 8] [--seconds 3]";
+    "--vid HEX --pid HEX [--endpoint 0x81] [--transfer-size 16384] [--transfers 8] [--seconds 3] [--mode push|stream]";
 
 static volatile int stopping;      /* set once: no more resubmits */
 static int in_flight;              /* transfers submitted and not yet called back */
@@ -39,6 +39,8 @@ int main(int argc, char **argv)
     struct opt opts[] = {
         {"vid", NULL}, {"pid", NULL}, {"endpoint", "0x81"}, {"transfer-size", "16384"},
         {"transfers", "8"}, {"seconds", "3"},
+        /* devif's side reads in push mode or as an AsyncSequence; raw libusb has one way. */
+        {"mode", "push"},
     };
     size_t n = sizeof opts / sizeof opts[0];
     parse_opts(argc, argv, opts, n, usage);

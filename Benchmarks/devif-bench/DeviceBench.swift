@@ -11,7 +11,7 @@ import Foundation
 import Synchronization
 
 let deviceBenchCommands: [any ParsableCommand.Type] = [
-    BulkInBench.self, BulkLoopbackBench.self, HIDEchoBench.self, PlugArrivalBench.self, BurstArrivalBench.self, StormArrivalBench.self,
+    BulkInBench.self, BulkOutBench.self, BulkLoopbackBench.self, HIDEchoBench.self, PlugArrivalBench.self, BurstArrivalBench.self, StormArrivalBench.self,
 ]
 
 /// The device to measure, by IDs (what the C baselines open too).
@@ -88,13 +88,74 @@ struct BulkInBench: AsyncParsableCommand {
         commandName: "bulk-in",
         abstract: "Bulk IN throughput (MB/s) from a SourceSink gadget through a devif USB handle.",
         discussion: """
-            Push mode (USBHandle.startReading): --transfers transfers of --transfer-size bytes \
+            --mode push (USBHandle.startReading): --transfers transfers of --transfer-size bytes \
             in flight, each handed to a handler on devif's event thread and resubmitted at once, \
-            as the C baseline (raw libusb async) does. Counts bytes for --seconds after a 0.5 s \
-            warm-up.
+            as the C baseline (raw libusb async) does. --mode stream: the same transfers through \
+            USBHandle.inStream, read with `for try await chunk in stream` (each chunk an array). \
+            Counts bytes for --seconds after a 0.5 s warm-up.
             """)
+    enum Mode: String, ExpressibleByArgument, CaseIterable { case push, stream }
     @OptionGroup var device: DeviceOptions
     @Option(help: "IN endpoint, hex.", transform: parseHex8) var endpoint: UInt8 = 0x81
+    @Option(help: "Bytes per transfer.") var transferSize = 16384
+    @Option(help: "Transfers in flight.") var transfers = 8
+    @Option(help: "Seconds to measure.") var seconds = 3.0
+    @Option(help: "How devif reads: push (a handler per transfer) or stream (an AsyncSequence).") var mode = Mode.push
+
+    func run() async throws {
+        let (manager, link) = try await openManager(device, kind: .usb)
+        defer { manager.stop() }
+        let handle = try manager.openUSB(link)
+        defer { handle.close() }
+        let bytes: () -> UInt64
+        let finish: () async throws -> Void
+        switch mode {
+        case .push:
+            let reader = try handle.startReading(endpoint: endpoint, transferSize: transferSize,
+                                                 transfers: transfers) { _ in .continue }
+            bytes = { reader.bytesReceived }
+            finish = {
+                reader.stop()
+                if let error = await reader.finished() { throw BenchFailure("bulk-in: \(error)") }
+            }
+        case .stream:
+            let stream = try handle.inStream(endpoint: endpoint, transferSize: transferSize, transfers: transfers)
+            let consumer = Task {
+                var total = 0
+                for try await chunk in stream { total &+= chunk.count }
+                return total
+            }
+            bytes = { stream.bytesReceived }
+            finish = {
+                stream.stop()
+                _ = try await consumer.value
+            }
+        }
+        try await Task.sleep(for: .milliseconds(500))  // warm-up: a fixed span, not synchronisation
+        let b0 = bytes(), t0 = monotonicNanoseconds()
+        try await Task.sleep(for: .seconds(seconds))
+        let b1 = bytes(), t1 = monotonicNanoseconds()
+        try await finish()
+        Sample(measure: "bulk-in", impl: "devif", value: megabytesPerSecond(b1 - b0, t1 - t0), unit: "MB/s",
+               note: "\(transfers)x\(transferSize) \(mode)").emit()
+    }
+}
+
+// MARK: bulk OUT
+
+struct BulkOutBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bulk-out",
+        abstract: "Bulk OUT throughput (MB/s) to a SourceSink gadget through a devif OUT stream.",
+        discussion: """
+            USBHandle.outStream with --transfers transfers of --transfer-size bytes queued; one \
+            thread writes --transfer-size pieces with blocking writes (backpressure holds it while \
+            every transfer is in flight), as the C baseline (raw libusb async, each transfer \
+            resubmitted from its callback) keeps its transfers queued. Counts the bytes of \
+            completed transfers for --seconds after a 0.5 s warm-up.
+            """)
+    @OptionGroup var device: DeviceOptions
+    @Option(help: "OUT endpoint, hex.", transform: parseHex8) var endpoint: UInt8 = 0x01
     @Option(help: "Bytes per transfer.") var transferSize = 16384
     @Option(help: "Transfers in flight.") var transfers = 8
     @Option(help: "Seconds to measure.") var seconds = 3.0
@@ -104,15 +165,29 @@ struct BulkInBench: AsyncParsableCommand {
         defer { manager.stop() }
         let handle = try manager.openUSB(link)
         defer { handle.close() }
-        let reader = try handle.startReading(endpoint: endpoint, transferSize: transferSize,
-                                             transfers: transfers) { _ in .continue }
+        let stream = try handle.outStream(endpoint: endpoint, transferSize: transferSize, transfers: transfers)
+        let stop = Atomic<Bool>(false)
+        let failure = Mutex<HandleError?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let piece = (0..<transferSize).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let writer = Thread {
+            piece.withUnsafeBytes { bytes in
+                do throws(HandleError) {
+                    while !stop.load(ordering: .relaxed) { try stream.write(from: bytes) }
+                } catch { failure.withLock { $0 = error } }
+            }
+            done.signal()
+        }
+        writer.start()
         try await Task.sleep(for: .milliseconds(500))  // warm-up: a fixed span, not synchronisation
-        let b0 = reader.bytesReceived, t0 = monotonicNanoseconds()
+        let b0 = stream.bytesSent, t0 = monotonicNanoseconds()
         try await Task.sleep(for: .seconds(seconds))
-        let b1 = reader.bytesReceived, t1 = monotonicNanoseconds()
-        reader.stop()
-        if let error = await reader.finished() { throw BenchFailure("bulk-in: \(error)") }
-        Sample(measure: "bulk-in", impl: "devif", value: megabytesPerSecond(b1 - b0, t1 - t0), unit: "MB/s",
+        let b1 = stream.bytesSent, t1 = monotonicNanoseconds()
+        stop.store(true, ordering: .relaxed)
+        done.wait()
+        if let error = failure.withLock({ $0 }) { throw BenchFailure("bulk-out: \(error)") }
+        stream.cancel()
+        Sample(measure: "bulk-out", impl: "devif", value: megabytesPerSecond(b1 - b0, t1 - t0), unit: "MB/s",
                note: "\(transfers)x\(transferSize)").emit()
     }
 }

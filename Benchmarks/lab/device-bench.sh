@@ -8,7 +8,7 @@
 #   DEVIF_USB    devif-usb (idle-rss, list-32 and rules-names rows); missing: those devif rows skipped
 #   BASELINES    folder of the C baselines (Benchmarks/baselines/build.sh OUT_DIR)
 #   RUNS         runs per row (default 5); DEVLAB_BIN: devlab's helpers (default Lab/.cache/bin)
-#   ROWS         which rows (default all): bulk-in bulk-loopback bulk-loopback-64 hid-echo usbip-bulk-in plug-arrival idle-rss burst-arrival storm-arrival list-32 rules-names
+#   ROWS         which rows (default all): bulk-in bulk-in-stream bulk-out bulk-loopback bulk-loopback-64 hid-echo usbip-bulk-in plug-arrival idle-rss burst-arrival storm-arrival list-32 rules-names
 #
 # Every sample line goes to $LAB_RESULTS/samples.jsonl (appended); progress to
 # stderr and $LAB_RESULTS/device-bench.log. Each row alternates C and devif
@@ -19,7 +19,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 : "${LAB_RESULTS:?LAB_RESULTS is not set: run this through Lab/run}"
 : "${BASELINES:?BASELINES is not set: the folder of the C baselines (Benchmarks/baselines/build.sh OUT_DIR)}"
 RUNS=${RUNS:-5}
-ROWS=" ${ROWS:-bulk-in bulk-loopback bulk-loopback-64 hid-echo usbip-bulk-in plug-arrival idle-rss burst-arrival storm-arrival list-32 rules-names} "
+ROWS=" ${ROWS:-bulk-in bulk-in-stream bulk-out bulk-loopback bulk-loopback-64 hid-echo usbip-bulk-in plug-arrival idle-rss burst-arrival storm-arrival list-32 rules-names} "
 want() { [[ $ROWS == *" $1 "* ]]; }
 DEVIF_BENCH=${DEVIF_BENCH:-}
 DEVIF_USB=${DEVIF_USB:-}
@@ -46,7 +46,7 @@ log() {
 fatal() { log "FATAL: $*"; exit 2; }
 failures=()
 
-for prog in bulk-in bulk-loopback hid-echo plug-arrival walltime; do
+for prog in bulk-in bulk-out bulk-loopback hid-echo plug-arrival walltime; do
   [[ -x $BASELINES/$prog ]] || fatal "$BASELINES/$prog is missing (build with Benchmarks/baselines/build.sh $BASELINES)"
 done
 
@@ -129,12 +129,15 @@ endpoint() { # NAME DIRECTION
   jq -r --arg n "$1" --arg d "$2" 'select(.name == $n and .interfaces != null) | .interfaces[0].endpoints[] | select(.type == "Bulk" and .direction == $d) | .address' \
     "$work/gadgets.jsonl" | head -n 1
 }
-ss_in=$(endpoint bss in) lb_in=$(endpoint blb in) lb_out=$(endpoint blb out)
-[[ -n $ss_in && -n $lb_in && -n $lb_out ]] || fatal "bulk endpoints not found in the plug output ($work/gadgets.jsonl)"
-log "gadgets plugged: sourcesink IN $ss_in, loopback OUT $lb_out IN $lb_in, hid $(jq -r 'select(.name == "bhid" and .interfaces != null) | .hidraw[0]' "$work/gadgets.jsonl")"
+ss_in=$(endpoint bss in) ss_out=$(endpoint bss out) lb_in=$(endpoint blb in) lb_out=$(endpoint blb out)
+[[ -n $ss_in && -n $ss_out && -n $lb_in && -n $lb_out ]] || fatal "bulk endpoints not found in the plug output ($work/gadgets.jsonl)"
+log "gadgets plugged: sourcesink IN $ss_in OUT $ss_out, loopback OUT $lb_out IN $lb_in, hid $(jq -r 'select(.name == "bhid" and .interfaces != null) | .hidraw[0]' "$work/gadgets.jsonl")"
 
 # ---- transfer rows --------------------------------------------------------
 want bulk-in && row bulk-in 60 --vid $VID --pid $PID_SS --endpoint "$ss_in" --transfer-size 16384 --transfers 8 --seconds 3
+# The same transfers read the way README shows first: an IN stream as an AsyncSequence.
+want bulk-in-stream && SAMPLE_MEASURE=bulk-in-stream row bulk-in 60 --vid $VID --pid $PID_SS --endpoint "$ss_in" --transfer-size 16384 --transfers 8 --seconds 3 --mode stream
+want bulk-out && row bulk-out 60 --vid $VID --pid $PID_SS --endpoint "$ss_out" --transfer-size 16384 --transfers 8 --seconds 3
 want bulk-loopback && row bulk-loopback 60 --vid $VID --pid $PID_LB --out "$lb_out" --in "$lb_in" --chunk 4096 --seconds 3
 # The command/response pattern most devices speak: 64-byte round trips.
 want bulk-loopback-64 && SAMPLE_MEASURE=bulk-loopback-64 row bulk-loopback 60 --vid $VID --pid $PID_LB --out "$lb_out" --in "$lb_in" --chunk 64 --seconds 3

@@ -19,6 +19,14 @@ extension Duration {
         return seconds &* 1_000_000 &+ attoseconds / 1_000_000_000_000
     }
 
+    /// Nanoseconds, truncated toward zero (saturating), for dispatch deadlines.
+    package var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return seconds < 0 ? .min : .max }
+        return scaled.addingReportingOverflow(attoseconds / 1_000_000_000).overflow ? .max : scaled + attoseconds / 1_000_000_000
+    }
+
     /// Seconds as a `Double`.
     package var seconds: Double {
         let (seconds, attoseconds) = components

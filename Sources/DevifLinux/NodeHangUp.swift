@@ -1,3 +1,4 @@
+import DevifCore
 import Glibc
 
 /// How long an I/O error waits for the kernel to report a device node hung
@@ -21,7 +22,7 @@ package func nodeHungUp(_ fd: Int32, withinMilliseconds limit: Int32 = hangUpWai
     while true {
         if let answer = known() { return answer }
         let left = deadline - ContinuousClock.now
-        let wait = max(0, Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+        let wait = max(0, Int32(clamping: left.milliseconds))
         // No events asked of the node: poll reports only hang-up and errors.
         var fds = [pollfd(fd: fd, events: 0, revents: 0)]
         if let wake { fds.append(pollfd(fd: wake, events: Int16(POLLIN), revents: 0)) }

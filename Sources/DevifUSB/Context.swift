@@ -154,14 +154,14 @@ public final class USBContext: @unchecked Sendable {  // `raw` is immutable; lib
 
 /// Marks the threads running a transfer completion (thread-specific data),
 /// so that nothing blocks on libusb from inside one.
-enum CompletionThread {
+package enum CompletionThread {
     private static let key: pthread_key_t = {
         var key = pthread_key_t()
         precondition(pthread_key_create(&key, nil) == 0, "pthread_key_create failed")
         return key
     }()
 
-    static var isInside: Bool { pthread_getspecific(key) != nil }
+    package static var isInside: Bool { pthread_getspecific(key) != nil }
 
     static func run(_ body: () -> Void) {
         let outer = pthread_getspecific(key)

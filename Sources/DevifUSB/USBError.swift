@@ -72,22 +72,26 @@ public struct USBError: Error, Sendable, Equatable, CustomStringConvertible {
         self.operation = operation
     }
 
-    /// The error a finished transfer's status means; nil for COMPLETED.
-    init?(transferStatus status: libusb_transfer_status, operation: String) {
+    /// The error a finished transfer's status means; nil for `.completed`.
+    init?(transferStatus status: TransferStatus, operation: String) {
         switch status {
-        case LIBUSB_TRANSFER_COMPLETED: return nil
-        case LIBUSB_TRANSFER_TIMED_OUT: self.init(libusbCode: LIBUSB_ERROR_TIMEOUT.rawValue, operation: operation)
-        case LIBUSB_TRANSFER_CANCELLED: self.init(.cancelled, libusbCode: LIBUSB_ERROR_INTERRUPTED.rawValue, operation: operation)
-        case LIBUSB_TRANSFER_STALL: self.init(libusbCode: LIBUSB_ERROR_PIPE.rawValue, operation: operation)
-        case LIBUSB_TRANSFER_NO_DEVICE: self.init(libusbCode: LIBUSB_ERROR_NO_DEVICE.rawValue, operation: operation)
-        case LIBUSB_TRANSFER_OVERFLOW: self.init(libusbCode: LIBUSB_ERROR_OVERFLOW.rawValue, operation: operation)
-        default: self.init(libusbCode: LIBUSB_ERROR_IO.rawValue, operation: operation)
+        case .completed: return nil
+        case .timedOut: self.init(libusbCode: LIBUSB_ERROR_TIMEOUT.rawValue, operation: operation)
+        case .cancelled: self.init(.cancelled, libusbCode: LIBUSB_ERROR_INTERRUPTED.rawValue, operation: operation)
+        case .stall: self.init(libusbCode: LIBUSB_ERROR_PIPE.rawValue, operation: operation)
+        case .noDevice: self.init(libusbCode: LIBUSB_ERROR_NO_DEVICE.rawValue, operation: operation)
+        case .overflow: self.init(libusbCode: LIBUSB_ERROR_OVERFLOW.rawValue, operation: operation)
+        case .failed: self.init(libusbCode: LIBUSB_ERROR_IO.rawValue, operation: operation)
         }
     }
 
     /// The same error, naming `operation` (e.g. the handle and endpoint).
     func naming(_ operation: String) -> USBError { USBError(code, libusbCode: libusbCode, operation: operation) }
 
+    /// A call devif refused before reaching the device (a wrong endpoint, size or state).
+    static func invalid(_ operation: String) -> USBError {
+        USBError(libusbCode: LIBUSB_ERROR_INVALID_PARAM.rawValue, operation: operation)
+    }
     static func cancelled(_ operation: String) -> USBError {
         USBError(.cancelled, libusbCode: LIBUSB_ERROR_INTERRUPTED.rawValue, operation: operation)
     }

@@ -154,6 +154,61 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         }
     }
 
+    /// Writes an OUT endpoint continuously with `transfers` transfers of
+    /// `transferSize` bytes (a multiple of the packet size) queued: the
+    /// device always has the next buffer waiting. Writes block (or suspend)
+    /// only while every transfer is in flight; ``OutStream/finish(timeout:)``
+    /// sends the rest, ends with a zero-length packet when the data ends on
+    /// a packet boundary (`zeroLengthPacket`), and waits for the device.
+    /// `timeout`: for each transfer (nil: none).
+    public func outStream(endpoint: UInt8, transferSize: Int = 16384, transfers: Int = 8,
+                          timeout: Duration? = nil, zeroLengthPacket: Bool = true) throws(HandleError) -> OutStream {
+        let stream = try ref.perform { () throws(USBError) in
+            try device.outStream(endpoint: endpoint, transferSize: transferSize, transfers: transfers,
+                                 timeout: timeout, zeroLengthPacket: zeroLengthPacket)
+        }
+        return OutStream(ref: ref, stream: stream)
+    }
+
+    /// A running ``outStream(endpoint:transferSize:transfers:timeout:zeroLengthPacket:)``.
+    /// One writer at a time. Dropping every copy cancels what is in flight.
+    public struct OutStream: Sendable {
+        let ref: HandleRef
+        let stream: USBOutStream
+        /// Bytes the device has taken so far.
+        public var bytesSent: UInt64 { stream.bytesSent }
+        /// Queues `buffer`'s bytes (copied), blocking while every transfer is in flight.
+        /// - Throws: what ended the stream (``HandleError/deviceRemoved``,
+        ///   ``HandleError/closed``, a stall ...).
+        public func write(from buffer: UnsafeRawBufferPointer) throws(HandleError) {
+            try ref.perform { () throws(USBError) in try stream.write(from: buffer) }
+        }
+        /// Queues `bytes`, blocking while every transfer is in flight.
+        public func write(_ bytes: [UInt8]) throws(HandleError) {
+            try ref.perform { () throws(USBError) in
+                try bytes.withUnsafeBytes { b in Result { () throws(USBError) in try stream.write(from: b) } }.get()
+            }
+        }
+        /// The async form of ``write(_:)-(_)``: suspends while every transfer is in flight.
+        public func write(_ bytes: [UInt8]) async throws(HandleError) {
+            try await ref.performAsync { () async throws(USBError) in try await stream.write(bytes) }
+        }
+        /// Sends what is gathered (and the zero-length packet the rule asks
+        /// for), waits for every transfer (each at most `timeout`), and
+        /// returns the bytes the device took. Later writes fail.
+        @discardableResult
+        public func finish(timeout: Duration? = .seconds(5)) throws(HandleError) -> UInt64 {
+            try ref.perform { () throws(USBError) in try stream.finish(timeout: timeout) }
+        }
+        /// The async form of ``finish(timeout:)``; cancel the task to give up.
+        @discardableResult
+        public func finish() async throws(HandleError) -> UInt64 {
+            try await ref.performAsync { () async throws(USBError) in try await stream.finish() }
+        }
+        /// Cancels what is in flight (it may or may not have reached the device).
+        public func cancel() { stream.cancel() }
+    }
+
     /// Reads an IN endpoint in push mode, the fastest way to stream: `handler`
     /// gets each transfer's bytes on devif's event thread as it completes
     /// (valid only during the call; do not block there) and returns
@@ -280,4 +335,22 @@ public struct USBHandle: Sendable, CustomStringConvertible {
     public func clearHalt(endpoint: UInt8) throws(HandleError) {
         try ref.perform { () throws(USBError) in try device.clearHalt(endpoint: endpoint) }
     }
+}
+
+/// An IN stream is an `AsyncSequence` of chunks: `for try await chunk in
+/// stream` reads until ``USBHandle/InStream/stop()`` (the loop ends) or an
+/// error (thrown: ``HandleError/deviceRemoved``, ``HandleError/closed`` ...).
+extension USBHandle.InStream: AsyncSequence {
+    public typealias Element = [UInt8]
+    public typealias Failure = HandleError
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let stream: USBHandle.InStream
+        public mutating func next() async throws(HandleError) -> [UInt8]? { try await stream.next() }
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws(HandleError) -> [UInt8]? {
+            try await stream.next()
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(stream: self) }
 }

@@ -1,5 +1,6 @@
 // hidapi's view of one hidraw node, copied out of its C list.
 import CHIDAPI
+import DevifCore
 import Synchronization
 
 /// Serializes calls into hidapi: its global error string is freed and
@@ -84,9 +85,7 @@ private let hidapiEnumerationCount = Atomic<Int>(0)
 private let hidapiAnsweredCount = Atomic<Int>(0)
 private let hidapiEnumerationNanoseconds = Atomic<Int>(0)
 
-private func nanoseconds(_ d: Duration) -> Int {
-    Int(d.components.seconds) * 1_000_000_000 + Int(d.components.attoseconds / 1_000_000_000)
-}
+private func nanoseconds(_ d: Duration) -> Int { Int(d.nanoseconds) }
 
 /// What devif asked hidapi in this process, for the lab's check that a burst
 /// of hidraw arrivals costs one enumeration, not one per node.

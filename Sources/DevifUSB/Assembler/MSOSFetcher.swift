@@ -284,7 +284,7 @@ private struct Session<P: ControlPipe> {
         do {
             // Never wait past the budget: the last request gets what is left of it.
             let left = deadline - ContinuousClock.now
-            let leftMilliseconds = Int(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
+            let leftMilliseconds = Int(left.milliseconds)
             let bytes = try pipe.controlIn(requestType: type, request: request, value: value, index: index, length: length,
                                            timeoutMilliseconds: max(1, min(timeout, leftMilliseconds)))
             // A device that answers more than asked lies about lengths: keep what was asked.

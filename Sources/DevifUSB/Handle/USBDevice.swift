@@ -47,32 +47,16 @@ public final class USBDevice: Sendable {
     /// Opens a usbfs node read-write.
     /// - Throws: ``USBError/access`` without permission (a udev rule fixes
     ///   that), ``USBError/deviceRemoved`` if the node is gone.
-    public init(path: String, context: USBContext? = nil) throws(USBError) {
+    public convenience init(path: String, context: USBContext? = nil) throws(USBError) {
         let context = if let context { context } else { try USBContext.shared() }
-        let fd: Int32
-        do {
-            fd = try Syscalls.open(path, O_RDWR | O_CLOEXEC)
-        } catch {
-            switch error.code {
-            case EACCES, EPERM: throw USBError(libusbCode: LIBUSB_ERROR_ACCESS.rawValue, operation: "open(\(path))")
-            case ENOENT, ENODEV, ENXIO: throw USBError.removed("open(\(path))")
-            default: throw USBError(libusbCode: LIBUSB_ERROR_IO.rawValue, operation: "open(\(path)): \(error)")
-            }
-        }
-        let handle: OpaquePointer
-        do {
-            handle = try LibUSB.wrapSysDevice(context.raw, fd: fd)
-        } catch {
-            // A device leaving as it is opened fails here with an I/O error.
-            let gone = (error == .io || error == .noDevice) && nodeHungUp(fd)
-            Syscalls.close(fd)
-            if gone { throw USBError.removed("libusb_wrap_sys_device(\(path))") }
-            throw error.naming("libusb_wrap_sys_device(\(path))")
-        }
+        self.init(path: path, transport: try LibUSBTransport(path: path, context: context))
+    }
+
+    /// A device on any transport (unit tests drive a fake one).
+    package init(path: String, transport: any USBTransport) {
         self.path = path
-        core = USBDeviceCore(path: path, fd: fd, handle: handle, context: context)
+        core = USBDeviceCore(path: path, transport: transport)
         core.loadEndpoints()
-        try? LibUSB.setAutoDetachKernelDriver(handle, true)
     }
 
     deinit { core.close(wait: false) }
@@ -106,16 +90,16 @@ public final class USBDevice: Sendable {
 
     /// Selects an alternate setting of a claimed interface.
     public func setAlternateSetting(_ setting: Int, interface number: Int) throws(USBError) {
-        try core.usingHandle("set alternate setting \(setting) of interface \(number)") { h throws(USBError) in
-            try LibUSB.setAlternateSetting(h, interface: Int32(number), setting: Int32(setting))
+        try core.usingTransport("set alternate setting \(setting) of interface \(number)") { t throws(USBError) in
+            try t.setAlternateSetting(setting, interface: number)
         }
         core.loadEndpoints()
     }
 
     /// Clears a halt (stall) on an endpoint and resets its data toggle.
     public func clearHalt(endpoint: UInt8) throws(USBError) {
-        try core.usingHandle("clear halt on endpoint 0x\(hex2(endpoint))") { h throws(USBError) in
-            try LibUSB.clearHalt(h, endpoint: endpoint)
+        try core.usingTransport("clear halt on endpoint 0x\(hex2(endpoint))") { t throws(USBError) in
+            try t.clearHalt(endpoint: endpoint)
         }
     }
 
@@ -192,6 +176,15 @@ public final class USBDevice: Sendable {
         return try USBInStream(core: core, endpoint: ep, transferSize: transferSize, transfers: transfers, timeout: timeout)
     }
 
+    /// Starts writing an OUT endpoint with `transfers` transfers of
+    /// `transferSize` bytes queued (see ``USBOutStream``).
+    package func outStream(endpoint: UInt8, transferSize: Int = 16384, transfers: Int = 8,
+                           timeout: Duration? = nil, zeroLengthPacket: Bool = true) throws(USBError) -> USBOutStream {
+        let ep = try core.endpoint(endpoint, wantIn: false)
+        return try USBOutStream(core: core, endpoint: ep, transferSize: transferSize, transfers: transfers,
+                                timeout: timeout, zeroLengthPacket: zeroLengthPacket)
+    }
+
     /// Starts reading an IN endpoint in push mode: `handler` gets each
     /// completed transfer's bytes on the event thread (see ``USBReader``).
     public func startReading(endpoint: UInt8, transferSize: Int = 16384, transfers: Int = 8,
@@ -265,17 +258,13 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     }
 
     let path: String
-    let fd: Int32
-    let handle: OpaquePointer
-    let context: USBContext
+    let transport: any USBTransport
     let state = Mutex(State())
     let endpoints = Mutex<[UInt8: USBDevice.Endpoint]>([:])
 
-    init(path: String, fd: Int32, handle: OpaquePointer, context: USBContext) {
+    init(path: String, transport: any USBTransport) {
         self.path = path
-        self.fd = fd
-        self.handle = handle
-        self.context = context
+        self.transport = transport
     }
 
     var endReason: USBError? {
@@ -289,18 +278,16 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     /// Reads the active configuration's endpoints (all alternate settings'
     /// first, then the current one is whatever the device uses: usbfs checks).
     func loadEndpoints() {
-        guard let dev = LibUSB.device(of: handle) else { return }
         var found: [UInt8: USBDevice.Endpoint] = [:]
-        let descriptors = try? LibUSB.activeConfigEndpoints(dev)
-        for e in descriptors ?? [] where found[e.address] == nil {
-            let kind: USBDevice.Endpoint.Kind = switch e.attributes & 0x3 {
-            case 0: .control
-            case 1: .isochronous
-            case 2: .bulk
-            default: .interrupt
+        for (e, interface) in transport.endpointDescriptors() where found[e.address] == nil {
+            let kind: USBDevice.Endpoint.Kind = switch e.transferType {
+            case .control: .control
+            case .isochronous: .isochronous
+            case .bulk: .bulk
+            case .interrupt: .interrupt
             }
             found[e.address] = USBDevice.Endpoint(address: e.address, kind: kind,
-                                                  maxPacketSize: Int(e.maxPacketSize & 0x7FF), interface: e.interface)
+                                                  maxPacketSize: Int(e.maxPacketSize & 0x7FF), interface: interface)
         }
         endpoints.withLock { $0 = found }
     }
@@ -333,7 +320,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         }
     }
 
-    func usingHandle<R>(_ what: String, _ body: (OpaquePointer) throws(USBError) -> R) throws(USBError) -> R {
+    func usingTransport<R>(_ what: String, _ body: (any USBTransport) throws(USBError) -> R) throws(USBError) -> R {
         let refused = state.withLock { s -> USBError? in
             if let r = refusal(s.phase, what) { return r }
             s.users += 1
@@ -342,7 +329,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         if let refused { throw refused }
         defer { endUse() }
         do {
-            return try body(handle)
+            return try body(transport)
         } catch where error == .noDevice {
             markRemoved()
             throw USBError.removed("\(what) on \(path)")
@@ -361,17 +348,13 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
 
     func claim(_ number: Int) throws(USBError) {
         guard state.withLock({ !$0.claimed.contains(number) }) else { return }
-        try usingHandle("claim interface \(number)") { h throws(USBError) in
-            try LibUSB.claimInterface(h, Int32(number))
-        }
+        try usingTransport("claim interface \(number)") { t throws(USBError) in try t.claim(interface: number) }
         state.withLock { _ = $0.claimed.insert(number) }
     }
 
     func release(_ number: Int) throws(USBError) {
         guard state.withLock({ $0.claimed.remove(number) != nil }) else { return }
-        try usingHandle("release interface \(number)") { h throws(USBError) in
-            try LibUSB.releaseInterface(h, Int32(number))
-        }
+        try usingTransport("release interface \(number)") { t throws(USBError) in try t.release(interface: number) }
     }
 
     func markRemoved() {
@@ -387,7 +370,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         let (inFlight, teardown, waiter) = state.withLock { s -> ([TransferBox], Bool, TransferWaiter?) in
             guard s.phase == .open || s.phase == .removed else {
                 // Closing already: wait for the first close to finish.
-                guard wait, s.phase == .closing, !context.isEventThread else { return ([], false, nil) }
+                guard wait, s.phase == .closing, !transport.isEventThread else { return ([], false, nil) }
                 let w = TransferWaiter()
                 s.closeWaiters.append(w)
                 return ([], false, w)
@@ -395,7 +378,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
             s.phase = .closing
             let teardown = shouldTearDown(&s)
             var w: TransferWaiter?
-            if !teardown, wait, !context.isEventThread {
+            if !teardown, wait, !transport.isEventThread {
                 w = TransferWaiter()
                 s.closeWaiters.append(w!)
             }
@@ -403,7 +386,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         }
         for box in inFlight { box.cancel() }
         if teardown {
-            if context.isEventThread { DispatchQueue.global().async { self.tearDown() } } else { tearDown() }
+            if transport.isEventThread { DispatchQueue.global().async { self.tearDown() } } else { tearDown() }
         }
         _ = waiter?.wait()
     }
@@ -421,9 +404,8 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
             defer { s.claimed = []; s.closeWaiters = []; s.syncSlots = Array(repeating: nil, count: 32) }
             return (s.claimed, s.closeWaiters)
         }
-        for number in claimed.sorted() { try? LibUSB.releaseInterface(handle, Int32(number)) }
-        LibUSB.close(handle)
-        Syscalls.close(fd)
+        for number in claimed.sorted() { try? transport.release(interface: number) }
+        transport.close()
         for w in waiters { w.finish(.success(0)) }
     }
 
@@ -435,7 +417,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     /// - Parameter pumped: the caller handles events itself until the
     ///   completion (``USBContext/pump(until:)``); otherwise the transfer
     ///   counts as asynchronous work for the on-demand event thread.
-    func submit(_ box: TransferBox, type: UInt8, endpoint: UInt8, length: Int, timeout: Duration?, zlp: Bool,
+    func submit(_ box: TransferBox, type: USBEndpoint.TransferType, endpoint: UInt8, length: Int, timeout: Duration?, zlp: Bool,
                 pumped: Bool = false,
                 completion: @escaping @Sendable (TransferBox, Result<Int, USBError>) -> Void) throws(USBError) {
         try submit(box, type: type, endpoint: endpoint, length: length, timeout: timeout, zlp: zlp, pumped: pumped,
@@ -451,29 +433,29 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         let id = ObjectIdentifier(box)
         return { [self] box, result in
             finished(id, box, result, completion)
-            if !pumped { context.endAsync() }
+            if !pumped { transport.endAsync() }
         }
     }
 
-    func submit(_ box: TransferBox, type: UInt8, endpoint: UInt8, length: Int, timeout: Duration?, zlp: Bool,
+    func submit(_ box: TransferBox, type: USBEndpoint.TransferType, endpoint: UInt8, length: Int, timeout: Duration?, zlp: Bool,
                 pumped: Bool = false, wrapped: @escaping TransferBox.Completion) throws(USBError) {
-        if !pumped { context.beginAsync() }
+        if !pumped { transport.beginAsync() }
         do throws(USBError) {
             try submitRegistered(box, type: type, endpoint: endpoint, length: length, timeout: timeout, zlp: zlp,
                                  wrapped: wrapped)
         } catch {
-            if !pumped { context.endAsync() }
+            if !pumped { transport.endAsync() }
             throw error
         }
     }
 
-    private func submitRegistered(_ box: TransferBox, type: UInt8, endpoint: UInt8, length: Int, timeout: Duration?,
+    private func submitRegistered(_ box: TransferBox, type: USBEndpoint.TransferType, endpoint: UInt8, length: Int, timeout: Duration?,
                                   zlp: Bool, wrapped: @escaping TransferBox.Completion) throws(USBError) {
         let id = ObjectIdentifier(box)
         let failure = state.withLock { s -> USBError? in
             if let r = refusal(s.phase, box.operation) { return r }
             do throws(USBError) {
-                try box.submit(handle: handle, type: type, endpoint: endpoint, length: length, timeout: timeout,
+                try box.submit(type: type, endpoint: endpoint, length: length, timeout: timeout,
                                zeroLengthPacket: zlp, completion: wrapped)
             } catch {
                 return error
@@ -483,7 +465,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         }
         if let failure {
             // Submitting to a leaving device can fail with an I/O error too.
-            if failure == .noDevice || (failure == .io && nodeHungUp(fd)) { markRemoved(); throw USBError.removed(box.operation) }
+            if failure == .noDevice || (failure == .io && transport.hungUp()) { markRemoved(); throw USBError.removed(box.operation) }
             throw failure
         }
     }
@@ -499,8 +481,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         // (A completed transfer says nothing of a removal: one lock, below.)
         if !result.completed {
             let knownRemoved = state.withLock { $0.phase == .removed }
-            if !knownRemoved, result.status == LIBUSB_TRANSFER_NO_DEVICE
-                || (result.status == LIBUSB_TRANSFER_ERROR && nodeHungUp(fd)) {
+            if !knownRemoved, result.status == .noDevice || (result.status == .failed && transport.hungUp()) {
                 markRemoved()
             }
         }
@@ -512,7 +493,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         let outcome: Result<Int, USBError>
         if result.completed {
             outcome = .success(result.length)
-        } else if phase == .removed || result.status == LIBUSB_TRANSFER_NO_DEVICE {
+        } else if phase == .removed || result.status == .noDevice {
             outcome = .failure(.removed(box.operation))
         } else if phase == .closing || phase == .closed {
             outcome = .failure(.closed(box.operation))
@@ -529,8 +510,8 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         "\(ep.kind) \(ep.isIn ? "IN" : "OUT") 0x\(hex2(ep.address)) on \(path)"
     }
 
-    private func transferType(_ ep: USBDevice.Endpoint) -> UInt8 {
-        ep.kind == .interrupt ? LibUSB.transferTypeInterrupt : LibUSB.transferTypeBulk
+    func transferType(_ ep: USBDevice.Endpoint) -> USBEndpoint.TransferType {
+        ep.kind == .interrupt ? .interrupt : .bulk
     }
 
     /// Submits and waits on a reused transfer: `fill` writes the OUT data
@@ -558,7 +539,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
             slot.box.reserve(capacity)
             return slot
         }
-        let box = try TransferBox(capacity: capacity)
+        let box = try TransferBox(capacity: capacity, transport: transport)
         box.operation = operation()
         let waiter = TransferWaiter()
         return SyncSlot(box: box, waiter: waiter, completion: wrap(box, pumped: true) { _, r in waiter.finish(r) })
@@ -577,23 +558,23 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     /// The one blocking path: submit, then handle events on the calling
     /// thread until the completion (never from inside a completion). The
     /// box is idle again when this returns.
-    private func submitAndWait(_ slot: SyncSlot, type: UInt8, endpoint: UInt8, length: Int, timeout: Duration?,
+    private func submitAndWait(_ slot: SyncSlot, type: USBEndpoint.TransferType, endpoint: UInt8, length: Int, timeout: Duration?,
                                zlp: Bool) throws(USBError) -> Int {
-        guard !context.isEventThread else {
+        guard !transport.isEventThread else {
             throw USBError(libusbCode: LIBUSB_ERROR_BUSY.rawValue,
                            operation: "a synchronous transfer from a completion handler (use the async form)")
         }
         slot.waiter.reset()
         try submit(slot.box, type: type, endpoint: endpoint, length: length, timeout: timeout, zlp: zlp, pumped: true,
                    wrapped: slot.completion)
-        context.pump(until: slot.waiter)
+        transport.pump(until: slot.waiter)
         return try slot.waiter.wait().get()
     }
 
     func transferAsync<R: Sendable>(_ ep: USBDevice.Endpoint, length: Int, timeout: Duration?, zlp: Bool,
                                     fill: ((UnsafeMutableRawBufferPointer) -> Void)?,
                                     take: @escaping @Sendable (UnsafeMutableRawBufferPointer, Int) -> R) async throws(USBError) -> R {
-        let box = try TransferBox(capacity: length)
+        let box = try TransferBox(capacity: length, transport: transport)
         box.operation = describe(ep)
         fill?(UnsafeMutableRawBufferPointer(rebasing: box.buffer[0..<length]))
         return try await awaitTransfer(box) { [self] box, done throws(USBError) in
@@ -636,7 +617,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     typealias Setup = (requestType: UInt8, request: UInt8, value: UInt16, index: UInt16, length: UInt16)
 
     private func controlBox(_ setup: Setup, data: [UInt8]?, timeout: Duration?) throws(USBError) -> TransferBox {
-        let box = try TransferBox(capacity: 8 + Int(setup.length))
+        let box = try TransferBox(capacity: 8 + Int(setup.length), transport: transport)
         box.operation = Self.describe(setup, path)
         Self.fillSetup(box.buffer, setup, data: data)
         return box
@@ -666,7 +647,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         // The control pipe's slot names each request in its errors.
         slot.box.operation = Self.describe(setup, path)
         Self.fillSetup(slot.box.buffer, setup, data: data)
-        let n = try submitAndWait(slot, type: LibUSB.transferTypeControl, endpoint: 0, length: 8 + Int(setup.length),
+        let n = try submitAndWait(slot, type: .control, endpoint: 0, length: 8 + Int(setup.length),
                                   timeout: timeout, zlp: false)
         return Self.controlData(slot.box, n, isIn: setup.requestType & 0x80 != 0)
     }
@@ -675,7 +656,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         let box = try controlBox(setup, data: data, timeout: timeout)
         let isIn = setup.requestType & 0x80 != 0
         return try await awaitTransfer(box) { [self] box, done throws(USBError) in
-            try submit(box, type: LibUSB.transferTypeControl, endpoint: 0, length: 8 + Int(setup.length),
+            try submit(box, type: .control, endpoint: 0, length: 8 + Int(setup.length),
                        timeout: timeout, zlp: false) { box, r in
                 done(r.map { Self.controlData(box, $0, isIn: isIn) })
             }

@@ -126,7 +126,7 @@ extension USBInStream {
             self.timeout = timeout
             self.transfers = transfers
             boxes = try TransferBox.streamSet(transfers: transfers, keeping: 2 * transfers, of: transferSize,
-                                              operation: "stream from " + core.describe(endpoint))
+                                              transport: core.transport, operation: "stream from " + core.describe(endpoint))
             state.withLock { $0.spares = boxes }
             refill()
             if let error = state.withLock({ $0.end }) {
@@ -168,7 +168,7 @@ extension USBInStream {
         }
 
         private func submit(_ box: TransferBox) throws(USBError) {
-            let type = ep.kind == .interrupt ? LibUSB.transferTypeInterrupt : LibUSB.transferTypeBulk
+            let type = core.transferType(ep)
             try core.submit(box, type: type, endpoint: ep.address, length: transferSize, timeout: timeout, zlp: false) {
                 [self] box, result in completed(box, result)
             }
@@ -273,7 +273,7 @@ extension USBInStream {
         }
 
         func next(timeout: Duration?) throws(USBError) -> [UInt8]? {
-            let deadline = timeout.map { DispatchTime.now() + .nanoseconds(Int(clamping: $0.components.seconds * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000)) }
+            let deadline = timeout.map { DispatchTime.now() + .nanoseconds(Int(clamping: $0.nanoseconds)) }
             while true {
                 if case .value(let chunk) = try poll() { return chunk }
                 let semaphore = DispatchSemaphore(value: 0)
@@ -350,7 +350,7 @@ enum StreamWaiter {
 extension TransferBox {
     /// The buffers of a stream or reader of `transfers` x `size` bytes
     /// (`count` of them), after checking that shape.
-    static func streamSet(transfers: Int, keeping count: Int, of size: Int,
+    static func streamSet(transfers: Int, keeping count: Int, of size: Int, transport: any USBTransport,
                           operation: String) throws(USBError) -> [TransferBox] {
         guard size > 0, size <= 1 << 24, (1...256).contains(transfers) else {
             throw USBError(libusbCode: LIBUSB_ERROR_INVALID_PARAM.rawValue,
@@ -358,7 +358,7 @@ extension TransferBox {
         }
         var boxes: [TransferBox] = []
         for _ in 0..<count {
-            let box = try TransferBox(capacity: size)
+            let box = try TransferBox(capacity: size, transport: transport)
             box.operation = operation
             boxes.append(box)
         }

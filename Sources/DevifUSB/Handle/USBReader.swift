@@ -61,7 +61,7 @@ public final class USBReader: Sendable {
         self.timeout = timeout
         self.handler = handler
         let boxes = try TransferBox.streamSet(transfers: transfers, keeping: transfers, of: transferSize,
-                                              operation: "reading " + core.describe(endpoint))
+                                              transport: core.transport, operation: "reading " + core.describe(endpoint))
         self.boxes = boxes
         state.withLock { s in
             for box in boxes {
@@ -85,7 +85,7 @@ public final class USBReader: Sendable {
     }
 
     private func submit(_ box: TransferBox, _ completion: @escaping TransferBox.Completion) {
-        let type = ep.kind == .interrupt ? LibUSB.transferTypeInterrupt : LibUSB.transferTypeBulk
+        let type = core.transferType(ep)
         do throws(USBError) {
             try core.submit(box, type: type, endpoint: ep.address, length: transferSize, timeout: timeout,
                             zlp: false, wrapped: completion)

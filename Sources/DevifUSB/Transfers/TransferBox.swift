@@ -1,46 +1,56 @@
-import CLibUSB
 import DevifCore
 import Dispatch
 import Synchronization
 
-/// One libusb transfer and its buffer, reused across submissions.
+/// One transfer and its buffer, reused across submissions, on any
+/// ``USBTransport``.
 ///
 /// The state is explicit (as in nusb) so that completion, cancellation and
 /// release never race:
 /// - `idle`: not submitted; the owner may fill and submit it, or free it.
-/// - `pending`: libusb owns it; only the completion callback moves it on.
-///   A cancel request while pending asks libusb to cancel (the completion
-///   still comes, once).
+/// - `pending`: the transport owns it; only its completion moves it on.
+///   A cancel request while pending asks the transport to cancel (the
+///   completion still comes, once).
 /// - `abandoned`: its owner went away while it was pending; the completion
 ///   frees it instead of delivering.
 ///
-/// While pending, the box holds a +1 reference on itself (passed to libusb as
-/// `user_data`), so it outlives any owner until its completion.
-final class TransferBox: @unchecked Sendable {  // fields are written only in `idle` by the owner, or under `lock`
+/// While pending, the box holds a +1 reference on itself (``opaque`` is what
+/// the transport carries), so it outlives any owner until its completion.
+package final class TransferBox: @unchecked Sendable {  // fields are written only in `idle` by the owner, or under `lock`
     enum Phase { case idle, pending, abandoned }
 
     /// What to do with the result; runs on the event thread, outside the lock.
     typealias Completion = @Sendable (TransferBox, TransferResult) -> Void
 
-    let transfer: UnsafeMutablePointer<libusb_transfer>
+    let transport: any USBTransport
+    /// The transport's own per-transfer memory (libusb: its `libusb_transfer`).
+    package let native: UnsafeMutableRawPointer?
     /// For control transfers the first 8 bytes are the setup packet.
-    private(set) var buffer: UnsafeMutableRawBufferPointer
+    package private(set) var buffer: UnsafeMutableRawBufferPointer
     private let lock = Mutex<(phase: Phase, cancelRequested: Bool)>((.idle, false))
     private var completion: Completion?
     /// Names the transfer in errors, e.g. `bulk IN 0x81 on /dev/bus/usb/001/002`.
     var operation = ""
 
-    init(capacity: Int) throws(USBError) {
-        guard let t = LibUSB.allocTransfer() else {
-            throw USBError(libusbCode: LIBUSB_ERROR_NO_MEM.rawValue, operation: "libusb_alloc_transfer")
-        }
-        transfer = t
+    init(capacity: Int, transport: any USBTransport) throws(USBError) {
+        native = try transport.makeNative()
+        self.transport = transport
         buffer = .allocate(byteCount: max(capacity, 1), alignment: 16)
     }
 
     deinit {
-        LibUSB.freeTransfer(transfer)
+        transport.freeNative(native)
         buffer.deallocate()
+    }
+
+    /// What the transport carries to identify the box in its report.
+    package var opaque: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
+
+    /// The transport's report of a submission's end (once per submission):
+    /// balances the +1 taken at submit.
+    package static func transportCompleted(_ opaque: UnsafeMutableRawPointer, status: TransferStatus, length: Int) {
+        let box = Unmanaged<TransferBox>.fromOpaque(opaque).takeRetainedValue()
+        CompletionThread.run { box.completed(status, length) }
     }
 
     /// Grows the buffer (idle only).
@@ -51,14 +61,11 @@ final class TransferBox: @unchecked Sendable {  // fields are written only in `i
     }
 
     /// Fills and submits (idle only). On failure the box stays idle.
-    func submit(handle: OpaquePointer, type: UInt8, endpoint: UInt8, length: Int, timeout: Duration?,
+    func submit(type: USBEndpoint.TransferType, endpoint: UInt8, length: Int, timeout: Duration?,
                 zeroLengthPacket: Bool, completion: @escaping Completion) throws(USBError) {
         self.completion = completion
-        LibUSB.fillTransfer(transfer, handle: handle, type: type, endpoint: endpoint,
-                            buffer: buffer.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                            length: Int32(length), timeoutMilliseconds: milliseconds(timeout),
-                            zeroLengthPacket: zeroLengthPacket, callback: transferCompleted,
-                            userData: Unmanaged.passRetained(self).toOpaque())
+        let ms = milliseconds(timeout)
+        _ = Unmanaged.passRetained(self)
         // The lock is held across the submission: a cancel() from another
         // thread either finds the box idle (its owner re-checks after
         // submitting) or pending and really in flight, never in between,
@@ -67,7 +74,8 @@ final class TransferBox: @unchecked Sendable {  // fields are written only in `i
         // box pending.
         let submitted = lock.withLock { s -> USBError? in
             do throws(USBError) {
-                try LibUSB.submitTransfer(transfer)
+                try transport.submit(self, type: type, endpoint: endpoint, length: length,
+                                     timeoutMilliseconds: ms, zeroLengthPacket: zeroLengthPacket)
                 s = (.pending, false)
                 return nil
             } catch {
@@ -88,7 +96,7 @@ final class TransferBox: @unchecked Sendable {  // fields are written only in `i
             s.cancelRequested = true
             return true
         }
-        if pending { LibUSB.cancelTransfer(transfer) }
+        if pending { transport.cancel(self) }
     }
 
     /// The owner is gone: cancel, and let the completion drop the box.
@@ -100,13 +108,12 @@ final class TransferBox: @unchecked Sendable {  // fields are written only in `i
             s.phase = .abandoned
             return true
         }
-        if pending { LibUSB.cancelTransfer(transfer) }
+        if pending { transport.cancel(self) }
         return pending
     }
 
-    /// Called by libusb on the event thread, once per submission.
-    fileprivate func completed() {
-        let t = transfer.pointee
+    /// Once per submission, from ``transportCompleted(_:status:length:)``.
+    private func completed(_ status: TransferStatus, _ length: Int) {
         let deliver = lock.withLock { s -> Bool in
             defer { s.phase = .idle }
             return s.phase == .pending
@@ -114,8 +121,7 @@ final class TransferBox: @unchecked Sendable {  // fields are written only in `i
         let action = completion
         completion = nil
         guard deliver, let action else { return }
-        let length = Int(max(0, min(t.actual_length, t.length)))
-        action(self, TransferResult(status: t.status, length: length))
+        action(self, TransferResult(status: status, length: max(0, length)))
     }
 
     /// The last timeout converted, kept because a reused box is usually
@@ -133,33 +139,26 @@ final class TransferBox: @unchecked Sendable {  // fields are written only in `i
 }
 
 /// How one submission ended.
-struct TransferResult: Sendable {
-    let status: libusb_transfer_status
+package struct TransferResult: Sendable {
+    let status: TransferStatus
     /// Bytes transferred (for control transfers: data bytes after the setup).
     let length: Int
-    var completed: Bool { status == LIBUSB_TRANSFER_COMPLETED }
-}
-
-/// libusb's completion callback: balances the +1 taken at submit.
-private let transferCompleted: LibUSB.TransferCallback = { transfer in
-    guard let userData = transfer?.pointee.user_data else { return }
-    let box = Unmanaged<TransferBox>.fromOpaque(userData).takeRetainedValue()
-    CompletionThread.run { box.completed() }
+    var completed: Bool { status == .completed }
 }
 
 /// A wait for a synchronous transfer's outcome (or a close), finished by
 /// whichever thread handles the completion; reusable after ``reset()``.
-final class TransferWaiter: @unchecked Sendable {  // `outcome`: written before `done` is released, read after it is acquired
+package final class TransferWaiter: @unchecked Sendable {  // `outcome`: written before `done` is released, read after it is acquired
     private let semaphore = DispatchSemaphore(value: 0)
     private let done = Atomic<Bool>(false)
     private var outcome: Result<Int, USBError>?
     /// libusb's `completed` argument (``USBContext/pump(until:)``).
-    let completedFlag = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+    package let completedFlag = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
 
     init() { completedFlag.initialize(to: 0) }
     deinit { completedFlag.deallocate() }
 
-    var isFinished: Bool { done.load(ordering: .acquiring) }
+    package var isFinished: Bool { done.load(ordering: .acquiring) }
 
     /// Ready for another wait (after `wait()` returned: its signal is taken).
     func reset() {

@@ -1,0 +1,288 @@
+import DevifCore
+@testable import DevifUSB
+import Dispatch
+import Synchronization
+import XCTest
+
+/// The transfer engine's state machines, stepped by hand on a fake transport
+/// (no device, no libusb): close racing a completion, removal racing a
+/// submission, Task cancellation, stream and reader stop, the OUT stream's
+/// backpressure, order and zero-length-packet rule. Lab tests run the same
+/// code on real gadgets; these pin the interleavings a device cannot be
+/// made to produce on demand. They also run under TSan (Lab/test).
+final class TransferEngineTests: XCTestCase {
+    private func device(_ fake: FakeTransport = FakeTransport()) -> (USBDevice, FakeTransport) {
+        (USBDevice(path: "/dev/bus/usb/009/001", transport: fake), fake)
+    }
+
+    /// Runs `body` on a new thread; the returned box gets its result.
+    private func onThread<R: Sendable>(_ body: @escaping @Sendable () -> R) -> Outcome<R> {
+        let outcome = Outcome<R>()
+        Thread { outcome.set(body()) }.start()
+        return outcome
+    }
+
+    // MARK: Single transfers
+
+    func testSynchronousReadAndWritePumpTheirOwnCompletion() throws {
+        let (dev, fake) = device()
+        fake.onPump.withLock { $0 = { f in
+            if f.snapshot.pending.first?.endpoint == 0x81 { f.complete(.completed, data: [1, 2, 3]) }
+            else if !f.snapshot.pending.isEmpty { f.complete(.completed) }
+        } }
+        XCTAssertEqual(try dev.read(endpoint: 0x81, length: 64), [1, 2, 3])
+        XCTAssertEqual(try dev.write(endpoint: 0x02, [9, 8, 7, 6]), 4)
+        var into = [UInt8](repeating: 0, count: 8)
+        let n = try into.withUnsafeMutableBytes { try dev.read(endpoint: 0x81, into: $0) }
+        XCTAssertEqual(Array(into[0..<n]), [1, 2, 3])
+        let s = fake.snapshot
+        XCTAssertEqual(s.submitted.map(\.endpoint), [0x81, 0x02, 0x81])
+        XCTAssertEqual(s.submitted[1].bytes, [9, 8, 7, 6])
+        XCTAssertEqual(s.submitted.map(\.type), [.bulk, .bulk, .bulk])
+        // The same transfer is reused for the endpoint's synchronous calls.
+        XCTAssertTrue(s.submitted[0].box === s.submitted[2].box)
+        XCTAssertEqual(s.demand, 0, "synchronous transfers never wake the event thread")
+        XCTAssertEqual(s.claimed, [0], "the endpoint's interface is claimed on first use")
+        dev.close()
+        XCTAssertEqual(fake.snapshot.closes, 1)
+        XCTAssertEqual(fake.snapshot.released, [0])
+    }
+
+    func testCloseWaitsForACompletionThatRacesItsCancel() throws {
+        let (dev, fake) = device()
+        let read = Outcome<Result<[UInt8], USBError>>()
+        Task { read.set(await Result { () async throws(USBError) in try await dev.read(endpoint: 0x81, length: 64) }) }
+        fake.wait("the read's submission") { $0.pending.count == 1 }
+        let closed = onThread { dev.close() }
+        fake.wait("close's cancel request") { $0.cancelRequests == 1 }
+        XCTAssertFalse(closed.isSet, "close returned with a transfer in flight")
+        XCTAssertEqual(fake.snapshot.closes, 0, "the device was closed under a pending transfer")
+        // The device completed the transfer before the cancel took effect: its data is delivered.
+        fake.complete(.completed, data: [42])
+        XCTAssertEqual(try read.wait().get(), [42])
+        try closed.wait()
+        XCTAssertEqual(fake.snapshot.closes, 1)
+        XCTAssertEqual(fake.snapshot.demand, 0)
+        XCTAssertThrowsError(try dev.read(endpoint: 0x81, length: 1)) { XCTAssertEqual($0 as? USBError, .closed) }
+        XCTAssertEqual(fake.snapshot.submitted.count, 1, "a closed device submits nothing")
+    }
+
+    func testCloseEndsAPendingTransferWithClosed() throws {
+        let (dev, fake) = device()
+        let read = Outcome<Result<[UInt8], USBError>>()
+        Task { read.set(await Result { () async throws(USBError) in try await dev.read(endpoint: 0x81, length: 64) }) }
+        fake.wait("the read's submission") { $0.pending.count == 1 }
+        let closed = onThread { dev.close() }
+        fake.wait("close's cancel request") { $0.cancelRequests == 1 }
+        fake.completeCancelled()
+        XCTAssertThrowsError(try read.wait().get()) { XCTAssertEqual($0 as? USBError, .closed) }
+        try closed.wait()
+        XCTAssertEqual(fake.snapshot.closes, 1)
+        dev.close()
+        XCTAssertEqual(fake.snapshot.closes, 1, "a second close does nothing")
+    }
+
+    func testRemovalArrivingDuringASubmissionCancelsIt() throws {
+        let (dev, fake) = device()
+        // The removal comes from another thread while libusb's submit runs
+        // under the device's lock: it must find the transfer pending after.
+        fake.onSubmit.withLock { $0 = { _ in Thread { dev.markRemoved() }.start() } }
+        let read = Outcome<Result<[UInt8], USBError>>()
+        Task { read.set(await Result { () async throws(USBError) in try await dev.read(endpoint: 0x81, length: 64) }) }
+        fake.wait("the removal's cancel request") { $0.cancelRequests == 1 }
+        fake.completeCancelled()
+        XCTAssertThrowsError(try read.wait().get()) { XCTAssertEqual($0 as? USBError, .deviceRemoved) }
+        fake.onSubmit.withLock { $0 = nil }
+        XCTAssertThrowsError(try dev.read(endpoint: 0x81, length: 1)) { XCTAssertEqual($0 as? USBError, .deviceRemoved) }
+        XCTAssertEqual(fake.snapshot.submitted.count, 1, "a removed device submits nothing")
+        XCTAssertEqual(fake.snapshot.demand, 0)
+        XCTAssertEqual(dev.endReason, .deviceRemoved)
+    }
+
+    func testASubmissionRefusedForNoDeviceMarksTheDeviceRemoved() {
+        let (dev, fake) = device()
+        fake.state.withLock { $0.failNextSubmit = .noDevice }
+        XCTAssertThrowsError(try dev.read(endpoint: 0x81, length: 1)) { XCTAssertEqual($0 as? USBError, .deviceRemoved) }
+        XCTAssertEqual(dev.endReason, .deviceRemoved)
+        XCTAssertEqual(fake.snapshot.demand, 0)
+    }
+
+    func testATransferErrorIsARemovalOnlyIfTheNodeHungUp() async throws {
+        let (dev, fake) = device()
+        async let first = Result { () async throws(USBError) in try await dev.read(endpoint: 0x81, length: 64) }
+        fake.wait("the first read") { $0.pending.count == 1 }
+        fake.complete(.failed)
+        let firstResult = await first
+        XCTAssertThrowsError(try firstResult.get()) { XCTAssertEqual($0 as? USBError, .io) }
+        XCTAssertNil(dev.endReason)
+
+        fake.state.withLock { $0.hungUp = true }
+        async let second = Result { () async throws(USBError) in try await dev.read(endpoint: 0x81, length: 64) }
+        fake.wait("the second read") { $0.pending.count == 1 }
+        fake.complete(.failed)
+        let secondResult = await second
+        XCTAssertThrowsError(try secondResult.get()) { XCTAssertEqual($0 as? USBError, .deviceRemoved) }
+        XCTAssertEqual(dev.endReason, .deviceRemoved)
+    }
+
+    func testCancellingTheTaskCancelsItsPendingTransfer() async throws {
+        let (dev, fake) = device()
+        let task = Task { () async throws(USBError) -> [UInt8] in try await dev.read(endpoint: 0x81, length: 64) }
+        fake.wait("the read's submission") { $0.pending.count == 1 }
+        task.cancel()
+        fake.wait("the cancel request") { $0.cancelRequests == 1 }
+        fake.completeCancelled()
+        let result = await task.result
+        XCTAssertThrowsError(try result.get()) { XCTAssertEqual($0 as? USBError, .cancelled) }
+        XCTAssertEqual(fake.snapshot.demand, 0, "the event thread's demand is given back")
+        XCTAssertNil(dev.endReason, "a cancelled read leaves the device usable")
+    }
+
+    // MARK: Streams and readers
+
+    func testInStreamDeliversInOrderAndStopSubmitsNothingMore() throws {
+        let (dev, fake) = device()
+        let stream = try dev.inStream(endpoint: 0x81, transferSize: 64, transfers: 2)
+        fake.wait("two transfers in flight") { $0.pending.count == 2 }
+        fake.complete(.completed, data: [1])
+        fake.complete(.completed, data: [2])
+        XCTAssertEqual(try stream.next(timeout: .seconds(5)), [1])
+        XCTAssertEqual(try stream.next(timeout: .seconds(5)), [2])
+        fake.wait("the spares refilled") { $0.pending.count == 2 }
+        let before = fake.snapshot.submitted.count
+        stream.stop()
+        fake.wait("every transfer asked to cancel") { $0.cancelRequests >= 2 }
+        fake.completeCancelled()
+        XCTAssertNil(stream.wait(), "a stopped stream ends without an error")
+        XCTAssertNil(try stream.next(timeout: .seconds(1)))
+        XCTAssertEqual(fake.snapshot.submitted.count, before, "nothing was submitted after stop")
+        XCTAssertEqual(fake.snapshot.demand, 0)
+    }
+
+    func testInStreamEndsWithTheRemovalAndWakesItsReader() throws {
+        let (dev, fake) = device()
+        let stream = try dev.inStream(endpoint: 0x81, transferSize: 64, transfers: 2)
+        fake.wait("two transfers in flight") { $0.pending.count == 2 }
+        let next = onThread { Result { () throws(USBError) in try stream.next(timeout: nil) } }
+        dev.markRemoved()
+        fake.wait("the removal's cancels") { $0.cancelRequests >= 2 }
+        fake.completeCancelled()
+        XCTAssertThrowsError(try next.wait().get()) { XCTAssertEqual($0 as? USBError, .deviceRemoved) }
+        XCTAssertEqual(stream.wait(), .deviceRemoved)
+    }
+
+    func testReaderStoppedByItsHandlerResubmitsNothing() throws {
+        let (dev, fake) = device()
+        let seen = Mutex<[[UInt8]]>([])
+        let reader = try dev.startReading(endpoint: 0x81, transferSize: 64, transfers: 2) { bytes in
+            seen.withLock { $0.append(Array(bytes)) }
+            return bytes.first == 2 ? .stop : .continue
+        }
+        fake.wait("two transfers in flight") { $0.pending.count == 2 }
+        fake.complete(.completed, data: [1])
+        fake.wait("the first resubmitted") { $0.submitted.count == 3 }
+        fake.complete(.completed, data: [2])
+        fake.wait("the rest asked to cancel") { $0.cancelRequests >= 1 }
+        fake.completeCancelled()
+        XCTAssertNil(reader.wait())
+        XCTAssertEqual(seen.withLock { $0 }, [[1], [2]])
+        XCTAssertEqual(fake.snapshot.submitted.count, 3, "nothing resubmitted after .stop")
+        XCTAssertEqual(fake.snapshot.demand, 0)
+    }
+
+    // MARK: OUT stream
+
+    func testOutStreamQueuesInOrderWaitsWhenFullAndEndsWithAZeroLengthPacket() throws {
+        let (dev, fake) = device()
+        let stream = try dev.outStream(endpoint: 0x02, transferSize: 64, transfers: 2)
+        let data = (0..<(64 * 4)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let wrote = onThread { Result { () throws(USBError) in try data.withUnsafeBytes { b in Result { () throws(USBError) in try stream.write(from: b) } }.get() } }
+        fake.wait("two transfers queued") { $0.pending.count == 2 }
+        XCTAssertFalse(wrote.isSet, "the write went on with every transfer in flight")
+        fake.complete(.completed)
+        fake.wait("the third queued once one came back") { $0.submitted.count == 3 }
+        fake.complete(.completed)
+        try wrote.wait().get()
+        XCTAssertEqual(fake.snapshot.submitted.count, 4)
+        let finished = onThread { Result { () throws(USBError) in try stream.finish(timeout: .seconds(5)) } }
+        fake.complete(.completed)
+        fake.complete(.completed)
+        fake.wait("the zero-length end marker") { $0.submitted.count == 5 }
+        fake.complete(.completed)
+        XCTAssertEqual(try finished.wait().get(), UInt64(data.count))
+        let s = fake.snapshot
+        XCTAssertEqual(s.submitted.prefix(4).flatMap(\.bytes), data, "bytes out of order or lost")
+        XCTAssertEqual(s.submitted.map(\.length), [64, 64, 64, 64, 0])
+        XCTAssertEqual(s.submitted.map(\.zeroLengthPacket), [false, false, false, false, false])
+        XCTAssertEqual(s.demand, 0)
+        XCTAssertThrowsError(try stream.write(from: UnsafeRawBufferPointer(start: nil, count: 0))) {
+            XCTAssertEqual($0 as? USBError, .closed)
+        }
+    }
+
+    func testOutStreamPartialLastTransferCarriesTheZeroLengthPacketFlag() async throws {
+        let (dev, fake) = device()
+        let stream = try dev.outStream(endpoint: 0x02, transferSize: 128, transfers: 4)
+        try await stream.write(Array(repeating: 5, count: 200))
+        fake.wait("one full transfer") { $0.submitted.count == 1 }
+        async let total = Result { () async throws(USBError) in try await stream.finish() }
+        fake.wait("the partial last one") { $0.submitted.count == 2 }
+        fake.complete(.completed)
+        fake.complete(.completed)
+        let sent = await total
+        XCTAssertEqual(try sent.get(), 200)
+        XCTAssertEqual(fake.snapshot.submitted.map(\.length), [128, 72])
+        XCTAssertEqual(fake.snapshot.submitted.map(\.zeroLengthPacket), [false, true])
+    }
+
+    func testOutStreamEndsAtTheFirstFailedTransfer() throws {
+        let (dev, fake) = device()
+        let stream = try dev.outStream(endpoint: 0x02, transferSize: 64, transfers: 2)
+        let chunk = [UInt8](repeating: 1, count: 64)
+        let wrote = onThread { Result { () throws(USBError) in
+            for _ in 0..<3 { try chunk.withUnsafeBytes { b in Result { () throws(USBError) in try stream.write(from: b) } }.get() }
+        } }
+        fake.wait("two transfers queued") { $0.pending.count == 2 }
+        fake.complete(.stall)
+        XCTAssertThrowsError(try wrote.wait().get()) { XCTAssertEqual($0 as? USBError, .pipe) }
+        fake.wait("the other cancelled") { $0.cancelRequests >= 1 }
+        fake.completeCancelled()
+        XCTAssertThrowsError(try stream.finish(timeout: .seconds(1))) { XCTAssertEqual($0 as? USBError, .pipe) }
+        XCTAssertEqual(fake.snapshot.submitted.count, 2, "nothing submitted after the failure")
+    }
+
+    func testOutStreamRefusesATransferSizeThatIsNotWholePackets() {
+        let (dev, _) = device()
+        XCTAssertThrowsError(try dev.outStream(endpoint: 0x02, transferSize: 100)) {
+            XCTAssertEqual($0 as? USBError, USBError.invalid(""))
+        }
+        XCTAssertThrowsError(try dev.outStream(endpoint: 0x81)) { _ in }
+    }
+}
+
+/// A value set once by another thread or task, waited for by the test.
+final class Outcome<T: Sendable>: Sendable {
+    private let value = Mutex<T?>(nil)
+    private let ready = DispatchSemaphore(value: 0)
+    func set(_ v: T) {
+        value.withLock { $0 = v }
+        ready.signal()
+    }
+    var isSet: Bool { value.withLock { $0 != nil } }
+    struct TimedOut: Error {}
+    @discardableResult
+    func wait(file: StaticString = #filePath, line: UInt = #line) throws -> T {
+        if ready.wait(timeout: .now() + .seconds(10)) == .timedOut {
+            XCTFail("timed out", file: file, line: line)
+            throw TimedOut()
+        }
+        ready.signal()
+        return value.withLock { $0! }
+    }
+}
+
+extension Result where Failure == USBError {
+    init(_ body: () async throws(USBError) -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
+    }
+}
