@@ -63,7 +63,8 @@ int main(int argc, char **argv)
         unsigned char *buf = malloc((size_t)size);
         ts[i] = libusb_alloc_transfer(0);
         if (!buf || !ts[i]) die("out of memory");
-        for (int b = 0; b < size; b++) buf[b] = (unsigned char)(b * 7 + i);
+        /* SourceSink's sink (pattern 0, the default) takes zeros and stalls on anything else. */
+        memset(buf, 0, (size_t)size);
         libusb_fill_bulk_transfer(ts[i], h, ep, buf, size, on_done, NULL, 0);
         r = libusb_submit_transfer(ts[i]);
         if (r != 0) die("submit transfer %d on endpoint 0x%02x failed: %s", i, ep, libusb_strerror(r));

@@ -28,6 +28,8 @@ func parseHex16(_ text: String) throws -> UInt16 {
     return value
 }
 
+func parseEndpoint(_ text: String) throws -> EndpointAddress { EndpointAddress(rawValue: try parseHex8(text)) }
+
 func parseHex8(_ text: String) throws -> UInt8 {
     let digits = text.lowercased().hasPrefix("0x") ? String(text.dropFirst(2)) : text
     guard let value = UInt8(digits, radix: 16) else { throw ValidationError("'\(text)' is not an 8-bit hex number") }
@@ -96,7 +98,7 @@ struct BulkInBench: AsyncParsableCommand {
             """)
     enum Mode: String, ExpressibleByArgument, CaseIterable { case push, stream }
     @OptionGroup var device: DeviceOptions
-    @Option(help: "IN endpoint, hex.", transform: parseHex8) var endpoint: UInt8 = 0x81
+    @Option(help: "IN endpoint, hex.", transform: parseEndpoint) var endpoint: EndpointAddress = 0x81
     @Option(help: "Bytes per transfer.") var transferSize = 16384
     @Option(help: "Transfers in flight.") var transfers = 8
     @Option(help: "Seconds to measure.") var seconds = 3.0
@@ -155,7 +157,7 @@ struct BulkOutBench: AsyncParsableCommand {
             completed transfers for --seconds after a 0.5 s warm-up.
             """)
     @OptionGroup var device: DeviceOptions
-    @Option(help: "OUT endpoint, hex.", transform: parseHex8) var endpoint: UInt8 = 0x01
+    @Option(help: "OUT endpoint, hex.", transform: parseEndpoint) var endpoint: EndpointAddress = 0x01
     @Option(help: "Bytes per transfer.") var transferSize = 16384
     @Option(help: "Transfers in flight.") var transfers = 8
     @Option(help: "Seconds to measure.") var seconds = 3.0
@@ -169,7 +171,8 @@ struct BulkOutBench: AsyncParsableCommand {
         let stop = Atomic<Bool>(false)
         let failure = Mutex<HandleError?>(nil)
         let done = DispatchSemaphore(value: 0)
-        let piece = (0..<transferSize).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        // SourceSink's sink (pattern 0, the default) takes zeros and stalls on anything else.
+        let piece = [UInt8](repeating: 0, count: transferSize)
         let writer = Thread {
             piece.withUnsafeBytes { bytes in
                 do throws(HandleError) {
@@ -205,8 +208,8 @@ struct BulkLoopbackBench: AsyncParsableCommand {
             for --seconds.
             """)
     @OptionGroup var device: DeviceOptions
-    @Option(name: .customLong("out"), help: "OUT endpoint, hex.", transform: parseHex8) var outEndpoint: UInt8 = 0x02
-    @Option(name: .customLong("in"), help: "IN endpoint, hex.", transform: parseHex8) var inEndpoint: UInt8 = 0x81
+    @Option(name: .customLong("out"), help: "OUT endpoint, hex.", transform: parseEndpoint) var outEndpoint: EndpointAddress = 0x02
+    @Option(name: .customLong("in"), help: "IN endpoint, hex.", transform: parseEndpoint) var inEndpoint: EndpointAddress = 0x81
     @Option(help: "Bytes per round trip.") var chunk = 4096
     @Option(help: "Seconds to measure.") var seconds = 3.0
 

@@ -17,32 +17,32 @@ import Synchronization
 /// One enumeration answers every node waiting at that moment, so a burst of
 /// arrivals costs one or a few enumerations, not one per node (see
 /// ``Options/enumerationInterval``).
-public final class HIDSource: DeviceSource {
-    public let name = "hid"
+package final class HIDSource: DeviceSource {
+    package let name = "hid"
     private let options: Options
     private let state = Mutex<Running?>(nil)
 
     /// Tuning knobs (defaults suit production; tests may shorten them).
-    public struct Options: Sendable {
+    package struct Options: Sendable {
         /// How long a node that is not ready (its HID device's uevent
         /// unreadable, or not listed by hidapi where hidapi is consulted) is
         /// retried before it is reported with what sysfs gave.
-        public var resolveTimeout: Duration = .seconds(2)
+        package var resolveTimeout: Duration = .seconds(2)
         /// Pause between two attempts to resolve such a node.
-        public var retryInterval: Duration = .milliseconds(100)
+        package var retryInterval: Duration = .milliseconds(100)
         /// Shortest time from the end of one of hidapi's enumerations to the
         /// start of the next (hidapi 0.15.0 and later). The first node after
         /// a quiet spell is looked up at once; nodes that arrive within this
         /// time of an enumeration wait for its end and share the next one.
-        public var enumerationInterval: Duration = .milliseconds(100)
+        package var enumerationInterval: Duration = .milliseconds(100)
         /// Follow the kernel's uevents even when udevd runs (for tests of
         /// the fallback path).
-        public var forceKernelUevents = false
+        package var forceKernelUevents = false
 
-        public init() {}
+        package init() {}
     }
 
-    public init(options: Options = Options()) {
+    package init(options: Options = Options()) {
         self.options = options
     }
 
@@ -56,7 +56,7 @@ public final class HIDSource: DeviceSource {
     /// Starts the monitor thread; see ``DeviceSource/start(_:)``. Throws when
     /// no monitor can be opened (neither libudev's nor the kernel's) or the
     /// thread cannot start. Starting a running source throws too.
-    public func start(_ sink: @escaping @Sendable (SourceEvent) -> Void) throws(SourceError) {
+    package func start(_ sink: @escaping @Sendable (SourceEvent) -> Void) throws(SourceError) {
         try state.withLock { (running: inout Running?) throws(SourceError) in
             guard running == nil else {
                 throw SourceError(source: name, message: "already started; stop() it first")
@@ -75,7 +75,7 @@ public final class HIDSource: DeviceSource {
     /// Stops and joins the monitor thread. Idempotent; no sink call begins
     /// after it returns (called from the sink itself, the thread makes no
     /// further calls and ends on its own).
-    public func stop() {
+    package func stop() {
         guard let running = state.withLock({ (running: inout Running?) in running.take() }) else { return }
         running.loop.requestStop()
         running.thread.join()

@@ -19,11 +19,11 @@ import Synchronization
 ///
 /// Order of shutdown matters to libusb: stop the event thread, then
 /// `libusb_exit`. ``shutdown()`` does both and is idempotent; deinit calls it.
-public final class USBContext: @unchecked Sendable {  // `raw` is immutable; libusb is thread-safe; the rest is atomic or locked.
+package final class USBContext: @unchecked Sendable {  // `raw` is immutable; libusb is thread-safe; the rest is atomic or locked.
     /// The `libusb_context *`. Valid until ``shutdown()``.
     let raw: OpaquePointer
     /// Whether libusb was told not to discover devices (the kernel-uevent mode).
-    public let noDeviceDiscovery: Bool
+    package let noDeviceDiscovery: Bool
 
     private let running = Flag()
     private let state = Mutex<(thread: JoinableThread?, exited: Bool)>((nil, false))
@@ -38,12 +38,12 @@ public final class USBContext: @unchecked Sendable {  // `raw` is immutable; lib
 
     /// The process's context for handles (``USBDevice``), created with its
     /// event thread on first use and kept for the life of the process.
-    public static func shared() throws(USBError) -> USBContext {
+    package static func shared() throws(USBError) -> USBContext {
         try sharedContext.withLock { context throws(USBError) in
             if let context { return context }
             let created = try USBContext()
-            do { try created.startEventThread(onDemand: true) } catch {
-                throw USBError(libusbCode: -99, operation: "starting the libusb event thread (\(error))")
+            do throws(LinuxError) { try created.startEventThread(onDemand: true) } catch {
+                throw USBError(errno: error.code, like: LIBUSB_ERROR_OTHER.rawValue, operation: "starting the libusb event thread (\(error))")
             }
             context = created
             return created
@@ -54,12 +54,12 @@ public final class USBContext: @unchecked Sendable {  // `raw` is immutable; lib
     /// Whether the caller runs on this context's event thread or inside a
     /// transfer's completion (which may also run on a thread pumping a
     /// synchronous transfer): where blocking on libusb would deadlock.
-    public var isEventThread: Bool { eventThread.isCurrent || CompletionThread.isInside }
+    package var isEventThread: Bool { eventThread.isCurrent || CompletionThread.isInside }
 
     /// Creates the context; its event thread starts with ``startEventThread()``.
     /// - Parameter noDeviceDiscovery: set `LIBUSB_OPTION_NO_DEVICE_DISCOVERY`
     ///   first (libusb then neither scans nor follows hotplug; process-wide).
-    public init(noDeviceDiscovery: Bool = false) throws(USBError) {
+    package init(noDeviceDiscovery: Bool = false) throws(USBError) {
         raw = try LibUSB.initContext(noDeviceDiscovery: noDeviceDiscovery)
         self.noDeviceDiscovery = noDeviceDiscovery
     }
@@ -71,7 +71,7 @@ public final class USBContext: @unchecked Sendable {  // `raw` is immutable; lib
     /// - Parameter onDemand: handle events only while ``beginAsync()`` /
     ///   ``endAsync()`` count work in flight (the handles' context); the
     ///   hotplug context keeps it false.
-    public func startEventThread(onDemand: Bool = false) throws(LinuxError) {
+    package func startEventThread(onDemand: Bool = false) throws(LinuxError) {
         try state.withLock { s throws(LinuxError) in
             guard s.thread == nil, !s.exited else { return }
             running.value.store(true, ordering: .releasing)
@@ -97,7 +97,7 @@ public final class USBContext: @unchecked Sendable {  // `raw` is immutable; lib
 
     /// Stops and joins the event thread, then calls `libusb_exit`.
     /// Idempotent. Everything using the context must be done with it.
-    public func shutdown() {
+    package func shutdown() {
         let (first, thread) = state.withLock { s -> (Bool, JoinableThread?) in
             guard !s.exited else { return (false, nil) }
             s.exited = true

@@ -1,11 +1,13 @@
 import CLibUSB
+import DevifCore
+import Glibc
 
 /// A failed libusb call: which call, libusb's code, and a message that says
 /// what went wrong and what to do about it.
 ///
 /// Compare with the static members (`error == .timeout`); equality looks at
 /// the code only, not at the call that failed.
-public struct USBError: Error, Sendable, Equatable, CustomStringConvertible {
+package struct USBError: Error, Sendable, Equatable, CustomStringConvertible {
     /// libusb's error codes (`enum libusb_error`); anything unknown is `.other`.
     private enum Code: Sendable, Equatable {
         case io, invalidParameter, access, noDevice, notFound, busy, timeout, overflow, pipe,
@@ -53,23 +55,37 @@ public struct USBError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// Who said no: libusb (its code is real), a system call (its errno),
+    /// or devif itself before reaching either (the code only classifies).
+    package enum Origin: Sendable, Hashable { case libusb, errno(Int32), devif }
+
     private let code: Code
     /// The libusb return code (`LIBUSB_ERROR_*`, negative).
-    public let libusbCode: Int32
+    package let libusbCode: Int32
     /// The libusb call that failed, e.g. `libusb_open`.
-    public let operation: String
+    package let operation: String
+    package let origin: Origin
 
     /// Wraps a negative libusb return code from `operation`.
-    public init(libusbCode: Int32, operation: String) {
-        self.code = Code(libusbCode)
-        self.libusbCode = libusbCode
-        self.operation = operation
+    package init(libusbCode: Int32, operation: String) {
+        self.init(Code(libusbCode), libusbCode: libusbCode, operation: operation, origin: .libusb)
     }
 
-    private init(_ code: Code, libusbCode: Int32, operation: String) {
+    /// A failed system call, classified as the libusb code `like`.
+    package init(errno: Int32, like libusbCode: Int32, operation: String) {
+        self.init(Code(libusbCode), libusbCode: libusbCode, operation: operation, origin: .errno(errno))
+    }
+
+    /// A call devif refused itself, classified as the libusb code `like`.
+    package init(refusing libusbCode: Int32, operation: String) {
+        self.init(Code(libusbCode), libusbCode: libusbCode, operation: operation, origin: .devif)
+    }
+
+    private init(_ code: Code, libusbCode: Int32, operation: String, origin: Origin = .devif) {
         self.code = code
         self.libusbCode = libusbCode
         self.operation = operation
+        self.origin = origin
     }
 
     /// The error a finished transfer's status means; nil for `.completed`.
@@ -86,11 +102,11 @@ public struct USBError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The same error, naming `operation` (e.g. the handle and endpoint).
-    func naming(_ operation: String) -> USBError { USBError(code, libusbCode: libusbCode, operation: operation) }
+    func naming(_ operation: String) -> USBError { USBError(code, libusbCode: libusbCode, operation: operation, origin: origin) }
 
     /// A call devif refused before reaching the device (a wrong endpoint, size or state).
     static func invalid(_ operation: String) -> USBError {
-        USBError(libusbCode: LIBUSB_ERROR_INVALID_PARAM.rawValue, operation: operation)
+        USBError(refusing: LIBUSB_ERROR_INVALID_PARAM.rawValue, operation: operation)
     }
     static func cancelled(_ operation: String) -> USBError {
         USBError(.cancelled, libusbCode: LIBUSB_ERROR_INTERRUPTED.rawValue, operation: operation)
@@ -102,34 +118,61 @@ public struct USBError: Error, Sendable, Equatable, CustomStringConvertible {
         USBError(.noDevice, libusbCode: LIBUSB_ERROR_NO_DEVICE.rawValue, operation: operation)
     }
 
-    public var description: String {
+    package var description: String {
         switch code {
         case .cancelled, .closed: return "\(operation): \(code.message)"
         default:
+            if case .errno(let e) = origin { return "\(operation): \(code.message) [\(String(cString: strerror(e))), errno \(e)]" }
+            if origin == .devif { return "\(operation): \(code.message)" }
             let name = String(cString: libusb_error_name(libusbCode))
             return "\(operation): \(code.message) [\(name) \(libusbCode)]"
         }
     }
 
-    public static func == (lhs: USBError, rhs: USBError) -> Bool { lhs.code == rhs.code }
+    package static func == (lhs: USBError, rhs: USBError) -> Bool { lhs.code == rhs.code }
 
-    public static let io = USBError(libusbCode: LIBUSB_ERROR_IO.rawValue, operation: "")
-    public static let access = USBError(libusbCode: LIBUSB_ERROR_ACCESS.rawValue, operation: "")
-    public static let noDevice = USBError(libusbCode: LIBUSB_ERROR_NO_DEVICE.rawValue, operation: "")
-    public static let notFound = USBError(libusbCode: LIBUSB_ERROR_NOT_FOUND.rawValue, operation: "")
-    public static let busy = USBError(libusbCode: LIBUSB_ERROR_BUSY.rawValue, operation: "")
-    public static let timeout = USBError(libusbCode: LIBUSB_ERROR_TIMEOUT.rawValue, operation: "")
-    public static let overflow = USBError(libusbCode: LIBUSB_ERROR_OVERFLOW.rawValue, operation: "")
-    public static let pipe = USBError(libusbCode: LIBUSB_ERROR_PIPE.rawValue, operation: "")
-    public static let interrupted = USBError(libusbCode: LIBUSB_ERROR_INTERRUPTED.rawValue, operation: "")
-    public static let notSupported = USBError(libusbCode: LIBUSB_ERROR_NOT_SUPPORTED.rawValue, operation: "")
-    public static let other = USBError(libusbCode: LIBUSB_ERROR_OTHER.rawValue, operation: "")
+    package static let io = USBError(libusbCode: LIBUSB_ERROR_IO.rawValue, operation: "")
+    package static let access = USBError(libusbCode: LIBUSB_ERROR_ACCESS.rawValue, operation: "")
+    package static let noDevice = USBError(libusbCode: LIBUSB_ERROR_NO_DEVICE.rawValue, operation: "")
+    package static let notFound = USBError(libusbCode: LIBUSB_ERROR_NOT_FOUND.rawValue, operation: "")
+    package static let busy = USBError(libusbCode: LIBUSB_ERROR_BUSY.rawValue, operation: "")
+    package static let timeout = USBError(libusbCode: LIBUSB_ERROR_TIMEOUT.rawValue, operation: "")
+    package static let overflow = USBError(libusbCode: LIBUSB_ERROR_OVERFLOW.rawValue, operation: "")
+    package static let pipe = USBError(libusbCode: LIBUSB_ERROR_PIPE.rawValue, operation: "")
+    package static let interrupted = USBError(libusbCode: LIBUSB_ERROR_INTERRUPTED.rawValue, operation: "")
+    package static let notSupported = USBError(libusbCode: LIBUSB_ERROR_NOT_SUPPORTED.rawValue, operation: "")
+    package static let other = USBError(libusbCode: LIBUSB_ERROR_OTHER.rawValue, operation: "")
+    package static let invalidParameter = USBError(libusbCode: LIBUSB_ERROR_INVALID_PARAM.rawValue, operation: "")
     /// The device went away (unplugged, reset, or the manager saw it leave):
     /// pending transfers end with this, later calls fail fast with it.
     /// Same as ``noDevice``; open the device again once it is back.
-    public static let deviceRemoved = USBError.removed("")
+    package static let deviceRemoved = USBError.removed("")
     /// The transfer was cancelled (its Task was cancelled, or its stream stopped).
-    public static let cancelled = USBError.cancelled("")
+    package static let cancelled = USBError.cancelled("")
     /// The handle was closed.
-    public static let closed = USBError.closed("")
+    package static let closed = USBError.closed("")
+}
+
+extension HandleError {
+    /// A USB failure as the one error type handles throw.
+    package init(_ error: USBError, link: String) {
+        let code: Code = switch error {
+        case .noDevice: .deviceRemoved
+        case .closed: .closed
+        case .access: .permissionDenied
+        case .busy: .busy
+        case .timeout: .timeout
+        case .cancelled, .interrupted: .cancelled
+        case .pipe: .stall
+        case .notSupported: .unsupported
+        case .notFound, .invalidParameter: .invalidArgument
+        default: .io
+        }
+        let underlying: Underlying? = switch error.origin {
+        case .libusb: .libusb(code: error.libusbCode, name: String(cString: libusb_error_name(error.libusbCode)))
+        case .errno(let e): .errno(e)
+        case .devif: nil
+        }
+        self.init(code, link: link, detail: error.operation, underlying: underlying)
+    }
 }

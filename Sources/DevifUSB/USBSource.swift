@@ -20,40 +20,40 @@ import Synchronization
 ///     try usb.start { event in print(event) }   // arrivals, .enumerated, then live changes
 ///     ...
 ///     usb.stop()
-public final class USBSource: DeviceSource {
-    public let name = "usb"
+package final class USBSource: DeviceSource {
+    package let name = "usb"
 
     /// Tuning; the defaults suit normal use.
-    public struct Options: Sendable {
+    package struct Options: Sendable {
         /// After `access(2)` allows the node, open it once to be sure (a
         /// container's device cgroup can forbid what the mode allows). Off by
         /// default: listing should not touch devices, and opening usbfs
         /// resumes a runtime-suspended one (it also made enumeration slower
         /// in the lab). The real open (a handle) reports the denial anyway.
-        public var confirmAccessByOpening: Bool
+        package var confirmAccessByOpening: Bool
         /// The timeout of each string descriptor request (used only for
         /// strings the kernel did not cache in sysfs).
-        public var stringTimeout: Duration
+        package var stringTimeout: Duration
         /// How long to wait for the kernel to finish a new device: its node
         /// `/dev/bus/usb/BBB/DDD` present and its driver bound (which settles
         /// the active configuration).
-        public var readyWait: Duration
+        package var readyWait: Duration
         /// Follow the kernel's uevents instead of libusb's hotplug: nil
         /// decides by whether udevd runs; true or false forces it (tests).
-        public var followKernelUevents: Bool?
+        package var followKernelUevents: Bool?
         /// False: report the devices present at start (read from sysfs, as
         /// without udevd), then `.enumerated`, and follow nothing after: no
         /// hotplug callback, no uevent thread, no udev scan. For a listing.
-        public var followChanges = true
+        package var followChanges = true
 
         /// Which devices may be asked for the MS OS 1.0 string 0xEE (the
         /// catalog's `[ms-os-1.0]` probe lines); nil: ``MSOSDescriptorSettings``.
-        public var msOS10ProbeRules: [MSOS10ProbeRule]?
+        package var msOS10ProbeRules: [MSOS10ProbeRule]?
         /// Where probe answers are remembered (the manager's registry); nil:
         /// ``MSOSDescriptorSettings``.
-        public var msOS10ProbeMemory: MSOS10ProbeMemory?
+        package var msOS10ProbeMemory: MSOS10ProbeMemory?
 
-        public init(confirmAccessByOpening: Bool = false, stringTimeout: Duration = .milliseconds(500),
+        package init(confirmAccessByOpening: Bool = false, stringTimeout: Duration = .milliseconds(500),
                     readyWait: Duration = .seconds(2), followKernelUevents: Bool? = nil,
                     msOS10ProbeRules: [MSOS10ProbeRule]? = nil, msOS10ProbeMemory: MSOS10ProbeMemory? = nil) {
             self.confirmAccessByOpening = confirmAccessByOpening
@@ -65,17 +65,17 @@ public final class USBSource: DeviceSource {
         }
     }
 
-    public let options: Options
+    package let options: Options
     private let current = Mutex<USBSourceRun?>(nil)
 
-    public init(options: Options = Options()) {
+    package init(options: Options = Options()) {
         self.options = options
     }
 
     /// Starts the source (see ``DeviceSource/start(_:)``). Throws, with one
     /// line saying what is missing, when this machine has no USB or libusb
     /// cannot start; throws if already started.
-    public func start(_ sink: @escaping @Sendable (SourceEvent) -> Void) throws(SourceError) {
+    package func start(_ sink: @escaping @Sendable (SourceEvent) -> Void) throws(SourceError) {
         try current.withLock { run throws(SourceError) in
             guard run == nil else { throw SourceError(source: name, message: "already started (call stop() first)") }
             run = try USBSourceRun(source: name, options: options, sink: sink)
@@ -85,7 +85,7 @@ public final class USBSource: DeviceSource {
     /// Stops the threads and releases libusb; no sink call begins after this
     /// returns (called from inside the sink, the current call is the last).
     /// Idempotent; the source may be started again.
-    public func stop() {
+    package func stop() {
         let run = current.withLock { run in
             defer { run = nil }
             return run

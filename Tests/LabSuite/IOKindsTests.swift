@@ -86,16 +86,16 @@ func registerIOKindsTests(_ r: inout LabRunner) {
         // stores the data stage, 0xD2 returns it, 0xD3 is never answered.
         for (i, size) in [1, 7, 64, 65, 300, 1000].enumerated() {
             let data = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 11 &+ i) }
-            let sent = try syncControlOut(h, requestType: 0x41, request: 0xD1, value: UInt16(i), index: 0, data: data)
+            let sent = try syncControlOut(h, .vendor(request: 0xD1, value: UInt16(i), to: .interface), data: data)
             try expectEqual(sent, size, "control OUT of \(size) bytes: bytes sent")
-            let back = try syncControlIn(h, requestType: 0xC1, request: 0xD2, value: 0, index: 0, length: 4096)
+            let back = try syncControlIn(h, .vendor(request: 0xD2, to: .interface), length: 4096)
             try expectEqual(back, data, "control IN after a control OUT of \(size) bytes (sync)")
-            let backAsync = try await h.controlIn(requestType: 0xC1, request: 0xD2, value: 0, index: 0, length: size)
+            let backAsync = try await h.controlIn(.vendor(request: 0xD2, to: .interface), length: size)
             try expectEqual(backAsync, data, "control IN after a control OUT of \(size) bytes (async)")
         }
         // A request the gadget stalls still stalls (the handle maps it).
         do {
-            _ = try syncControlIn(h, requestType: 0xC1, request: 0x55, value: 0, index: 0, length: 8)
+            _ = try syncControlIn(h, .vendor(request: 0x55, to: .interface), length: 8)
             throw LabFailure("a vendor request the gadget stalls succeeded")
         } catch let e as HandleError {
             try expect(e == .stall, "a stalled control request failed with \(e), not stall")
@@ -104,7 +104,7 @@ func registerIOKindsTests(_ r: inout LabRunner) {
         let ended = Inbox<(Result<[UInt8], HandleError>, ContinuousClock.Instant)>()
         Thread {
             do throws(HandleError) {
-                let got = try h.controlIn(requestType: 0xC1, request: 0xD3, value: 0, index: 0, length: 64, timeout: nil)
+                let got = try h.controlIn(.vendor(request: 0xD3, to: .interface), length: 64, timeout: nil)
                 ended.post((.success(got), .now))
             } catch { ended.post((.failure(error), .now)) }
         }.start()
@@ -339,18 +339,18 @@ func registerIOKindsTests(_ r: inout LabRunner) {
         try h.claim(interface: 0)
         let out = try h.endpoints.first { !$0.isIn && $0.kind == .bulk }.orFail("no bulk OUT endpoint")
         let inp = try h.endpoints.first { $0.isIn && $0.kind == .bulk }.orFail("no bulk IN endpoint")
-        func halted(_ ep: UInt8) throws -> Bool {
+        func halted(_ ep: EndpointAddress) throws -> Bool {
             // GET_STATUS(endpoint): bit 0 is the halt.
-            let status = try syncControlIn(h, requestType: 0x82, request: 0x00, value: 0, index: UInt16(ep), length: 2)
-            try expectEqual(status.count, 2, "GET_STATUS(0x\(String(ep, radix: 16))) length")
+            let status = try syncControlIn(h, .getStatus(.endpoint, index: UInt16(ep.rawValue)), length: 2)
+            try expectEqual(status.count, 2, "GET_STATUS(0x\(String(ep.rawValue, radix: 16))) length")
             return status[0] & 1 != 0
         }
         for round in 0..<3 {
             for ep in [inp.address, out.address] {
-                let name = "round \(round), endpoint 0x\(String(ep, radix: 16))"
+                let name = "round \(round), endpoint 0x\(String(ep.rawValue, radix: 16))"
                 try expect(!(try halted(ep)), "\(name): halted before SET_FEATURE")
                 // SET_FEATURE(ENDPOINT_HALT): a standard control OUT without a data stage.
-                try expectEqual(try syncControlOut(h, requestType: 0x02, request: 0x03, value: 0, index: UInt16(ep)), 0,
+                try expectEqual(try syncControlOut(h, .setFeature(.endpointHalt, endpoint: ep)), 0,
                                 "\(name): SET_FEATURE bytes")
                 try expect(try halted(ep), "\(name): not halted after SET_FEATURE")
                 do {
@@ -376,7 +376,7 @@ func registerIOKindsTests(_ r: inout LabRunner) {
                 }
                 try h.clearHalt(endpoint: ep)
                 try expect(!(try halted(ep)), "\(name): still halted after clearHalt")
-                let data = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &+ round &* 7 &+ Int(ep)) }
+                let data = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &+ round &* 7 &+ Int(ep.rawValue)) }
                 let back = try await loopback(h, out: out.address, in: inp.address, data: data)
                 try expect(back == data, "\(name): loopback after clearHalt: got \(back.count) of \(data.count) bytes")
             }
@@ -464,7 +464,7 @@ func alternateSettingTest(strict: Bool) async throws {
     let out = try bulk.first { !$0.isIn }.orFail("no bulk OUT endpoint on interface 1: \(h.endpoints)")
     let inp = try bulk.first { $0.isIn }.orFail("no bulk IN endpoint on interface 1: \(h.endpoints)")
     func currentSetting() throws -> [UInt8] {
-        try syncControlIn(h, requestType: 0x81, request: 0x0A, value: 0, index: 1, length: 1)  // GET_INTERFACE
+        try syncControlIn(h, .getInterface(1), length: 1)
     }
     // usbfs refuses an endpoint that is not in the current setting
     // (ENOENT); which kind the handle reports is recorded.
@@ -574,17 +574,17 @@ func expectFailure<T>(_ result: Result<T, HandleError>, _ what: String) throws -
 
 // The synchronous calls, from synchronous functions (in async code the
 // async overloads are chosen).
-func syncRead(_ h: USBHandle, _ ep: UInt8, _ length: Int, timeout: Duration? = .seconds(5)) throws -> [UInt8] {
+func syncRead(_ h: USBHandle, _ ep: EndpointAddress, _ length: Int, timeout: Duration? = .seconds(5)) throws -> [UInt8] {
     try h.read(endpoint: ep, length: length, timeout: timeout)
 }
-func syncWrite(_ h: USBHandle, _ ep: UInt8, _ data: [UInt8], timeout: Duration? = .seconds(5)) throws -> Int {
+func syncWrite(_ h: USBHandle, _ ep: EndpointAddress, _ data: [UInt8], timeout: Duration? = .seconds(5)) throws -> Int {
     try h.write(endpoint: ep, data, timeout: timeout)
 }
-func syncControlIn(_ h: USBHandle, requestType: UInt8, request: UInt8, value: UInt16, index: UInt16, length: Int) throws -> [UInt8] {
-    try h.controlIn(requestType: requestType, request: request, value: value, index: index, length: length)
+func syncControlIn(_ h: USBHandle, _ request: ControlRequest, length: Int) throws -> [UInt8] {
+    try h.controlIn(request, length: length)
 }
-func syncControlOut(_ h: USBHandle, requestType: UInt8, request: UInt8, value: UInt16, index: UInt16, data: [UInt8] = []) throws -> Int {
-    try h.controlOut(requestType: requestType, request: request, value: value, index: index, data: data)
+func syncControlOut(_ h: USBHandle, _ request: ControlRequest, data: [UInt8] = []) throws -> Int {
+    try h.controlOut(request, data: data)
 }
 
 /// The driver bound to a sysfs device (its `driver` link's name), nil if none.
@@ -648,6 +648,7 @@ final class UsbmonBus: Sendable {
 
     /// usbmon's address word of an endpoint of this device: `Bi:1:002:1`
     /// (type and direction, bus, device, endpoint number).
+    func word(_ typeAndDirection: String, _ endpoint: EndpointAddress) -> String { word(typeAndDirection, endpoint.rawValue) }
     func word(_ typeAndDirection: String, _ endpoint: UInt8) -> String {
         String(format: "%@:%d:%03d:%d", typeAndDirection, bus, address, Int(endpoint & 0x0F))
     }

@@ -58,7 +58,7 @@ func registerIOTests(_ r: inout LabRunner) {
         try expect(packet == 512 || packet == 64 || packet == 1024, "max packet size \(packet)")
         // Control: GET_DESCRIPTOR(device) names the gadget; the synchronous forms.
         let dd = try syncTransfers(h, out: out.address, in: inp.address)
-        let asyncDD = try await h.controlIn(requestType: 0x80, request: 6, value: 0x0100, index: 0, length: 18)
+        let asyncDD = try await h.controlIn(.getDescriptor(type: 1), length: 18)
         try expectEqual(asyncDD, dd, "async control transfer")
         // Sizes around the packet size and the device's 4096-byte buffer.
         let sizes = [1, 2, packet - 1, packet, packet + 1, 2 * packet, 3 * packet, 4095, 4096, 4097, 8192,
@@ -454,7 +454,7 @@ func registerIOTests(_ r: inout LabRunner) {
         try expectError("a stale copy", .closed) { _ = try copy.reportDescriptor() }
         // USB device instance: a control transfer without claiming anything.
         let u = try f.manager.openUSB(usbLink)
-        let status = try await u.controlIn(requestType: 0x80, request: 0, value: 0, index: 0, length: 2)
+        let status = try await u.controlIn(.getStatus(), length: 2)
         try expectEqual(status.count, 2, "GET_STATUS length")
         u.close()
         try Devlab.unplug("ix1")
@@ -616,7 +616,7 @@ func blockedRead(_ h: HIDHandle) -> Inbox<(HandleError, ContinuousClock.Instant)
 
 /// Ten reads on a removed device: each must fail with deviceRemoved; returns
 /// the fastest one's milliseconds (the first may pay for cold code paths).
-func callsAfterRemoval(_ h: USBHandle, endpoint: UInt8) throws -> Int {
+func callsAfterRemoval(_ h: USBHandle, endpoint: EndpointAddress) throws -> Int {
     var times: [Int] = []
     for _ in 0..<10 {
         let t = ContinuousClock.now
@@ -635,14 +635,14 @@ func callsAfterRemoval(_ h: USBHandle, endpoint: UInt8) throws -> Int {
 /// GET_DESCRIPTOR(device) through the synchronous path (the caller pumps
 /// libusb's events itself when nothing else is in flight).
 func deviceDescriptor(_ h: USBHandle) throws -> [UInt8] {
-    try h.controlIn(requestType: 0x80, request: 6, value: 0x0100, index: 0, length: 18)
+    try h.controlIn(.getDescriptor(type: 1), length: 18)
 }
 
 /// The synchronous calls (from a synchronous function: in async code the
 /// async overloads are chosen): GET_DESCRIPTOR(device), a write and its echo,
 /// clear halt. Returns the device descriptor.
-func syncTransfers(_ h: USBHandle, out: UInt8, in inp: UInt8) throws -> [UInt8] {
-    let dd = try h.controlIn(requestType: 0x80, request: 6, value: 0x0100, index: 0, length: 18)
+func syncTransfers(_ h: USBHandle, out: EndpointAddress, in inp: EndpointAddress) throws -> [UInt8] {
+    let dd = try h.controlIn(.getDescriptor(type: 1), length: 18)
     try expectEqual(dd.count, 18, "device descriptor length")
     try expectEqual(Array(dd[8...11]), [0x09, 0x12, 0x03, 0x0d], "idVendor/idProduct in the device descriptor")
     let small = (0..<100).map { UInt8($0) }
@@ -674,7 +674,7 @@ final class Flag: Sendable {
 
 /// Sends `data` through a Loopback device (its buffers are 4096 bytes; a
 /// short last piece ends with a ZLP) and collects what comes back.
-func loopback(_ h: USBHandle, out: UInt8, in inp: UInt8, data: [UInt8]) async throws -> [UInt8] {
+func loopback(_ h: USBHandle, out: EndpointAddress, in inp: EndpointAddress, data: [UInt8]) async throws -> [UInt8] {
     let chunk = 4096
     let stream = try h.inStream(endpoint: inp, transferSize: chunk, transfers: 4, timeout: .seconds(5))
     let writer = Task { () async throws -> Void in

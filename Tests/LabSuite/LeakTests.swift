@@ -150,10 +150,10 @@ func registerLeakTests(_ r: inout LabRunner) {
             let usb = try f.manager.openUSB(bulkLink)
             try expectEqual(Array(try deviceDescriptor(usb)[8...9]), [0x09, 0x12], "round \(round): idVendor from \(bulkLink)")
             let gadgetDevice = try f.manager.openUSB(gadgetDeviceLinks[round % gadgetDeviceLinks.count])
-            _ = try await gadgetDevice.controlIn(requestType: 0x80, request: 0, value: 0, index: 0, length: 2)
+            _ = try await gadgetDevice.controlIn(.getStatus(), length: 2)
             gadgetDevice.close()
             tally.handles += 3
-            var ending: Task<HIDError?, Never>?
+            var ending: Task<HandleError?, Never>?
             if keep {
                 let subscription = hid.inputReports(capacity: 8)
                 ending = Task {
@@ -247,7 +247,7 @@ private struct OpenCloseTally: CustomStringConvertible {
 }
 
 /// One open, one piece of I/O, one close on the Loopback gadget.
-private func usbCycle(_ manager: DeviceManager, interface: String, device: String, out: UInt8, in inp: UInt8, _ j: Int,
+private func usbCycle(_ manager: DeviceManager, interface: String, device: String, out: EndpointAddress, in inp: EndpointAddress, _ j: Int,
                       _ tally: inout OpenCloseTally) async throws {
     let h = try manager.openUSB(j % 10 == 6 || j % 10 == 9 ? interface : device)
     defer { h.close() }
@@ -276,7 +276,7 @@ private func usbCycle(_ manager: DeviceManager, interface: String, device: Strin
         try expectEqual(got, [], "cycle \(j): removal notices of a closed handle")
         tally.usbNoticeStreams += 1
     } else if j % 10 == 3 {
-        let dd = try await h.controlIn(requestType: 0x80, request: 6, value: 0x0100, index: 0, length: 18)
+        let dd = try await h.controlIn(.getDescriptor(type: 1), length: 18)
         try expectEqual(Array(dd[8...11]), [0x09, 0x12, 0x41, 0x0e], "cycle \(j): idVendor/idProduct (async)")
         tally.usbAsyncControl += 1
     } else if j % 10 == 6 {
@@ -291,8 +291,8 @@ private func usbCycle(_ manager: DeviceManager, interface: String, device: Strin
 }
 
 // Synchronous forms (from a synchronous function, the sync overloads are chosen).
-private func syncWrite(_ h: USBHandle, _ ep: UInt8, _ data: [UInt8]) throws -> Int { try h.write(endpoint: ep, data) }
-private func syncRead(_ h: USBHandle, _ ep: UInt8) throws -> [UInt8] { try h.read(endpoint: ep, length: 4096, timeout: .seconds(5)) }
+private func syncWrite(_ h: USBHandle, _ ep: EndpointAddress, _ data: [UInt8]) throws -> Int { try h.write(endpoint: ep, data) }
+private func syncRead(_ h: USBHandle, _ ep: EndpointAddress) throws -> [UInt8] { try h.read(endpoint: ep, length: 4096, timeout: .seconds(5)) }
 
 /// One open, one piece of I/O, one close on a HID device (gadget or uhid).
 private func hidCycle(_ manager: DeviceManager, _ link: String, _ j: Int, _ tally: inout OpenCloseTally) async throws {
@@ -309,7 +309,7 @@ private func hidCycle(_ manager: DeviceManager, _ link: String, _ j: Int, _ tall
         let subscription = h.inputReports(capacity: 8)
         let got = Inbox<[UInt8]>()
         let reading = Task {
-            var ended: HIDError?
+            var ended: HandleError?
             for await d in subscription {
                 switch d {
                 case .event(.report(let r)): got.post(r.array)

@@ -82,7 +82,7 @@ func registerReliabilityTests(_ r: inout LabRunner) {
         let bulk = try links.first { $0.hasPrefix("usb#vid_1209&pid_0e11#") && $0.hasSuffix(usbDeviceClass.description) }.orFail("no usb-device link for rx1")
         let h = try f.manager.openUSB(bulk)
         defer { h.close() }
-        let dd = try await h.controlIn(requestType: 0x80, request: 6, value: 0x0100, index: 0, length: 18)
+        let dd = try await h.controlIn(.getDescriptor(type: 1), length: 18)
         try expectEqual(Array(dd[10...11]), [0x11, 0x0e], "idProduct through the hostile link's handle")
         figure("hostile strings: \(total) instances, links e.g. \(links.filter { $0.contains("pid_0e11") || $0.contains("pid_0e15") }.sorted())")
     }

@@ -244,7 +244,7 @@ private func useOnce(_ manager: DeviceManager, _ i: DeviceInterface, _ tally: Ha
         case .usb:
             let h = try manager.openUSB(i.symbolicLink.rawValue)
             defer { h.close() }
-            let d = try h.controlIn(requestType: 0x80, request: 6, value: 0x0100, index: 0, length: 18, timeout: .seconds(2))
+            let d = try h.controlIn(.getDescriptor(type: 1), length: 18, timeout: .seconds(2))
             if d.count != 18 { tally.unexpected.withLock { $0.append("\(i.symbolicLink.rawValue): device descriptor of \(d.count) bytes") } }
         case .hid:
             let h = try manager.openHID(i.symbolicLink.rawValue)

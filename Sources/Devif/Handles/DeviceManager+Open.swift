@@ -31,9 +31,9 @@ extension DeviceManager {
 
     /// Opens a present USB instance (a device, or one interface of a
     /// composite device, which is claimed now).
-    /// - Throws: ``HandleError/unknownLink``, ``HandleError/notPresent``,
-    ///   ``HandleError/wrongKind`` (a HID link: use ``openHID(_:)-(String)``),
-    ///   ``HandleError/permissionDenied``, ``HandleError/busy``.
+    /// - Throws: ``/DevifCore/HandleError/unknownLink``, ``/DevifCore/HandleError/notPresent``,
+    ///   ``/DevifCore/HandleError/wrongKind`` (a HID link: use ``openHID(_:)-(String)``),
+    ///   ``/DevifCore/HandleError/permissionDenied``, ``/DevifCore/HandleError/busy``.
     public func openUSB(_ link: String) throws(HandleError) -> USBHandle {
         let (interface, key) = try resolve(link)
         guard interface.kind == .usb else {
@@ -74,7 +74,7 @@ extension DeviceManager {
         }
         guard let devnode = interface.devnode else { throw HandleError.notPresent(link) }
         let device: HIDDevice
-        do { device = try HIDDevice(path: devnode) } catch { throw HandleError(error, link: link) }
+        do { device = try HIDDevice(path: devnode, link: link) } catch { throw HandleError(error, link: link) }
         let ref = try register(link: interface.symbolicLink, key: key, backend: .hid(device))
         return HIDHandle(ref: ref, device: device)
     }

@@ -5,8 +5,8 @@ import DevifHID
 /// descriptor, and an input report stream that any number of readers
 /// receive in full. Get one with ``DeviceManager/openHID(_:)-(String)``.
 ///
-/// As for ``USBHandle``: a stale copy fails with ``HandleError/closed``;
-/// removal ends a blocked read with ``HandleError/deviceRemoved`` and
+/// As for ``USBHandle``: a stale copy fails with ``/DevifCore/HandleError/closed``;
+/// removal ends a blocked read with ``/DevifCore/HandleError/deviceRemoved`` and
 /// ``removalNotices()`` says `.pending` then `.complete`. ``close()`` ends a
 /// blocked ``read(timeout:)`` at once.
 public struct HIDHandle: Sendable, CustomStringConvertible {
@@ -22,10 +22,10 @@ public struct HIDHandle: Sendable, CustomStringConvertible {
 
     /// What ``inputReports(capacity:)`` delivers: a report, one too long for
     /// the buffer, or the end of the stream.
-    public typealias InputEvent = HIDDevice.InputEvent
+    public typealias InputEvent = HIDInputEvent
 
     /// Closes the handle: a blocked ``read(timeout:)`` ends at once with
-    /// ``HandleError/closed``, and the input report streams end. Returns false
+    /// ``/DevifCore/HandleError/closed``, and the input report streams end. Returns false
     /// if it was closed already. Safe from any thread or task, twice.
     @discardableResult
     public func close() -> Bool { ref.close() }
@@ -67,7 +67,7 @@ public struct HIDHandle: Sendable, CustomStringConvertible {
     }
 
     /// Reads input report `id` on request (a GET_REPORT, not the interrupt
-    /// stream); some drivers refuse it (``HandleError/unsupported``).
+    /// stream); some drivers refuse it (``/DevifCore/HandleError/unsupported``).
     public func getInputReport(id: UInt8, length: Int) throws(HandleError) -> [UInt8] {
         try ref.perform { () throws(HIDError) in try device.getInputReport(id: id, length: length) }
     }

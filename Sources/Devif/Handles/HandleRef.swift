@@ -2,7 +2,7 @@ import DevifCore
 import DevifHID
 import DevifUSB
 
-/// An error from a backend that a handle reports as a ``HandleError``.
+/// An error from a backend that a handle reports as a ``/DevifCore/HandleError``.
 protocol BackendError: Error {
     func handleError(link: String) -> HandleError
 }

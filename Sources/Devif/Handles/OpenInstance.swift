@@ -7,7 +7,7 @@ import Synchronization
 /// order (as Windows' DBT_DEVICEREMOVEPENDING and DBT_DEVICEREMOVECOMPLETE).
 public enum RemovalNotice: Sendable, Hashable {
     /// The device is gone: I/O in progress is being ended with
-    /// ``HandleError/deviceRemoved``; new calls fail with it at once.
+    /// ``/DevifCore/HandleError/deviceRemoved``; new calls fail with it at once.
     case pending
     /// No I/O on the handle is in progress any more: close it.
     case complete

@@ -1,5 +1,5 @@
 import DevifCore
-@_spi(LabHooks) import DevifUSB
+import DevifUSB
 import Synchronization
 
 /// An open USB instance: bulk, interrupt and control transfers (sync and
@@ -7,8 +7,8 @@ import Synchronization
 /// ``DeviceManager/openUSB(_:)-(String)``.
 ///
 /// A handle is a slot and generation in the manager's handle table: a copy
-/// kept after ``close()`` fails cleanly with ``HandleError/closed``. When the
-/// device leaves, I/O in progress ends with ``HandleError/deviceRemoved``
+/// kept after ``close()`` fails cleanly with ``/DevifCore/HandleError/closed``. When the
+/// device leaves, I/O in progress ends with ``/DevifCore/HandleError/deviceRemoved``
 /// (within milliseconds), later calls fail fast with it, and
 /// ``removalNotices()`` says `.pending` then `.complete`. Bulk and interrupt
 /// transfers claim the endpoint's interface on first use (detaching a kernel
@@ -33,17 +33,40 @@ public struct USBHandle: Sendable, CustomStringConvertible {
 
     public var description: String { "USB handle \(handle) to \(symbolicLink)" }
 
-    /// An endpoint of a claimed interface: address, kind, packet size, interface.
-    public typealias Endpoint = USBDevice.Endpoint
-    /// What a push-mode reader's handler returns: `.continue` or `.stop`.
-    public typealias ReadAction = USBReader.Action
+    /// An endpoint of the active configuration: its address (number and
+    /// direction), transfer type, packet size and interface.
+    public struct Endpoint: Sendable, Hashable {
+        /// The endpoint's address (`bEndpointAddress`).
+        public let address: EndpointAddress
+        /// Bulk, interrupt, isochronous or control.
+        public let kind: USBEndpoint.TransferType
+        /// `wMaxPacketSize` (bits 0-10: bytes per packet).
+        public let maxPacketSize: Int
+        /// The interface (number) the endpoint belongs to; claimed on first use.
+        public let interface: Int
+        /// Whether data flows from the device to the host.
+        public var isIn: Bool { address.isIn }
+    }
+
+    /// What a push-mode reader's handler returns.
+    public enum ReadAction: Sendable {
+        /// Resubmit the transfer and go on reading.
+        case `continue`
+        /// Stop the reader (its transfers are cancelled; ``Reader/wait()`` returns nil).
+        case stop
+    }
     /// A push-mode reader's handler: each transfer's bytes, valid during the call.
-    public typealias ReadHandler = USBReader.Handler
+    public typealias ReadHandler = @Sendable (UnsafeRawBufferPointer) -> ReadAction
 
-    /// Endpoints of the active configuration.
-    public var endpoints: [USBDevice.Endpoint] { device.endpoints }
+    /// Endpoints of the active configuration (every alternate setting), by address.
+    public var endpoints: [Endpoint] {
+        device.endpoints.map {
+            Endpoint(address: EndpointAddress(rawValue: $0.address), kind: $0.kind, maxPacketSize: $0.maxPacketSize,
+                     interface: $0.interface)
+        }
+    }
 
-    /// Closes the handle: I/O in progress ends with ``HandleError/closed``,
+    /// Closes the handle: I/O in progress ends with ``/DevifCore/HandleError/closed``,
     /// claimed interfaces go back to their kernel drivers. Returns false if
     /// it was closed already. Safe from any thread or task, twice, with I/O pending.
     @discardableResult
@@ -60,63 +83,63 @@ public struct USBHandle: Sendable, CustomStringConvertible {
     /// end with a zero-length packet when the length is a multiple of the
     /// packet size. `timeout` nil: no limit.
     @discardableResult
-    public func write(endpoint: UInt8, _ data: [UInt8], timeout: Duration? = .seconds(5),
+    public func write(endpoint: EndpointAddress, _ data: [UInt8], timeout: Duration? = .seconds(5),
                       zeroLengthPacket: Bool = false) throws(HandleError) -> Int {
         try ref.perform { () throws(USBError) in
-            try device.write(endpoint: endpoint, data, timeout: timeout, zeroLengthPacket: zeroLengthPacket)
+            try device.write(endpoint: endpoint.rawValue, data, timeout: timeout, zeroLengthPacket: zeroLengthPacket)
         }
     }
 
     /// Receives at most `length` bytes from an IN endpoint (bulk or
     /// interrupt), blocking the calling thread. `timeout` nil: no limit.
-    public func read(endpoint: UInt8, length: Int, timeout: Duration? = .seconds(5)) throws(HandleError) -> [UInt8] {
-        try ref.perform { () throws(USBError) in try device.read(endpoint: endpoint, length: length, timeout: timeout) }
+    public func read(endpoint: EndpointAddress, length: Int, timeout: Duration? = .seconds(5)) throws(HandleError) -> [UInt8] {
+        try ref.perform { () throws(USBError) in try device.read(endpoint: endpoint.rawValue, length: length, timeout: timeout) }
     }
 
     /// Sends the bytes of `buffer` (the caller's memory) on an OUT endpoint,
     /// blocking the calling thread; returns the bytes sent. Once the
     /// endpoint has been used at this size, a call allocates nothing.
     @discardableResult
-    public func write(endpoint: UInt8, from buffer: UnsafeRawBufferPointer, timeout: Duration? = .seconds(5),
+    public func write(endpoint: EndpointAddress, from buffer: UnsafeRawBufferPointer, timeout: Duration? = .seconds(5),
                       zeroLengthPacket: Bool = false) throws(HandleError) -> Int {
         try ref.perform { () throws(USBError) in
-            try device.write(endpoint: endpoint, from: buffer, timeout: timeout, zeroLengthPacket: zeroLengthPacket)
+            try device.write(endpoint: endpoint.rawValue, from: buffer, timeout: timeout, zeroLengthPacket: zeroLengthPacket)
         }
     }
 
     /// Receives at most `buffer.count` bytes from an IN endpoint into the
     /// caller's memory, blocking the calling thread; returns how many came.
     /// Once the endpoint has been used at this size, a call allocates nothing.
-    public func read(endpoint: UInt8, into buffer: UnsafeMutableRawBufferPointer,
+    public func read(endpoint: EndpointAddress, into buffer: UnsafeMutableRawBufferPointer,
                      timeout: Duration? = .seconds(5)) throws(HandleError) -> Int {
-        try ref.perform { () throws(USBError) in try device.read(endpoint: endpoint, into: buffer, timeout: timeout) }
+        try ref.perform { () throws(USBError) in try device.read(endpoint: endpoint.rawValue, into: buffer, timeout: timeout) }
     }
 
     /// The async form of the blocking `write`: sends `data` on an OUT endpoint
     /// and returns the bytes sent; cancelling the task cancels the transfer
-    /// (``HandleError/cancelled``).
+    /// (``/DevifCore/HandleError/cancelled``).
     @discardableResult
-    public func write(endpoint: UInt8, _ data: [UInt8], timeout: Duration? = .seconds(5),
+    public func write(endpoint: EndpointAddress, _ data: [UInt8], timeout: Duration? = .seconds(5),
                       zeroLengthPacket: Bool = false) async throws(HandleError) -> Int {
         try await ref.performAsync { () async throws(USBError) in
-            try await device.write(endpoint: endpoint, data, timeout: timeout, zeroLengthPacket: zeroLengthPacket)
+            try await device.write(endpoint: endpoint.rawValue, data, timeout: timeout, zeroLengthPacket: zeroLengthPacket)
         }
     }
 
     /// The async form of the blocking `read`: at most `length` bytes from an IN
-    /// endpoint; cancelling the task cancels the transfer (``HandleError/cancelled``).
-    public func read(endpoint: UInt8, length: Int, timeout: Duration? = .seconds(5)) async throws(HandleError) -> [UInt8] {
+    /// endpoint; cancelling the task cancels the transfer (``/DevifCore/HandleError/cancelled``).
+    public func read(endpoint: EndpointAddress, length: Int, timeout: Duration? = .seconds(5)) async throws(HandleError) -> [UInt8] {
         try await ref.performAsync { () async throws(USBError) in
-            try await device.read(endpoint: endpoint, length: length, timeout: timeout)
+            try await device.read(endpoint: endpoint.rawValue, length: length, timeout: timeout)
         }
     }
 
     /// Reads an IN endpoint continuously with `transfers` transfers in flight.
     /// Dropping every copy of the stream stops it (see `USBInStream` in DevifUSB).
-    public func inStream(endpoint: UInt8, transferSize: Int = 16384, transfers: Int = 8,
+    public func inStream(endpoint: EndpointAddress, transferSize: Int = 16384, transfers: Int = 8,
                          timeout: Duration? = nil) throws(HandleError) -> InStream {
         let stream = try ref.perform { () throws(USBError) in
-            try device.inStream(endpoint: endpoint, transferSize: transferSize, transfers: transfers, timeout: timeout)
+            try device.inStream(endpoint: endpoint.rawValue, transferSize: transferSize, transfers: transfers, timeout: timeout)
         }
         return InStream(ref: ref, stream: stream)
     }
@@ -161,10 +184,10 @@ public struct USBHandle: Sendable, CustomStringConvertible {
     /// sends the rest, ends with a zero-length packet when the data ends on
     /// a packet boundary (`zeroLengthPacket`), and waits for the device.
     /// `timeout`: for each transfer (nil: none).
-    public func outStream(endpoint: UInt8, transferSize: Int = 16384, transfers: Int = 8,
+    public func outStream(endpoint: EndpointAddress, transferSize: Int = 16384, transfers: Int = 8,
                           timeout: Duration? = nil, zeroLengthPacket: Bool = true) throws(HandleError) -> OutStream {
         let stream = try ref.perform { () throws(USBError) in
-            try device.outStream(endpoint: endpoint, transferSize: transferSize, transfers: transfers,
+            try device.outStream(endpoint: endpoint.rawValue, transferSize: transferSize, transfers: transfers,
                                  timeout: timeout, zeroLengthPacket: zeroLengthPacket)
         }
         return OutStream(ref: ref, stream: stream)
@@ -178,8 +201,8 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         /// Bytes the device has taken so far.
         public var bytesSent: UInt64 { stream.bytesSent }
         /// Queues `buffer`'s bytes (copied), blocking while every transfer is in flight.
-        /// - Throws: what ended the stream (``HandleError/deviceRemoved``,
-        ///   ``HandleError/closed``, a stall ...).
+        /// - Throws: what ended the stream (``/DevifCore/HandleError/deviceRemoved``,
+        ///   ``/DevifCore/HandleError/closed``, a stall ...).
         public func write(from buffer: UnsafeRawBufferPointer) throws(HandleError) {
             try ref.perform { () throws(USBError) in try stream.write(from: buffer) }
         }
@@ -214,7 +237,7 @@ public struct USBHandle: Sendable, CustomStringConvertible {
     /// (valid only during the call; do not block there) and returns
     /// `.continue` or `.stop`; the transfer is resubmitted at once. See
     /// `USBReader` in DevifUSB.
-    public func startReading(endpoint: UInt8, transferSize: Int = 16384, transfers: Int = 8,
+    public func startReading(endpoint: EndpointAddress, transferSize: Int = 16384, transfers: Int = 8,
                              timeout: Duration? = nil,
                              _ handler: @escaping ReadHandler) throws(HandleError) -> Reader {
         // A running reader counts as a call in progress for removal notices
@@ -222,8 +245,8 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         ref.instance.tracker.begin()
         do {
             let reader = try ref.perform { () throws(USBError) in
-                try device.startReading(endpoint: endpoint, transferSize: transferSize, transfers: transfers,
-                                        timeout: timeout, handler)
+                try device.startReading(endpoint: endpoint.rawValue, transferSize: transferSize, transfers: transfers,
+                                        timeout: timeout) { handler($0) == .continue ? .continue : .stop }
             }
             return Reader(ref: ref, reader: reader)
         } catch {
@@ -257,7 +280,7 @@ public struct USBHandle: Sendable, CustomStringConvertible {
 
         /// Blocks until the reader has ended; nil when it was stopped (by
         /// ``stop()`` or the handler), else why it ended
-        /// (``HandleError/deviceRemoved``, ``HandleError/closed``, a stall ...).
+        /// (``/DevifCore/HandleError/deviceRemoved``, ``/DevifCore/HandleError/closed``, a stall ...).
         @discardableResult
         public func wait() -> HandleError? { settle(reader.wait()) }
 
@@ -282,34 +305,46 @@ public struct USBHandle: Sendable, CustomStringConvertible {
 
     // MARK: Control
 
-    /// A control transfer with an IN data stage of at most `length` bytes,
-    /// blocking the calling thread; returns the bytes received.
-    public func controlIn(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16, length: Int,
+    /// A control transfer with an IN data stage of at most `length` bytes
+    /// (0...65535), blocking the calling thread; returns the bytes received.
+    /// The direction comes from the call: `request` has none.
+    public func controlIn(_ request: ControlRequest, length: Int,
                           timeout: Duration? = .seconds(5)) throws(HandleError) -> [UInt8] {
         try ref.perform { () throws(USBError) in
-            try device.controlIn(requestType: requestType, request: request, value: value, index: index,
-                                 length: length, timeout: timeout)
+            try device.controlIn(requestType: request.requestType(in: true), request: request.request,
+                                 value: request.value, index: request.index, length: length, timeout: timeout)
         }
     }
 
-    /// A control transfer with an OUT data stage (`data`, or none); returns the
-    /// bytes sent.
+    /// A control transfer with an OUT data stage (`data`, or none), blocking
+    /// the calling thread; returns the bytes sent.
     @discardableResult
-    public func controlOut(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16, data: [UInt8] = [],
+    public func controlOut(_ request: ControlRequest, data: [UInt8] = [],
                            timeout: Duration? = .seconds(5)) throws(HandleError) -> Int {
         try ref.perform { () throws(USBError) in
-            try device.controlOut(requestType: requestType, request: request, value: value, index: index,
-                                  data: data, timeout: timeout)
+            try device.controlOut(requestType: request.requestType(in: false), request: request.request,
+                                  value: request.value, index: request.index, data: data, timeout: timeout)
         }
     }
 
     /// The async form of the blocking `controlIn`; cancelling the task cancels
-    /// the transfer.
-    public func controlIn(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16, length: Int,
+    /// the transfer (``/DevifCore/HandleError/cancelled``).
+    public func controlIn(_ request: ControlRequest, length: Int,
                           timeout: Duration? = .seconds(5)) async throws(HandleError) -> [UInt8] {
         try await ref.performAsync { () async throws(USBError) in
-            try await device.controlIn(requestType: requestType, request: request, value: value, index: index,
-                                       length: length, timeout: timeout)
+            try await device.controlIn(requestType: request.requestType(in: true), request: request.request,
+                                       value: request.value, index: request.index, length: length, timeout: timeout)
+        }
+    }
+
+    /// The async form of the blocking `controlOut`; cancelling the task
+    /// cancels the transfer (``/DevifCore/HandleError/cancelled``).
+    @discardableResult
+    public func controlOut(_ request: ControlRequest, data: [UInt8] = [],
+                           timeout: Duration? = .seconds(5)) async throws(HandleError) -> Int {
+        try await ref.performAsync { () async throws(USBError) in
+            try await device.controlOut(requestType: request.requestType(in: false), request: request.request,
+                                        value: request.value, index: request.index, data: data, timeout: timeout)
         }
     }
 
@@ -332,14 +367,14 @@ public struct USBHandle: Sendable, CustomStringConvertible {
     }
 
     /// Clears a halt (stall) on an endpoint.
-    public func clearHalt(endpoint: UInt8) throws(HandleError) {
-        try ref.perform { () throws(USBError) in try device.clearHalt(endpoint: endpoint) }
+    public func clearHalt(endpoint: EndpointAddress) throws(HandleError) {
+        try ref.perform { () throws(USBError) in try device.clearHalt(endpoint: endpoint.rawValue) }
     }
 }
 
 /// An IN stream is an `AsyncSequence` of chunks: `for try await chunk in
 /// stream` reads until ``USBHandle/InStream/stop()`` (the loop ends) or an
-/// error (thrown: ``HandleError/deviceRemoved``, ``HandleError/closed`` ...).
+/// error (thrown: ``/DevifCore/HandleError/deviceRemoved``, ``/DevifCore/HandleError/closed`` ...).
 extension USBHandle.InStream: AsyncSequence {
     public typealias Element = [UInt8]
     public typealias Failure = HandleError

@@ -20,10 +20,19 @@ public struct ControlRequest: Hashable, Sendable {
 
     /// Who the request is for (`bmRequestType` bits 0-4).
     public enum Recipient: UInt8, Sendable, Hashable {
-        case device = 0, interface = 1, endpoint = 2, other = 3
+        /// The device.
+        case device = 0
+        /// An interface (its number in `wIndex`).
+        case interface = 1
+        /// An endpoint (its address in `wIndex`).
+        case endpoint = 2
+        /// Something else the class defines.
+        case other = 3
     }
 
+    /// Whose definition the request follows.
     public var kind: Kind
+    /// Who the request is for.
     public var recipient: Recipient
     /// `bRequest`.
     public var request: UInt8
@@ -32,6 +41,7 @@ public struct ControlRequest: Hashable, Sendable {
     /// `wIndex` (an interface or endpoint number when that is the recipient).
     public var index: UInt16
 
+    /// A request from its parts.
     public init(_ kind: Kind, to recipient: Recipient, request: UInt8, value: UInt16 = 0, index: UInt16 = 0) {
         self.kind = kind
         self.recipient = recipient

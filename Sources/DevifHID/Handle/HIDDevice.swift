@@ -34,38 +34,27 @@ import Synchronization
 /// thread, and aborts a blocked ``read(timeout:)`` at once with
 /// ``HIDError/closed`` (unlike hidapi's `hid_close`). Closing also happens
 /// when the object is released.
-public final class HIDDevice: Sendable {
+package final class HIDDevice: Sendable {
     /// The inline capacity of a streamed report: the largest input report the
     /// stream carries (a larger one arrives as ``InputEvent/tooLong(count:)``;
     /// ``read(timeout:)`` returns it whole).
-    public static let streamReportCapacity = 4096
-    /// A streamed input report, as read from hidraw (starting with the report
-    /// ID when the device uses numbered reports).
-    public typealias Report = InlineBytes<4096>
-
-    /// What the input report stream delivers.
-    public enum InputEvent: Sendable {
-        /// One input report.
-        case report(Report)
-        /// A report longer than ``streamReportCapacity`` arrived; it is not in
-        /// the stream (``read(timeout:)`` has it whole).
-        case tooLong(count: Int)
-        /// The last event: the device was removed (``HIDError/deviceRemoved``),
-        /// the handle was closed (``HIDError/closed``) or reading failed.
-        case ended(HIDError)
-    }
+    package static let streamReportCapacity = 4096
+    /// A streamed input report (see ``HIDReport``).
+    package typealias Report = HIDReport
+    /// What the input report stream delivers (see ``HIDInputEvent``).
+    package typealias InputEvent = HIDInputEvent
 
     /// How many unread reports ``read(timeout:)`` keeps.
-    public static let readQueueLimit = 64
+    package static let readQueueLimit = 64
 
     /// The hidraw node this handle was opened on.
-    public var path: String { core.path }
+    package var path: String { core.path }
 
     private let core: HIDDeviceCore
 
     /// Opens a hidraw node (`/dev/hidrawN`) read-write, non-blocking,
     /// close-on-exec. No thread starts until the first subscription.
-    public init(path: String) throws(HIDError) {
+    package init(path: String, link: String = "") throws(HIDError) {
         let fd: Int32
         do {
             fd = try Syscalls.open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC)
@@ -74,7 +63,7 @@ public final class HIDDevice: Sendable {
         }
         let core: HIDDeviceCore
         do {
-            core = try HIDDeviceCore(fd: fd, path: path)
+            core = try HIDDeviceCore(fd: fd, path: path, link: link)
         } catch {
             Syscalls.close(fd)
             throw HIDError.io(error)
@@ -88,20 +77,20 @@ public final class HIDDevice: Sendable {
     /// ``HIDError/closed`` at once, the stream ends with `.ended(.closed)`, and
     /// the reader thread, if any, is joined. Safe twice and from any thread; the
     /// descriptor itself is closed when the last call using it returns.
-    public func close() { core.close() }
+    package func close() { core.close() }
 
     /// Why the handle stopped working (removed or closed), nil while usable.
-    public var endReason: HIDError? { core.endReason }
+    package var endReason: HIDError? { core.endReason }
 
     /// Marks the device removed (the manager saw it leave): a blocked
     /// ``read(timeout:)`` and every later call fail with
     /// ``HIDError/deviceRemoved``, and the stream ends. Idempotent.
-    public func markRemoved() { core.markRemoved(HIDError.removed("\(path) (the device left)")) }
+    package func markRemoved() { core.markRemoved(HIDError.removed("\(path) (the device left)")) }
 
     /// Reports dropped from the ``read(timeout:)`` queue because it held
     /// ``readQueueLimit`` unread ones (0 until a subscription starts the
     /// reader thread; before, the kernel drops past its 64 uncounted).
-    public var droppedReadReports: UInt64 { core.droppedReadReports }
+    package var droppedReadReports: UInt64 { core.droppedReadReports }
 
     // MARK: Input
 
@@ -109,7 +98,7 @@ public final class HIDDevice: Sendable {
     /// its reports), waiting at most `timeout` (nil: no limit).
     /// - Throws: ``HIDError/timeout``, ``HIDError/closed`` (also when closed
     ///   while waiting), ``HIDError/deviceRemoved``.
-    public func read(timeout: Duration?) throws(HIDError) -> [UInt8] {
+    package func read(timeout: Duration?) throws(HIDError) -> [UInt8] {
         try core.read(timeout: timeout)
     }
 
@@ -120,7 +109,7 @@ public final class HIDDevice: Sendable {
     /// After the end, a new subscription is empty and finished: check
     /// ``endReason``. The first subscription starts the reader thread (see
     /// the type's notes), which runs until close or removal.
-    public func inputReports(capacity: Int = 256) -> FanOut<InputEvent>.Subscription {
+    package func inputReports(capacity: Int = 256) -> FanOut<InputEvent>.Subscription {
         let subscription = core.fanOut.subscribe(capacity: capacity)
         core.startReader()
         return subscription
@@ -128,7 +117,7 @@ public final class HIDDevice: Sendable {
 
     /// Like ``inputReports(capacity:)`` with a callback on a thread owned by
     /// the subscription (see ``FanOut/subscribe(capacity:name:onStart:onEnd:handler:)``).
-    public func inputReports(capacity: Int = 256, name: String = "hid-input",
+    package func inputReports(capacity: Int = 256, name: String = "hid-input",
                              onEnd: (@Sendable () -> Void)? = nil,
                              handler: @escaping @Sendable (FanOut<InputEvent>.Delivery) -> Void)
         -> FanOut<InputEvent>.CallbackSubscription {
@@ -141,7 +130,7 @@ public final class HIDDevice: Sendable {
 
     /// Sends an output report. The first byte is the report ID, 0 when the
     /// device does not number its reports (as hidapi; the kernel strips it).
-    public func write(outputReport report: [UInt8]) throws(HIDError) {
+    package func write(outputReport report: [UInt8]) throws(HIDError) {
         try Self.checkLength(report.count, "output report")
         let written = try core.usingDescriptor("write") { fd throws(HIDError) in
             let path = core.path
@@ -159,14 +148,14 @@ public final class HIDDevice: Sendable {
     /// Reads feature report `id` (HIDIOCGFEATURE). `length` is the buffer
     /// size including the report ID byte; the result starts with the ID and
     /// has as many bytes as the device returned.
-    public func getFeatureReport(id: UInt8, length: Int) throws(HIDError) -> [UInt8] {
+    package func getFeatureReport(id: UInt8, length: Int) throws(HIDError) -> [UInt8] {
         try reportIoctl(id: id, length: length, request: HIDRawIoctl.getFeature(length), name: "HIDIOCGFEATURE")
     }
 
     /// Sends a feature report (HIDIOCSFEATURE); the first byte is the report
     /// ID (0 when unnumbered). Returns the byte count the kernel accepted.
     @discardableResult
-    public func sendFeatureReport(_ report: [UInt8]) throws(HIDError) -> Int {
+    package func sendFeatureReport(_ report: [UInt8]) throws(HIDError) -> Int {
         try Self.checkLength(report.count, "feature report")
         var buffer = report
         return try core.usingDescriptor("HIDIOCSFEATURE") { fd throws(HIDError) in
@@ -176,12 +165,12 @@ public final class HIDDevice: Sendable {
 
     /// Reads input report `id` on request (HIDIOCGINPUT: a GET_REPORT, not the
     /// interrupt stream). Some drivers refuse it: then ``HIDError/unsupported``.
-    public func getInputReport(id: UInt8, length: Int) throws(HIDError) -> [UInt8] {
+    package func getInputReport(id: UInt8, length: Int) throws(HIDError) -> [UInt8] {
         try reportIoctl(id: id, length: length, request: HIDRawIoctl.getInput(length), name: "HIDIOCGINPUT")
     }
 
     /// The device's report descriptor (HIDIOCGRDESCSIZE + HIDIOCGRDESC).
-    public func reportDescriptor() throws(HIDError) -> [UInt8] {
+    package func reportDescriptor() throws(HIDError) -> [UInt8] {
         try core.usingDescriptor("HIDIOCGRDESC") { fd throws(HIDError) in
             var size: Int32 = 0
             _ = try ioctl(fd, HIDRawIoctl.getDescriptorSize, &size, "HIDIOCGRDESCSIZE")
@@ -237,7 +226,7 @@ public final class HIDDevice: Sendable {
 }
 
 /// The state shared by a ``HIDDevice`` and its reader thread (kept apart so
-/// the thread does not keep the public object alive: releasing it closes).
+/// the thread does not keep the package object alive: releasing it closes).
 ///
 /// Two ways to read, never both at once on the descriptor:
 /// - **Direct** (no subscription yet, no thread): `read` polls the hidraw
@@ -292,6 +281,8 @@ final class HIDDeviceCore: Sendable {
 
     let fd: Int32
     let path: String
+    /// The instance's symbolic link, named in the stream's last event.
+    let link: String
     let fanOut = FanOut<HIDDevice.InputEvent>()
     /// Signalled (and never drained) on close and on removal: wakes the
     /// reader thread and every waiting `read`.
@@ -307,7 +298,8 @@ final class HIDDeviceCore: Sendable {
     private let state = Mutex(State())
     private let thread = Mutex<JoinableThread?>(nil)
 
-    init(fd: Int32, path: String) throws(LinuxError) {
+    init(fd: Int32, path: String, link: String) throws(LinuxError) {
+        self.link = link
         self.fd = fd
         self.path = path
         ended = try EventFD()
@@ -446,7 +438,7 @@ final class HIDDeviceCore: Sendable {
     /// The stream's last event, when no reader thread publishes it: called
     /// once, by whoever moved the phase from open (the only publisher then).
     private func endStream(_ end: HIDError) {
-        fanOut.publish(.ended(end))
+        fanOut.publish(.ended(HandleError(end, link: link)))
         fanOut.finish()
     }
 

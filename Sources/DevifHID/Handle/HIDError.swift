@@ -1,9 +1,10 @@
+import DevifCore
 import DevifLinux
 import Glibc
 
 /// Why an operation on a ``HIDDevice`` failed. Compare with the static
 /// members (`error == .deviceRemoved`); the message says what to do.
-public struct HIDError: Error, Sendable, Hashable, CustomStringConvertible {
+package struct HIDError: Error, Sendable, Hashable, CustomStringConvertible {
     private enum Code: Hashable, Sendable {
         case permissionDenied
         case noSuchDevice
@@ -17,9 +18,9 @@ public struct HIDError: Error, Sendable, Hashable, CustomStringConvertible {
 
     private let code: Code
     /// The errno behind the failure, when there was one.
-    public let errno: Int32?
+    package let errno: Int32?
     /// What failed: the call and its subject, e.g. `open(/dev/hidraw3)`.
-    public let context: String?
+    package let context: String?
 
     private init(_ code: Code, errno: Int32? = nil, context: String? = nil) {
         self.code = code
@@ -29,27 +30,27 @@ public struct HIDError: Error, Sendable, Hashable, CustomStringConvertible {
 
     /// Two errors are the same kind regardless of errno and context, so
     /// `error == .deviceRemoved` works as a pattern.
-    public static func == (a: HIDError, b: HIDError) -> Bool { a.code == b.code }
-    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
+    package static func == (a: HIDError, b: HIDError) -> Bool { a.code == b.code }
+    package func hash(into hasher: inout Hasher) { hasher.combine(code) }
 
     /// The hidraw node may not be opened by this user (EACCES/EPERM).
-    public static let permissionDenied = HIDError(.permissionDenied)
+    package static let permissionDenied = HIDError(.permissionDenied)
     /// There is no such hidraw node (ENOENT/ENXIO/ENODEV at open).
-    public static let noSuchDevice = HIDError(.noSuchDevice)
+    package static let noSuchDevice = HIDError(.noSuchDevice)
     /// The device went away while open (ENODEV, EIO or POLLHUP after removal).
-    public static let deviceRemoved = HIDError(.deviceRemoved)
+    package static let deviceRemoved = HIDError(.deviceRemoved)
     /// No report arrived within the timeout.
-    public static let timeout = HIDError(.timeout)
+    package static let timeout = HIDError(.timeout)
     /// The handle was closed (before or during the call).
-    public static let closed = HIDError(.closed)
+    package static let closed = HIDError(.closed)
     /// The kernel or the device does not support the request (EINVAL,
     /// ENOTSUPP, EOPNOTSUPP, ENOSYS, ENOTTY, EPIPE).
-    public static let unsupported = HIDError(.unsupported)
+    package static let unsupported = HIDError(.unsupported)
     /// A report or buffer exceeds what fits (the kernel's 16384-byte HID
     /// limit, or the input stream's inline buffer).
-    public static let reportTooLong = HIDError(.reportTooLong)
+    package static let reportTooLong = HIDError(.reportTooLong)
     /// Any other failed system call; ``errno`` says which error.
-    public static let io = HIDError(.io)
+    package static let io = HIDError(.io)
 
     static func tooLong(_ what: String) -> HIDError { HIDError(.reportTooLong, context: what) }
     static func closed(_ what: String) -> HIDError { HIDError(.closed, context: what) }
@@ -86,7 +87,7 @@ public struct HIDError: Error, Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    public var description: String {
+    package var description: String {
         let prefix = context.map { "\($0): " } ?? ""
         let errnoText = errno.map { code -> String in
             let name = LinuxError(code: code, call: "").codeName ?? (code == Self.kernelENOTSUPP ? "ENOTSUPP" : "errno \(code)")
@@ -108,5 +109,21 @@ public struct HIDError: Error, Sendable, Hashable, CustomStringConvertible {
         case .io: text = "HID I/O failed"
         }
         return prefix + text + errnoText
+    }
+}
+
+extension HandleError {
+    /// A HID failure as the one error type handles throw.
+    package init(_ error: HIDError, link: String) {
+        let code: Code = switch error {
+        case .deviceRemoved, .noSuchDevice: .deviceRemoved
+        case .closed: .closed
+        case .permissionDenied: .permissionDenied
+        case .timeout: .timeout
+        case .unsupported: .unsupported
+        case .reportTooLong: .invalidArgument
+        default: .io
+        }
+        self.init(code, link: link, detail: error.context ?? "", underlying: error.errno.map { .errno($0) })
     }
 }

@@ -11,18 +11,18 @@ import Synchronization
 /// - Probe answers are remembered in the registry of the process's latest
 ///   open ``InstanceRegistry`` (``MSOS10ProbeMemory/current``); without one,
 ///   in memory for the life of the process.
-public enum MSOSDescriptorSettings {
+package enum MSOSDescriptorSettings {
     private static let override = Mutex<[MSOS10ProbeRule]?>(nil)
     private static let processMemory = MSOS10ProbeMemory(store: InMemoryRegistryStore())
 
     /// Replaces the probe rules for sources started after this call; nil
     /// goes back to the default catalog folders.
-    public static func setProbeRules(_ rules: [MSOS10ProbeRule]?) {
+    package static func setProbeRules(_ rules: [MSOS10ProbeRule]?) {
         override.withLock { $0 = rules }
     }
 
     /// The rules a source starting now uses.
-    public static func probeRules() -> [MSOS10ProbeRule] {
+    package static func probeRules() -> [MSOS10ProbeRule] {
         if let rules = override.withLock({ $0 }) { return rules }
         return ClassCatalog.load().catalog.msOS10Probes
     }

@@ -279,7 +279,7 @@ private struct Session<P: ControlPipe> {
         guard !gaveUp, ContinuousClock.now < deadline else {
             if !gaveUp { outOfTime = true }
             gaveUp = true
-            throw USBError(libusbCode: -7, operation: "MS OS requests (time budget spent)")  // LIBUSB_ERROR_TIMEOUT
+            throw USBError.timeoutError("MS OS requests (time budget spent)")
         }
         do {
             // Never wait past the budget: the last request gets what is left of it.

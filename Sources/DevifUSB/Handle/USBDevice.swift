@@ -23,31 +23,31 @@ import Synchronization
 ///   transfers and every later call fail with ``USBError/deviceRemoved``.
 /// - Task cancellation cancels the transfer the task awaits; it then throws
 ///   ``USBError/cancelled``.
-public final class USBDevice: Sendable {
+package final class USBDevice: Sendable {
     /// The usbfs node, e.g. `/dev/bus/usb/001/004`.
-    public let path: String
+    package let path: String
     /// Endpoints of the active configuration, by address.
-    public var endpoints: [Endpoint] { core.endpoints.withLock { Array($0.values) }.sorted { $0.address < $1.address } }
+    package var endpoints: [Endpoint] { core.endpoints.withLock { Array($0.values) }.sorted { $0.address < $1.address } }
 
     let core: USBDeviceCore
 
     /// One endpoint of the active configuration.
-    public struct Endpoint: Sendable, Hashable {
-        public enum Kind: Sendable, Hashable { case control, isochronous, bulk, interrupt }
+    package struct Endpoint: Sendable, Hashable {
+        package typealias Kind = USBEndpoint.TransferType
         /// `bEndpointAddress`: bit 7 set for IN.
-        public let address: UInt8
-        public let kind: Kind
+        package let address: UInt8
+        package let kind: Kind
         /// `wMaxPacketSize` (bits 0-10: bytes per packet).
-        public let maxPacketSize: Int
+        package let maxPacketSize: Int
         /// The interface (number) the endpoint belongs to.
-        public let interface: Int
-        public var isIn: Bool { address & 0x80 != 0 }
+        package let interface: Int
+        package var isIn: Bool { address & 0x80 != 0 }
     }
 
     /// Opens a usbfs node read-write.
     /// - Throws: ``USBError/access`` without permission (a udev rule fixes
     ///   that), ``USBError/deviceRemoved`` if the node is gone.
-    public convenience init(path: String, context: USBContext? = nil) throws(USBError) {
+    package convenience init(path: String, context: USBContext? = nil) throws(USBError) {
         let context = if let context { context } else { try USBContext.shared() }
         self.init(path: path, transport: try LibUSBTransport(path: path, context: context))
     }
@@ -64,32 +64,32 @@ public final class USBDevice: Sendable {
     /// Closes the handle: transfers in flight end (``USBError/closed``),
     /// claimed interfaces are released, the node is closed. Safe twice, from
     /// any thread, with I/O pending.
-    public func close() { core.close(wait: true) }
+    package func close() { core.close(wait: true) }
 
     /// Marks the device removed: transfers in flight end with
     /// ``USBError/deviceRemoved`` and later calls fail fast with it. The
     /// manager calls this when the device leaves; a transfer that sees the
     /// device gone does it too.
-    public func markRemoved() { core.markRemoved() }
+    package func markRemoved() { core.markRemoved() }
 
     /// Why the handle stopped working (removed or closed); nil while usable.
-    public var endReason: USBError? { core.endReason }
+    package var endReason: USBError? { core.endReason }
 
     // MARK: Interfaces
 
     /// Claims interface `number` (a bound kernel driver is detached, and
     /// re-attached on release or close). Claiming twice is harmless.
-    public func claim(interface number: Int) throws(USBError) {
+    package func claim(interface number: Int) throws(USBError) {
         try core.claim(number)
     }
 
     /// Releases a claimed interface (re-attaching its kernel driver, if any).
-    public func release(interface number: Int) throws(USBError) {
+    package func release(interface number: Int) throws(USBError) {
         try core.release(number)
     }
 
     /// Selects an alternate setting of a claimed interface.
-    public func setAlternateSetting(_ setting: Int, interface number: Int) throws(USBError) {
+    package func setAlternateSetting(_ setting: Int, interface number: Int) throws(USBError) {
         try core.usingTransport("set alternate setting \(setting) of interface \(number)") { t throws(USBError) in
             try t.setAlternateSetting(setting, interface: number)
         }
@@ -97,7 +97,7 @@ public final class USBDevice: Sendable {
     }
 
     /// Clears a halt (stall) on an endpoint and resets its data toggle.
-    public func clearHalt(endpoint: UInt8) throws(USBError) {
+    package func clearHalt(endpoint: UInt8) throws(USBError) {
         try core.usingTransport("clear halt on endpoint 0x\(hex2(endpoint))") { t throws(USBError) in
             try t.clearHalt(endpoint: endpoint)
         }
@@ -110,7 +110,7 @@ public final class USBDevice: Sendable {
     /// the length is a multiple of the packet size (so the device sees the
     /// end of the transfer). `timeout` nil: no limit.
     @discardableResult
-    public func write(endpoint: UInt8, _ data: [UInt8], timeout: Duration? = .seconds(5),
+    package func write(endpoint: UInt8, _ data: [UInt8], timeout: Duration? = .seconds(5),
                       zeroLengthPacket: Bool = false) throws(USBError) -> Int {
         // withUnsafeBytes rethrows untyped: the typed error goes out as a Result.
         try data.withUnsafeBytes { bytes in
@@ -121,7 +121,7 @@ public final class USBDevice: Sendable {
     }
 
     /// Receives at most `length` bytes from an IN endpoint.
-    public func read(endpoint: UInt8, length: Int, timeout: Duration? = .seconds(5)) throws(USBError) -> [UInt8] {
+    package func read(endpoint: UInt8, length: Int, timeout: Duration? = .seconds(5)) throws(USBError) -> [UInt8] {
         let ep = try core.endpoint(endpoint, wantIn: true)
         return try core.transferSync(ep, length: length, timeout: timeout, zlp: false, fill: { _ in }) { Array($0) }
     }
@@ -130,7 +130,7 @@ public final class USBDevice: Sendable {
     /// from the caller's memory; returns the bytes sent. A warm call (the
     /// endpoint used before, at this size or larger) allocates nothing.
     @discardableResult
-    public func write(endpoint: UInt8, from buffer: UnsafeRawBufferPointer, timeout: Duration? = .seconds(5),
+    package func write(endpoint: UInt8, from buffer: UnsafeRawBufferPointer, timeout: Duration? = .seconds(5),
                       zeroLengthPacket: Bool = false) throws(USBError) -> Int {
         let ep = try core.endpoint(endpoint, wantIn: false)
         return try core.transferSync(ep, length: buffer.count, timeout: timeout, zlp: zeroLengthPacket, fill: {
@@ -140,7 +140,7 @@ public final class USBDevice: Sendable {
 
     /// Receives at most `buffer.count` bytes from an IN endpoint into the
     /// caller's memory; returns how many came. A warm call allocates nothing.
-    public func read(endpoint: UInt8, into buffer: UnsafeMutableRawBufferPointer,
+    package func read(endpoint: UInt8, into buffer: UnsafeMutableRawBufferPointer,
                      timeout: Duration? = .seconds(5)) throws(USBError) -> Int {
         let ep = try core.endpoint(endpoint, wantIn: true)
         return try core.transferSync(ep, length: buffer.count, timeout: timeout, zlp: false, fill: { _ in }) { received in
@@ -152,7 +152,7 @@ public final class USBDevice: Sendable {
     /// The async form of ``write(endpoint:_:timeout:zeroLengthPacket:)``;
     /// cancelling the task cancels the transfer (``USBError/cancelled``).
     @discardableResult
-    public func write(endpoint: UInt8, _ data: [UInt8], timeout: Duration? = .seconds(5),
+    package func write(endpoint: UInt8, _ data: [UInt8], timeout: Duration? = .seconds(5),
                       zeroLengthPacket: Bool = false) async throws(USBError) -> Int {
         let ep = try core.endpoint(endpoint, wantIn: false)
         return try await core.transferAsync(ep, length: data.count, timeout: timeout, zlp: zeroLengthPacket, fill: { buffer in
@@ -161,7 +161,7 @@ public final class USBDevice: Sendable {
     }
 
     /// The async form of ``read(endpoint:length:timeout:)``.
-    public func read(endpoint: UInt8, length: Int, timeout: Duration? = .seconds(5)) async throws(USBError) -> [UInt8] {
+    package func read(endpoint: UInt8, length: Int, timeout: Duration? = .seconds(5)) async throws(USBError) -> [UInt8] {
         let ep = try core.endpoint(endpoint, wantIn: true)
         return try await core.transferAsync(ep, length: length, timeout: timeout, zlp: false, fill: nil) { buffer, n in
             Array(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
@@ -170,7 +170,7 @@ public final class USBDevice: Sendable {
 
     /// Starts reading an IN endpoint continuously with `transfers` transfers
     /// of `transferSize` bytes in flight (see ``USBInStream``).
-    public func inStream(endpoint: UInt8, transferSize: Int = 16384, transfers: Int = 8,
+    package func inStream(endpoint: UInt8, transferSize: Int = 16384, transfers: Int = 8,
                          timeout: Duration? = nil) throws(USBError) -> USBInStream {
         let ep = try core.endpoint(endpoint, wantIn: true)
         return try USBInStream(core: core, endpoint: ep, transferSize: transferSize, transfers: transfers, timeout: timeout)
@@ -187,7 +187,7 @@ public final class USBDevice: Sendable {
 
     /// Starts reading an IN endpoint in push mode: `handler` gets each
     /// completed transfer's bytes on the event thread (see ``USBReader``).
-    public func startReading(endpoint: UInt8, transferSize: Int = 16384, transfers: Int = 8,
+    package func startReading(endpoint: UInt8, transferSize: Int = 16384, transfers: Int = 8,
                              timeout: Duration? = nil,
                              _ handler: @escaping USBReader.Handler) throws(USBError) -> USBReader {
         let ep = try core.endpoint(endpoint, wantIn: true)
@@ -199,7 +199,7 @@ public final class USBDevice: Sendable {
 
     /// A control transfer with an OUT data stage (or none); returns the bytes sent.
     @discardableResult
-    public func controlOut(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16,
+    package func controlOut(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16,
                            data: [UInt8] = [], timeout: Duration? = .seconds(5)) throws(USBError) -> Int {
         try checkControl(requestType, wantIn: false, count: data.count)
         return try core.controlSync(setup: (requestType & 0x7F, request, value, index, UInt16(data.count)),
@@ -207,7 +207,7 @@ public final class USBDevice: Sendable {
     }
 
     /// A control transfer with an IN data stage of at most `length` bytes.
-    public func controlIn(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16,
+    package func controlIn(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16,
                           length: Int, timeout: Duration? = .seconds(5)) throws(USBError) -> [UInt8] {
         try checkControl(requestType, wantIn: true, count: length)
         return try core.controlSync(setup: (requestType | 0x80, request, value, index, UInt16(length)),
@@ -215,7 +215,7 @@ public final class USBDevice: Sendable {
     }
 
     /// The async form of ``controlIn(requestType:request:value:index:length:timeout:)``.
-    public func controlIn(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16,
+    package func controlIn(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16,
                           length: Int, timeout: Duration? = .seconds(5)) async throws(USBError) -> [UInt8] {
         try checkControl(requestType, wantIn: true, count: length)
         return try await core.controlAsync(setup: (requestType | 0x80, request, value, index, UInt16(length)),
@@ -224,7 +224,7 @@ public final class USBDevice: Sendable {
 
     /// The async form of ``controlOut(requestType:request:value:index:data:timeout:)``.
     @discardableResult
-    public func controlOut(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16,
+    package func controlOut(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16,
                            data: [UInt8] = [], timeout: Duration? = .seconds(5)) async throws(USBError) -> Int {
         try checkControl(requestType, wantIn: false, count: data.count)
         return try await core.controlAsync(setup: (requestType & 0x7F, request, value, index, UInt16(data.count)),
@@ -233,7 +233,7 @@ public final class USBDevice: Sendable {
 
     private func checkControl(_ requestType: UInt8, wantIn: Bool, count: Int) throws(USBError) {
         guard count >= 0, count <= Int(UInt16.max) else {
-            throw USBError(libusbCode: LIBUSB_ERROR_INVALID_PARAM.rawValue,
+            throw USBError(refusing: LIBUSB_ERROR_INVALID_PARAM.rawValue,
                            operation: "control transfer of \(count) bytes (0...65535)")
         }
     }
@@ -280,13 +280,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     func loadEndpoints() {
         var found: [UInt8: USBDevice.Endpoint] = [:]
         for (e, interface) in transport.endpointDescriptors() where found[e.address] == nil {
-            let kind: USBDevice.Endpoint.Kind = switch e.transferType {
-            case .control: .control
-            case .isochronous: .isochronous
-            case .bulk: .bulk
-            case .interrupt: .interrupt
-            }
-            found[e.address] = USBDevice.Endpoint(address: e.address, kind: kind,
+            found[e.address] = USBDevice.Endpoint(address: e.address, kind: e.transferType,
                                                   maxPacketSize: Int(e.maxPacketSize & 0x7FF), interface: interface)
         }
         endpoints.withLock { $0 = found }
@@ -294,15 +288,15 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
 
     func endpoint(_ address: UInt8, wantIn: Bool) throws(USBError) -> USBDevice.Endpoint {
         guard let ep = endpoints.withLock({ $0[address] }) else {
-            throw USBError(libusbCode: LIBUSB_ERROR_NOT_FOUND.rawValue,
+            throw USBError(refusing: LIBUSB_ERROR_NOT_FOUND.rawValue,
                            operation: "endpoint 0x\(hex2(address)) on \(path) (not in the active configuration; see `devif-usb info`)")
         }
         guard ep.isIn == wantIn else {
-            throw USBError(libusbCode: LIBUSB_ERROR_INVALID_PARAM.rawValue,
+            throw USBError(refusing: LIBUSB_ERROR_INVALID_PARAM.rawValue,
                            operation: "endpoint 0x\(hex2(address)) is an \(ep.isIn ? "IN" : "OUT") endpoint; cannot \(wantIn ? "read from" : "write to") it")
         }
         guard ep.kind == .bulk || ep.kind == .interrupt else {
-            throw USBError(libusbCode: LIBUSB_ERROR_NOT_SUPPORTED.rawValue,
+            throw USBError(refusing: LIBUSB_ERROR_NOT_SUPPORTED.rawValue,
                            operation: "endpoint 0x\(hex2(address)) is \(ep.kind); only bulk and interrupt endpoints are supported")
         }
         // usbfs wants the endpoint's interface claimed; do it on first use.
@@ -561,7 +555,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     private func submitAndWait(_ slot: SyncSlot, type: USBEndpoint.TransferType, endpoint: UInt8, length: Int, timeout: Duration?,
                                zlp: Bool) throws(USBError) -> Int {
         guard !transport.isEventThread else {
-            throw USBError(libusbCode: LIBUSB_ERROR_BUSY.rawValue,
+            throw USBError(refusing: LIBUSB_ERROR_BUSY.rawValue,
                            operation: "a synchronous transfer from a completion handler (use the async form)")
         }
         slot.waiter.reset()

@@ -23,11 +23,11 @@ import Synchronization
 /// transfers are cancelled and come back on their own, so a forgotten
 /// stream does not keep the endpoint's data. (To reuse the endpoint at once,
 /// `stop()` and `finished()` first: they wait until the transfers are back.)
-public final class USBInStream: Sendable {
+package final class USBInStream: Sendable {
     /// The endpoint read.
-    public var endpoint: UInt8 { engine.endpoint }
+    package var endpoint: UInt8 { engine.endpoint }
     /// Bytes of every chunk taken so far.
-    public var bytesReceived: UInt64 { engine.bytesReceived }
+    package var bytesReceived: UInt64 { engine.bytesReceived }
 
     // The transfers' completions hold the engine, never this owner, so the
     // owner's deinit runs when its holders let go, however many are in flight.
@@ -37,7 +37,7 @@ public final class USBInStream: Sendable {
     /// Lab tests only (debug builds): called when a refill has taken a spare
     /// buffer, just before submitting it: a stop() arriving there must still
     /// leave nothing in flight.
-    @_spi(LabHooks) public var beforeSubmit: CallbackSlot<Void> { engine.beforeSubmit }
+    package var beforeSubmit: CallbackSlot<Void> { engine.beforeSubmit }
     #endif
 
     init(core: USBDeviceCore, endpoint: USBDevice.Endpoint, transferSize: Int, transfers: Int,
@@ -50,17 +50,17 @@ public final class USBInStream: Sendable {
 
     /// Stops reading: transfers in flight are cancelled, waiting readers get
     /// nil. Idempotent.
-    public func stop() { engine.stop() }
+    package func stop() { engine.stop() }
 
     /// Blocks until the stream has ended (``stop()``, removal, closing, an
     /// error) and every transfer is back from libusb; returns what ended it
     /// (nil: ``stop()``). Not from the event thread.
     @discardableResult
-    public func wait() -> USBError? { engine.wait() }
+    package func wait() -> USBError? { engine.wait() }
 
     /// The async form of ``wait()``.
     @discardableResult
-    public func finished() async -> USBError? { await engine.finished() }
+    package func finished() async -> USBError? { await engine.finished() }
 
     /// The next chunk (at most the transfer size; a short one ends a device
     /// transfer), waiting at most `timeout` (nil: no limit); nil after
@@ -68,12 +68,12 @@ public final class USBInStream: Sendable {
     /// - Throws: ``USBError/timeout`` when nothing came in time, the error
     ///   that ended the stream (``USBError/deviceRemoved``, ``USBError/closed``,
     ///   a stall).
-    public func next(timeout: Duration?) throws(USBError) -> [UInt8]? { try engine.next(timeout: timeout) }
+    package func next(timeout: Duration?) throws(USBError) -> [UInt8]? { try engine.next(timeout: timeout) }
 
     /// The async form of ``next(timeout:)`` without a timeout; task
     /// cancellation ends the wait with ``USBError/cancelled`` (the stream
     /// keeps running).
-    public func next() async throws(USBError) -> [UInt8]? { try await engine.next() }
+    package func next() async throws(USBError) -> [UInt8]? { try await engine.next() }
 }
 
 extension USBInStream {
@@ -197,8 +197,10 @@ extension USBInStream {
             }
             // The rest would wait for data (or forever, without a timeout).
             if ending { for b in boxes { b.cancel() } }
-            for w in woken { w.wake() }
+            // The device first: a spare goes out before the reader is woken
+            // (a wake-up is a system call on this, the event thread).
             refill()
+            for w in woken { w.wake() }
         }
 
         func stop() {
@@ -316,7 +318,7 @@ extension USBInStream {
 
 extension USBError {
     static func timeoutError(_ operation: String) -> USBError {
-        USBError(libusbCode: LIBUSB_ERROR_TIMEOUT.rawValue, operation: operation)
+        USBError(refusing: LIBUSB_ERROR_TIMEOUT.rawValue, operation: operation)
     }
 }
 
@@ -353,7 +355,7 @@ extension TransferBox {
     static func streamSet(transfers: Int, keeping count: Int, of size: Int, transport: any USBTransport,
                           operation: String) throws(USBError) -> [TransferBox] {
         guard size > 0, size <= 1 << 24, (1...256).contains(transfers) else {
-            throw USBError(libusbCode: LIBUSB_ERROR_INVALID_PARAM.rawValue,
+            throw USBError(refusing: LIBUSB_ERROR_INVALID_PARAM.rawValue,
                            operation: "\(operation): \(transfers) x \(size) bytes (1...256 transfers of 1 byte...16 MiB)")
         }
         var boxes: [TransferBox] = []

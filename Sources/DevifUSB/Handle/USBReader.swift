@@ -16,14 +16,14 @@ import Synchronization
 /// device's removal (``USBError/deviceRemoved``), its closing, or the first
 /// transfer error; ``wait()`` / ``finished()`` then give the reason once
 /// every transfer is back from libusb.
-public final class USBReader: Sendable {
-    public enum Action: Sendable { case `continue`, stop }
-    public typealias Handler = @Sendable (UnsafeRawBufferPointer) -> Action
+package final class USBReader: Sendable {
+    package enum Action: Sendable { case `continue`, stop }
+    package typealias Handler = @Sendable (UnsafeRawBufferPointer) -> Action
 
     /// The endpoint read.
-    public let endpoint: UInt8
+    package let endpoint: UInt8
     /// Bytes handed to the handler so far (updated on the event thread).
-    public var bytesReceived: UInt64 { bytes.load(ordering: .relaxed) }
+    package var bytesReceived: UInt64 { bytes.load(ordering: .relaxed) }
 
     private struct State {
         var inFlight = 0
@@ -49,7 +49,7 @@ public final class USBReader: Sendable {
     /// Lab tests only (debug builds): called on the event thread when a
     /// completion has decided to resubmit, just before it does: a stop()
     /// arriving there must still end the reader.
-    @_spi(LabHooks) public let beforeResubmit = CallbackSlot<Void>()
+    package let beforeResubmit = CallbackSlot<Void>()
     #endif
 
     init(core: USBDeviceCore, endpoint: USBDevice.Endpoint, transferSize: Int, transfers: Int,
@@ -152,7 +152,7 @@ public final class USBReader: Sendable {
     /// Stops reading: transfers in flight are cancelled; ``wait()`` returns
     /// once they are back. Idempotent; safe from the handler too (or return
     /// `.stop` there).
-    public func stop() {
+    package func stop() {
         let idle = state.withLock { s -> Bool in
             s.stopping = true
             return s.inFlight == 0
@@ -164,14 +164,14 @@ public final class USBReader: Sendable {
     /// Blocks until every transfer is back; returns what ended the reader
     /// (nil: ``stop()`` or the handler's `.stop`). Not from the event thread.
     @discardableResult
-    public func wait() -> USBError? {
+    package func wait() -> USBError? {
         StreamWaiter.block(parkUntilFinished)
         return state.withLock { $0.end }
     }
 
     /// The async form of ``wait()``.
     @discardableResult
-    public func finished() async -> USBError? {
+    package func finished() async -> USBError? {
         await StreamWaiter.suspend(parkUntilFinished)
         return state.withLock { $0.end }
     }

@@ -21,9 +21,9 @@ final class LibUSBTransport: USBTransport, @unchecked Sendable {  // immutable; 
             fd = try Syscalls.open(path, O_RDWR | O_CLOEXEC)
         } catch {
             switch error.code {
-            case EACCES, EPERM: throw USBError(libusbCode: LIBUSB_ERROR_ACCESS.rawValue, operation: "open(\(path))")
-            case ENOENT, ENODEV, ENXIO: throw USBError.removed("open(\(path))")
-            default: throw USBError(libusbCode: LIBUSB_ERROR_IO.rawValue, operation: "open(\(path)): \(error)")
+            case EACCES, EPERM: throw USBError(errno: error.code, like: LIBUSB_ERROR_ACCESS.rawValue, operation: "open(\(path))")
+            case ENOENT, ENODEV, ENXIO: throw USBError(errno: error.code, like: LIBUSB_ERROR_NO_DEVICE.rawValue, operation: "open(\(path))")
+            default: throw USBError(errno: error.code, like: LIBUSB_ERROR_IO.rawValue, operation: "open(\(path))")
             }
         }
         do {

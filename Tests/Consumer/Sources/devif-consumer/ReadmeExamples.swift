@@ -26,19 +26,23 @@ func readmeHandles(_ manager: DeviceManager, payload: [UInt8],
     // USB: a Loopback device's instance; transfers claim the endpoint's interface.
     let usb = try manager.openUSB("usb#vid_1209&pid_0e12#EX-LOOP-1#{6f3c2d1e-0b7a-4c55-9a61-3d2c1b0a9f01}")
     defer { usb.close() }
-    try await usb.write(endpoint: 0x02, Array("hello".utf8))
-    let echo = try await usb.read(endpoint: 0x81, length: 4096, timeout: .seconds(1))
-    let device = try await usb.controlIn(requestType: 0x80, request: 6, value: 0x0100, index: 0, length: 18)
+    try await usb.write(endpoint: .out(2), Array("hello".utf8))        // or endpoint: 0x02
+    let echo = try await usb.read(endpoint: .in(1), length: 4096, timeout: .seconds(1))
+    let device = try await usb.controlIn(.getDescriptor(type: 1), length: 18)
+    try await usb.controlOut(.vendor(request: 0x01, value: 2), data: [1, 2, 3])  // direction from the call
     // Blocking, into and from your own memory: once an endpoint has been used at
     // a size, a round trip allocates nothing (libusb's own URB array aside).
     var buffer = [UInt8](repeating: 0, count: 4096)
     let sent = try Array("hello".utf8).withUnsafeBytes { try usb.write(endpoint: 0x02, from: $0) }
     let got = try buffer.withUnsafeMutableBytes { try usb.read(endpoint: 0x81, into: $0, timeout: .seconds(1)) }
+    // An IN stream keeps transfers in flight; it is an AsyncSequence of chunks.
     let stream = try usb.inStream(endpoint: 0x81, transferSize: 16384, transfers: 8)
-    while let chunk = try await stream.next() { /* ... */ }   // nil after stop()
-    stream.stop()
+    for try await chunk in stream { print(chunk.count) }  // ends after stop() (from anywhere); throws on removal
     await stream.finished()        // every transfer back: the endpoint is free again
-    // (a stream dropped without stop() stops too, but is not waited for)
+    // An OUT stream keeps transfers queued; writes wait only while all are in flight.
+    let out = try usb.outStream(endpoint: 0x02, transferSize: 16384, transfers: 8)
+    try await out.write(payload)
+    let total = try await out.finish()   // the rest, a zero-length packet if the data ends on a packet boundary
 
     // Push mode, the fastest way to stream: the handler sees each transfer's bytes
     // on devif's event thread (no copy, no thread hop) and it is resubmitted at once.
@@ -52,7 +56,7 @@ func readmeHandles(_ manager: DeviceManager, payload: [UInt8],
     let hid = try manager.openHID("hid#vid_1209&pid_0e11&mi_00#EX-HID-1#{4d1e55b2-f16f-11cf-88cb-001111000030}")
     try hid.write(outputReport: [0] + payload)            // report ID 0: unnumbered
     let report = try hid.read(timeout: .milliseconds(500))
-    for await delivery in hid.inputReports() { /* .event(.report(r)), or .overflow(missed:) */ }
+    for await delivery in hid.inputReports() { /* .event(.report(r)), .event(.ended(error)), or .overflow(missed:) */ }
 
     // Removal: I/O in progress throws HandleError.deviceRemoved; holders are told.
     for await notice in usb.removalNotices() { print(notice) }   // .pending, then .complete

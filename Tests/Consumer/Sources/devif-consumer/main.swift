@@ -80,7 +80,7 @@ case "loopback":
         while back.count < data.count {
             back += try await usb.read(endpoint: endpoint.address, length: 4096, timeout: .seconds(5))
         }
-        let descriptor = try await usb.controlIn(requestType: 0x80, request: 6, value: 0x0100, index: 0, length: 18)
+        let descriptor = try await usb.controlIn(.getDescriptor(type: 1), length: 18)
         say("loopback", back == data ? "ok" : "MISMATCH", back.count, "device-descriptor", descriptor.count)
         if back != data { exit(1) }
     } catch {
