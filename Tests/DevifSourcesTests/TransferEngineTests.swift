@@ -1,5 +1,8 @@
 import DevifCore
+@testable import DevifHID
+import DevifLinux
 @testable import DevifUSB
+import Glibc
 import Dispatch
 import Synchronization
 import XCTest
@@ -284,5 +287,59 @@ final class Outcome<T: Sendable>: Sendable {
 extension Result where Failure == USBError {
     init(_ body: () async throws(USBError) -> Success) async {
         do { self = .success(try await body()) } catch { self = .failure(error) }
+    }
+}
+
+/// Each backend error becomes the one handle error with its code, the
+/// failed operation and what the system said (an errno where a system call
+/// failed, a libusb status where libusb did, nothing where devif refused).
+final class HandleErrorMappingTests: XCTestCase {
+    func testUSBErrorsKeepTheirOriginBelow() {
+        let denied = HandleError(USBError(errno: 13, like: USBError.access.libusbCode, operation: "open(/dev/bus/usb/001/002)"), link: "L")
+        XCTAssertEqual(denied.code, .permissionDenied)
+        XCTAssertEqual(denied.underlying, .errno(13))
+        XCTAssertEqual(denied.detail, "open(/dev/bus/usb/001/002)")
+        XCTAssertEqual(denied.link, "L")
+        let stall = HandleError(USBError(libusbCode: USBError.pipe.libusbCode, operation: "bulk IN 0x81"), link: "L")
+        XCTAssertEqual(stall.code, .stall)
+        XCTAssertEqual(stall.underlying, .libusb(code: USBError.pipe.libusbCode, name: "LIBUSB_ERROR_PIPE"))
+        XCTAssertEqual(HandleError(USBError.closed("x"), link: "L").underlying, nil)
+        XCTAssertEqual(HandleError(USBError.closed("x"), link: "L").code, .closed)
+        XCTAssertEqual(HandleError(USBError.cancelled("x"), link: "L").code, .cancelled)
+        XCTAssertEqual(HandleError(USBError.invalid("endpoint 0x05"), link: "L").code, .invalidArgument)
+        XCTAssertNil(HandleError(USBError.invalid("endpoint 0x05"), link: "L").underlying, "devif's own refusal has no libusb status")
+        XCTAssertEqual(HandleError(USBError.removed("x"), link: "L").code, .deviceRemoved)
+    }
+
+    func testHIDErrorsCarryTheirErrno() {
+        let denied = HandleError(HIDError.opening(LinuxError(code: EACCES, call: "open", subject: "/dev/hidraw0")), link: "H")
+        XCTAssertEqual(denied.code, .permissionDenied)
+        XCTAssertEqual(denied.underlying, .errno(EACCES))
+        XCTAssertEqual(denied.detail, "open(/dev/hidraw0)")
+        let unsupported = HandleError(HIDError.operating(LinuxError(code: ENOTTY, call: "ioctl", subject: "HIDIOCGINPUT")), link: "H")
+        XCTAssertEqual(unsupported.code, .unsupported)
+        XCTAssertEqual(HandleError(HIDError.tooLong("report"), link: "H").code, .invalidArgument)
+    }
+}
+
+extension TransferEngineTests {
+    func testAHeldBackOutStreamWakesOncePerHalfQueue() throws {
+        let (dev, fake) = device()
+        let stream = try dev.outStream(endpoint: 0x02, transferSize: 64, transfers: 4)
+        let chunk = [UInt8](repeating: 3, count: 64 * 6)
+        let wrote = onThread { Result { () throws(USBError) in
+            try chunk.withUnsafeBytes { b in Result { () throws(USBError) in try stream.write(from: b) } }.get()
+        } }
+        fake.wait("four transfers queued") { $0.pending.count == 4 }
+        fake.complete(.completed)
+        // One back is not half the queue: the writer stays parked. The second
+        // wakes it, and it refills both at once.
+        fake.complete(.completed)
+        fake.wait("both refilled") { $0.submitted.count == 6 }
+        try wrote.wait().get()
+        XCTAssertEqual(fake.snapshot.pending.count, 4)
+        XCTAssertEqual(stream.bytesSent, 128)
+        stream.cancel()
+        fake.completeCancelled()
     }
 }

@@ -326,7 +326,7 @@ extension USBError {
 /// (``USBInStream/next(timeout:)``, ``USBReader/wait()``) or a task.
 enum StreamWaiter {
     case blocking(DispatchSemaphore)
-    case async(CheckedContinuation<Void, Never>)
+    case async(UnsafeContinuation<Void, Never>)
     func wake() {
         switch self {
         case .blocking(let s): s.signal()
@@ -343,7 +343,9 @@ enum StreamWaiter {
 
     /// The async form of ``block(_:)``.
     static func suspend(_ park: (StreamWaiter) -> Bool) async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+        // Unsafe: resumed exactly once by construction (a parked waiter is
+        // removed under its owner's lock before it is woken).
+        await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
             if !park(.async(c)) { c.resume() }
         }
     }

@@ -32,6 +32,8 @@ package final class USBOutStream: Sendable {
 
     private let queue: TransferQueue
     private let zeroLengthPacket: Bool
+    /// A writer held back waits for this many transfers to come back.
+    private var refillBatch: Int { max(1, queue.depth / 2) }
     private let state = Mutex(State())
 
     /// The endpoint written.
@@ -62,7 +64,10 @@ package final class USBOutStream: Sendable {
         while true {
             switch try place(buffer, from: &offset) {
             case .done: return
-            case .needBuffer: try reap(try queue.nextComplete(timeout: nil))
+            case .needBuffer:
+                // Half the queue back at once: one wake-up per half, not per transfer.
+                try reap(try queue.nextComplete(timeout: nil, batch: refillBatch))
+                try reapCompleted()
             }
         }
     }
@@ -75,7 +80,9 @@ package final class USBOutStream: Sendable {
             let step = bytes.withUnsafeBytes { b in Result { () throws(USBError) in try place(b, from: &offset) } }
             switch try step.get() {
             case .done: return
-            case .needBuffer: try reap(await queue.nextComplete())
+            case .needBuffer:
+                try reap(await queue.nextComplete(batch: refillBatch))
+                try reapCompleted()
             }
         }
     }
@@ -181,6 +188,11 @@ package final class USBOutStream: Sendable {
             fail(error)
             throw state.withLock { $0.end } ?? error
         }
+    }
+
+    /// Takes back every transfer that is done without waiting.
+    private func reapCompleted() throws(USBError) {
+        while let done = queue.takeCompleted() { try reap(done) }
     }
 
     private func fail(_ error: USBError) {

@@ -27,12 +27,16 @@ package final class TransferQueue: Sendable {
         var head = 0
         var results: [ObjectIdentifier: Result<Int, USBError>] = [:]
         var waiter: StreamWaiter?
+        /// How many completions the parked waiter wants (see `nextComplete`).
+        var wakeAt = 1
         var cancelled = false
 
         var pending: Int { inOrder.count - head }
         var oldestDone: Bool {
             head < inOrder.count && results[ObjectIdentifier(inOrder[head])] != nil
         }
+        /// The oldest is done, and so are `count` of those pending (or all of them).
+        func ready(_ count: Int) -> Bool { oldestDone && (results.count >= count || results.count == pending) }
     }
 
     let core: USBDeviceCore
@@ -111,7 +115,7 @@ package final class TransferQueue: Sendable {
     private func completed(_ box: TransferBox, _ result: Result<Int, USBError>) {
         let woken = state.withLock { s -> StreamWaiter? in
             s.results[ObjectIdentifier(box)] = result
-            guard s.oldestDone else { return nil }
+            guard s.waiter != nil, s.ready(s.wakeAt) else { return nil }
             defer { s.waiter = nil }
             return s.waiter
         }
@@ -121,7 +125,7 @@ package final class TransferQueue: Sendable {
     /// The oldest submission, once it completed: its box (the caller reads it,
     /// then ``recycle(_:)``s it or submits it again) and its result. nil when
     /// nothing is pending.
-    private func takeOldest() -> Completion? {
+    package func takeCompleted() -> Completion? {
         state.withLock { s -> Completion? in
             guard s.oldestDone else { return nil }
             let box = s.inOrder[s.head]
@@ -134,25 +138,33 @@ package final class TransferQueue: Sendable {
         }
     }
 
-    /// Parks `waiter` until the oldest submission completes; false if it has
-    /// (or nothing is pending).
-    private func park(_ waiter: StreamWaiter) -> Bool {
+    /// Parks `waiter` until the oldest submission and `count` in all (or
+    /// every pending one) completed; false if they have (or nothing is pending).
+    private func park(_ waiter: StreamWaiter, _ count: Int) -> Bool {
         state.withLock { s -> Bool in
-            guard s.pending > 0, !s.oldestDone else { return false }
+            guard s.pending > 0, !s.ready(count) else { return false }
             s.waiter = waiter
+            s.wakeAt = count
             return true
         }
     }
 
     /// Waits (blocking the thread, at most `timeout`; nil: no limit) for the
-    /// oldest submission to complete. nil: nothing pending. Not from a completion.
+    /// oldest submission to complete, and returns it (``takeCompleted()``
+    /// takes any others that are done). nil: nothing pending. Not from a
+    /// completion.
+    ///
+    /// `batch`: wait until that many are done (or all pending are), so a
+    /// writer held back by a full queue wakes once per `batch` completions
+    /// instead of once per transfer (a wake-up is a system call and a
+    /// context switch on the event thread's side).
     /// - Throws: ``USBError/timeout`` when it did not complete in time (it stays pending).
-    package func nextComplete(timeout: Duration?) throws(USBError) -> Completion? {
+    package func nextComplete(timeout: Duration?, batch: Int = 1) throws(USBError) -> Completion? {
         while true {
-            if let done = takeOldest() { return done }
+            if let done = takeCompleted() { return done }
             if pending == 0 { return nil }
             let semaphore = DispatchSemaphore(value: 0)
-            guard park(.blocking(semaphore)) else { continue }
+            guard park(.blocking(semaphore), batch) else { continue }
             let deadline: DispatchTime = timeout.map { .now() + .nanoseconds(Int(clamping: $0.nanoseconds)) } ?? .distantFuture
             if semaphore.wait(timeout: deadline) == .timedOut {
                 let stillParked = state.withLock { s -> Bool in
@@ -168,12 +180,12 @@ package final class TransferQueue: Sendable {
     /// The async form of ``nextComplete(timeout:)`` without a timeout. Task
     /// cancellation cancels what is in flight (the completions still come,
     /// and this returns the oldest).
-    package func nextComplete() async -> Completion? {
+    package func nextComplete(batch: Int = 1) async -> Completion? {
         while true {
-            if let done = takeOldest() { return done }
+            if let done = takeCompleted() { return done }
             if pending == 0 { return nil }
             await withTaskCancellationHandler {
-                await StreamWaiter.suspend(park)
+                await StreamWaiter.suspend { park($0, batch) }
             } onCancel: {
                 cancelAll()
             }
