@@ -343,3 +343,30 @@ extension TransferEngineTests {
         fake.completeCancelled()
     }
 }
+
+extension TransferEngineTests {
+    func testAnInStreamChunkLendsItsBufferUntilReleased() throws {
+        let (dev, fake) = device()
+        // One transfer in flight, one spare buffer.
+        let stream = try dev.inStream(endpoint: 0x81, transferSize: 64, transfers: 1)
+        fake.wait("one in flight") { $0.pending.count == 1 }
+        fake.complete(.completed, data: [7])
+        XCTAssertEqual(fake.snapshot.submitted.count, 2, "the spare went out at the completion")
+        var first: USBInChunk? = try stream.nextChunk(timeout: .seconds(5))
+        XCTAssertEqual(first?.array, [7])
+        fake.complete(.completed, data: [8])
+        let second = try XCTUnwrap(try stream.nextChunk(timeout: .seconds(5)))
+        XCTAssertEqual(Array(second.bytes), [8])
+        // Both buffers are lent out: nothing is in flight until one comes back.
+        XCTAssertEqual(fake.snapshot.submitted.count, 2)
+        XCTAssertEqual(fake.snapshot.pending.count, 0)
+        XCTAssertEqual(first?.array, [7], "a held chunk's bytes stay as they came")
+        first = nil
+        XCTAssertEqual(fake.snapshot.submitted.count, 3, "the released buffer went out again")
+        XCTAssertTrue(fake.snapshot.submitted[2].box === fake.snapshot.submitted[0].box)
+        stream.stop()
+        fake.completeCancelled()
+        XCTAssertNil(stream.wait())
+        _ = second
+    }
+}

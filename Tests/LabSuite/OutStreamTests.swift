@@ -2,14 +2,15 @@
 // out comes back on the IN endpoint, so order, completeness and the
 // zero-length end marker are seen from the device's side; with nobody
 // reading IN, the gadget stops taking data and the writer must wait
-// (backpressure) until an unplug ends it with deviceRemoved.
+// (backpressure) until an unplug ends it with deviceRemoved. The echo is read
+// as an AsyncSequence of chunks that lend their transfers' buffers.
 import Devif
 import DevifCore
 import Foundation
 import SeededRandom
 
 func registerOutStreamTests(_ r: inout LabRunner) {
-    r.add("io streams: an OUT stream written in random-size pieces reaches a loopback gadget whole and in order; ending on a packet boundary it sends a zero-length packet (the IN side gets an empty transfer), otherwise none") {
+    r.add("io streams: an OUT stream written in random-size pieces reaches a loopback gadget whole and in order (read back as an AsyncSequence of lent chunks); ending on a packet boundary it sends a zero-length packet (the IN side gets an empty transfer), otherwise none") {
         let f = try await ManagerFixture()
         defer { f.stop() }
         try Devlab.run(["create", "ko1", "loopback", "--vid", "1209", "--pid", "0d50", "--serial", "LAB-KO-1"])
@@ -39,13 +40,20 @@ func registerOutStreamTests(_ r: inout LabRunner) {
                 }
                 return try writer.finish(timeout: .seconds(10))
             }
-            var back: [UInt8] = []
-            var chunks: [Int] = []
-            while back.count < total {
-                let chunk = try echo.next(timeout: .seconds(10)).orFail("the echo stream ended")
-                chunks.append(chunk.count)
-                back += chunk
+            // The echo read as an AsyncSequence: each chunk lends its transfer's buffer.
+            let (back, chunks) = try await within(30, "\(total) bytes: the echo") {
+                var back: [UInt8] = []
+                var chunks: [Int] = []
+                do {
+                    for try await chunk in echo {
+                        chunks.append(chunk.count)
+                        back += chunk
+                        if back.count >= total { break }
+                    }
+                } catch { chunks.append(-1) }
+                return (back, chunks)
             }
+            try expect(!chunks.contains(-1), "\(total) bytes: the echo stream failed after \(back.count) bytes")
             try expectEqual(try await written.value, UInt64(total), "\(total) bytes: the bytes finish() reports sent")
             try expect(back == data, "\(total) bytes: the echo differs from what was written (\(back.count) bytes back)")
             if total % out.maxPacketSize == 0 {

@@ -372,20 +372,49 @@ public struct USBHandle: Sendable, CustomStringConvertible {
     }
 }
 
-/// An IN stream is an `AsyncSequence` of chunks: `for try await chunk in
-/// stream` reads until ``USBHandle/InStream/stop()`` (the loop ends) or an
-/// error (thrown: ``/DevifCore/HandleError/deviceRemoved``, ``/DevifCore/HandleError/closed`` ...).
+/// An IN stream is an `AsyncSequence` of ``USBHandle/InStream/Chunk``s:
+/// `for try await chunk in stream` reads until ``USBHandle/InStream/stop()``
+/// (the loop ends) or an error (thrown: ``/DevifCore/HandleError/deviceRemoved``,
+/// ``/DevifCore/HandleError/closed`` ...). Each chunk lends the transfer's own
+/// buffer (no copy); the buffer goes back to the stream when the chunk is
+/// released, so keep a chunk only as long as you need it (`Array(chunk)`
+/// copies it out).
 extension USBHandle.InStream: AsyncSequence {
-    public typealias Element = [UInt8]
+    public typealias Element = Chunk
     public typealias Failure = HandleError
 
-    public struct AsyncIterator: AsyncIteratorProtocol {
-        let stream: USBHandle.InStream
-        public mutating func next() async throws(HandleError) -> [UInt8]? { try await stream.next() }
-        public mutating func next(isolation actor: isolated (any Actor)?) async throws(HandleError) -> [UInt8]? {
-            try await stream.next()
+    /// Bytes from one transfer, lent from its buffer (a collection of
+    /// `UInt8`; ``withUnsafeBytes(_:)`` for the memory itself).
+    public struct Chunk: RandomAccessCollection, Sendable {
+        let storage: USBInChunk
+        public var startIndex: Int { 0 }
+        public var endIndex: Int { storage.count }
+        public subscript(position: Int) -> UInt8 {
+            precondition(position >= 0 && position < storage.count, "chunk index out of range")
+            return storage.bytes[position]
+        }
+        /// Calls `body` with the chunk's bytes (valid during the call).
+        public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+            try body(storage.bytes)
         }
     }
 
+    /// Takes chunks from the stream in order; see ``USBHandle/InStream``.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let stream: USBHandle.InStream
+        /// The next chunk; nil after ``USBHandle/InStream/stop()``.
+        public mutating func next() async throws(HandleError) -> Chunk? { try await Self.take(stream) }
+        /// The next chunk; nil after ``USBHandle/InStream/stop()``.
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws(HandleError) -> Chunk? {
+            try await Self.take(stream)
+        }
+        private static func take(_ stream: USBHandle.InStream) async throws(HandleError) -> Chunk? {
+            try await stream.ref.performAsync { () async throws(USBError) in
+                try await stream.stream.nextChunk().map { Chunk(storage: $0) }
+            }
+        }
+    }
+
+    /// An iterator over the stream's chunks.
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(stream: self) }
 }

@@ -68,12 +68,21 @@ package final class USBInStream: Sendable {
     /// - Throws: ``USBError/timeout`` when nothing came in time, the error
     ///   that ended the stream (``USBError/deviceRemoved``, ``USBError/closed``,
     ///   a stall).
-    package func next(timeout: Duration?) throws(USBError) -> [UInt8]? { try engine.next(timeout: timeout) }
+    package func next(timeout: Duration?) throws(USBError) -> [UInt8]? { try engine.nextChunk(timeout: timeout)?.array }
 
     /// The async form of ``next(timeout:)`` without a timeout; task
     /// cancellation ends the wait with ``USBError/cancelled`` (the stream
     /// keeps running).
-    package func next() async throws(USBError) -> [UInt8]? { try await engine.next() }
+    package func next() async throws(USBError) -> [UInt8]? { try await engine.nextChunk()?.array }
+
+    /// The next chunk without a copy: it lends the transfer's own buffer,
+    /// which goes back to the stream when the chunk is released (hold it
+    /// only as long as needed: a stream whose every spare buffer is held
+    /// stops reading). As ``next(timeout:)`` otherwise.
+    package func nextChunk(timeout: Duration?) throws(USBError) -> USBInChunk? { try engine.nextChunk(timeout: timeout) }
+
+    /// The async form of ``nextChunk(timeout:)``.
+    package func nextChunk() async throws(USBError) -> USBInChunk? { try await engine.nextChunk() }
 }
 
 extension USBInStream {
@@ -252,13 +261,13 @@ extension USBInStream {
             }
         }
 
-        private enum Poll { case value([UInt8]?), wait }
+        private enum Poll { case value(USBInChunk?), wait }
 
-        /// A chunk (copied out, its buffer back to the spares), nil at the
-        /// end of a stopped stream, the error that ended it, or `.wait`.
+        /// A chunk (lending its buffer until released), nil at the end of a
+        /// stopped stream, the error that ended it, or `.wait`.
         private func poll() throws(USBError) -> Poll {
             switch take() {
-            case .chunk(let box, let n): return .value(try consume(box, n))
+            case .chunk(let box, let n): return .value(USBInChunk(engine: self, box: box, count: n))
             case .ended(let error):
                 if let error { throw error }
                 return .value(nil)
@@ -266,15 +275,13 @@ extension USBInStream {
             }
         }
 
-        /// Copies the chunk out and returns its buffer to the spares.
-        private func consume(_ box: TransferBox, _ count: Int) throws(USBError) -> [UInt8] {
-            let data = Array(UnsafeRawBufferPointer(rebasing: box.buffer[0..<count]))
+        /// A released chunk's buffer goes back to the spares (and out again).
+        func giveBack(_ box: TransferBox) {
             state.withLock { $0.spares.append(box) }
             refill()
-            return data
         }
 
-        func next(timeout: Duration?) throws(USBError) -> [UInt8]? {
+        func nextChunk(timeout: Duration?) throws(USBError) -> USBInChunk? {
             let deadline = timeout.map { DispatchTime.now() + .nanoseconds(Int(clamping: $0.nanoseconds)) }
             while true {
                 if case .value(let chunk) = try poll() { return chunk }
@@ -295,7 +302,7 @@ extension USBInStream {
             }
         }
 
-        func next() async throws(USBError) -> [UInt8]? {
+        func nextChunk() async throws(USBError) -> USBInChunk? {
             while true {
                 if case .value(let chunk) = try poll() { return chunk }
                 let id = state.withLock { s -> UInt64 in s.nextWaiter += 1; return s.nextWaiter }
@@ -314,6 +321,29 @@ extension USBInStream {
             }
         }
     }
+}
+
+/// A chunk of an IN stream that lends the transfer's buffer: no copy. The
+/// buffer is the stream's again when the last reference goes.
+package final class USBInChunk: @unchecked Sendable {  // the bytes are read only; the box is not reused until deinit
+    private let engine: USBInStream.Engine
+    private let box: TransferBox
+    /// Bytes in the chunk.
+    package let count: Int
+
+    init(engine: USBInStream.Engine, box: TransferBox, count: Int) {
+        self.engine = engine
+        self.box = box
+        self.count = count
+    }
+
+    deinit { engine.giveBack(box) }
+
+    /// The bytes, valid while this chunk is alive.
+    package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: box.buffer[0..<count]) }
+
+    /// The bytes copied into an array.
+    package var array: [UInt8] { Array(bytes) }
 }
 
 extension USBError {
