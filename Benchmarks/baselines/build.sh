@@ -7,9 +7,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:?usage: build.sh OUT_DIR}
 mkdir -p "$out"
 cc=${CC:-gcc}
-build() { # name pkg-config-module|- [extra flags]
+build() { # name pkg-config-module|- [extra flags]; SRC=file names another source
   local name=$1 pkg=$2; shift 2
-  local src="$here/$name.c" bin="$out/$name"
+  local src="$here/${SRC:-$name}.c" bin="$out/$name"
   if [[ -x "$bin" && ! "$src" -nt "$bin" && ! "$here/common.h" -nt "$bin" ]]; then return; fi
   local flags=() pc
   if [[ $pkg != - ]]; then
@@ -20,8 +20,8 @@ build() { # name pkg-config-module|- [extra flags]
   mv -f "$bin.tmp" "$bin"
   printf 'build.sh: built %s\n' "$bin" >&2
 }
-build bulk-in libusb-1.0
-build bulk-out libusb-1.0
+SRC=bulk-stream build bulk-in libusb-1.0
+SRC=bulk-stream build bulk-out libusb-1.0 -DBULK_OUT
 build bulk-loopback libusb-1.0
 build hid-echo hidapi-hidraw
 build plug-arrival libusb-1.0 -pthread

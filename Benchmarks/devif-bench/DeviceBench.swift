@@ -83,6 +83,17 @@ func megabytesPerSecond(_ bytes: UInt64, _ nanoseconds: UInt64) -> Double {
     Double(bytes) / (Double(nanoseconds) / 1e9) / 1e6
 }
 
+/// The rate of a running transfer's byte count over `seconds`, after the
+/// C baselines' 0.5 s warm-up (a fixed span, not synchronisation: the
+/// emulated CPU translates new code on first use).
+func megabytesPerSecond(over seconds: Double, counting bytes: () -> UInt64) async throws -> Double {
+    try await Task.sleep(for: .milliseconds(500))
+    let b0 = bytes(), t0 = monotonicNanoseconds()
+    try await Task.sleep(for: .seconds(seconds))
+    let b1 = bytes(), t1 = monotonicNanoseconds()
+    return megabytesPerSecond(b1 - b0, t1 - t0)
+}
+
 // MARK: bulk IN
 
 struct BulkInBench: AsyncParsableCommand {
@@ -133,13 +144,9 @@ struct BulkInBench: AsyncParsableCommand {
                 _ = try await consumer.value
             }
         }
-        try await Task.sleep(for: .milliseconds(500))  // warm-up: a fixed span, not synchronisation
-        let b0 = bytes(), t0 = monotonicNanoseconds()
-        try await Task.sleep(for: .seconds(seconds))
-        let b1 = bytes(), t1 = monotonicNanoseconds()
+        let rate = try await megabytesPerSecond(over: seconds, counting: bytes)
         try await finish()
-        Sample(measure: "bulk-in", impl: "devif", value: megabytesPerSecond(b1 - b0, t1 - t0), unit: "MB/s",
-               note: "\(transfers)x\(transferSize) \(mode)").emit()
+        Sample(measure: "bulk-in", impl: "devif", value: rate, unit: "MB/s", note: "\(transfers)x\(transferSize) \(mode)").emit()
     }
 }
 
@@ -151,9 +158,10 @@ struct BulkOutBench: AsyncParsableCommand {
         abstract: "Bulk OUT throughput (MB/s) to a SourceSink gadget through a devif OUT stream.",
         discussion: """
             USBHandle.outStream with --transfers transfers of --transfer-size bytes queued; one \
-            thread writes --transfer-size pieces with blocking writes (backpressure holds it while \
-            every transfer is in flight), as the C baseline (raw libusb async, each transfer \
-            resubmitted from its callback) keeps its transfers queued. Counts the bytes of \
+            thread writes --transfer-size pieces of zeros in place (write(count:filling:), no copy) \
+            with blocking writes (backpressure holds it while every transfer is in flight), as \
+            the C baseline (raw libusb async, each transfer resubmitted from its callback) keeps \
+            its transfers queued. Counts the bytes of \
             completed transfers for --seconds after a 0.5 s warm-up.
             """)
     @OptionGroup var device: DeviceOptions
@@ -171,27 +179,25 @@ struct BulkOutBench: AsyncParsableCommand {
         let stop = Atomic<Bool>(false)
         let failure = Mutex<HandleError?>(nil)
         let done = DispatchSemaphore(value: 0)
-        // SourceSink's sink (pattern 0, the default) takes zeros and stalls on anything else.
-        let piece = [UInt8](repeating: 0, count: transferSize)
+        // SourceSink's sink (pattern 0, the default) takes zeros and stalls
+        // on anything else: each piece is zeros written in place (the C
+        // program resubmits buffers it zeroed once).
+        let piece = transferSize
         let writer = Thread {
-            piece.withUnsafeBytes { bytes in
-                do throws(HandleError) {
-                    while !stop.load(ordering: .relaxed) { try stream.write(from: bytes) }
-                } catch { failure.withLock { $0 = error } }
-            }
+            do throws(HandleError) {
+                while !stop.load(ordering: .relaxed) {
+                    try stream.write(count: piece) { region, _ in region.initializeMemory(as: UInt8.self, repeating: 0) }
+                }
+            } catch { failure.withLock { $0 = error } }
             done.signal()
         }
         writer.start()
-        try await Task.sleep(for: .milliseconds(500))  // warm-up: a fixed span, not synchronisation
-        let b0 = stream.bytesSent, t0 = monotonicNanoseconds()
-        try await Task.sleep(for: .seconds(seconds))
-        let b1 = stream.bytesSent, t1 = monotonicNanoseconds()
+        let rate = try await megabytesPerSecond(over: seconds) { stream.bytesSent }
         stop.store(true, ordering: .relaxed)
         done.wait()
         if let error = failure.withLock({ $0 }) { throw BenchFailure("bulk-out: \(error)") }
         stream.cancel()
-        Sample(measure: "bulk-out", impl: "devif", value: megabytesPerSecond(b1 - b0, t1 - t0), unit: "MB/s",
-               note: "\(transfers)x\(transferSize)").emit()
+        Sample(measure: "bulk-out", impl: "devif", value: rate, unit: "MB/s", note: "\(transfers)x\(transferSize)").emit()
     }
 }
 

@@ -51,13 +51,20 @@ final class TransferEngineTests: XCTestCase {
         XCTAssertEqual(fake.snapshot.released, [0])
     }
 
-    func testCloseWaitsForACompletionThatRacesItsCancel() throws {
+    /// An async read pending on the fake, and a close() on another thread
+    /// that has asked for its cancel.
+    private func closingWithAReadPending() -> (USBDevice, FakeTransport, Outcome<Result<[UInt8], USBError>>, Outcome<Void>) {
         let (dev, fake) = device()
         let read = Outcome<Result<[UInt8], USBError>>()
         Task { read.set(await Result { () async throws(USBError) in try await dev.read(endpoint: 0x81, length: 64) }) }
         fake.wait("the read's submission") { $0.pending.count == 1 }
         let closed = onThread { dev.close() }
         fake.wait("close's cancel request") { $0.cancelRequests == 1 }
+        return (dev, fake, read, closed)
+    }
+
+    func testCloseWaitsForACompletionThatRacesItsCancel() throws {
+        let (dev, fake, read, closed) = closingWithAReadPending()
         XCTAssertFalse(closed.isSet, "close returned with a transfer in flight")
         XCTAssertEqual(fake.snapshot.closes, 0, "the device was closed under a pending transfer")
         // The device completed the transfer before the cancel took effect: its data is delivered.
@@ -71,12 +78,7 @@ final class TransferEngineTests: XCTestCase {
     }
 
     func testCloseEndsAPendingTransferWithClosed() throws {
-        let (dev, fake) = device()
-        let read = Outcome<Result<[UInt8], USBError>>()
-        Task { read.set(await Result { () async throws(USBError) in try await dev.read(endpoint: 0x81, length: 64) }) }
-        fake.wait("the read's submission") { $0.pending.count == 1 }
-        let closed = onThread { dev.close() }
-        fake.wait("close's cancel request") { $0.cancelRequests == 1 }
+        let (dev, fake, read, closed) = closingWithAReadPending()
         fake.completeCancelled()
         XCTAssertThrowsError(try read.wait().get()) { XCTAssertEqual($0 as? USBError, .closed) }
         try closed.wait()
@@ -368,5 +370,30 @@ extension TransferEngineTests {
         fake.completeCancelled()
         XCTAssertNil(stream.wait())
         _ = second
+    }
+}
+
+extension TransferEngineTests {
+    func testOutStreamFilledInPlaceGetsConsecutiveRegionsThatCoverTheCount() async throws {
+        let (dev, fake) = device()
+        let stream = try dev.outStream(endpoint: 0x02, transferSize: 64, transfers: 4)
+        var regions: [Range<Int>] = []
+        try stream.write(count: 40) { region, offset in
+            regions.append(offset..<(offset + region.count))
+            for i in 0..<region.count { region[i] = UInt8(truncatingIfNeeded: offset + i) }
+        }
+        try stream.write(count: 110) { region, offset in
+            regions.append(offset..<(offset + region.count))
+            for i in 0..<region.count { region[i] = UInt8(truncatingIfNeeded: 40 + offset + i) }
+        }
+        // The second write crossed from the first buffer into two more.
+        XCTAssertEqual(regions, [0..<40, 0..<24, 24..<88, 88..<110])
+        async let total = Result { () async throws(USBError) in try await stream.finish() }
+        fake.wait("three transfers") { $0.submitted.count == 3 }
+        for _ in 0..<3 { fake.complete(.completed) }
+        let sent = await total
+        XCTAssertEqual(try sent.get(), 150)
+        XCTAssertEqual(fake.snapshot.submitted.map(\.length), [64, 64, 22])
+        XCTAssertEqual(fake.snapshot.submitted.flatMap(\.bytes), (0..<150).map { UInt8($0) })
     }
 }

@@ -206,6 +206,14 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         public func write(from buffer: UnsafeRawBufferPointer) throws(HandleError) {
             try ref.perform { () throws(USBError) in try stream.write(from: buffer) }
         }
+        /// Queues `count` bytes that `fill` writes straight into the
+        /// transfers' buffers, with no copy in between: it is called with
+        /// consecutive regions and each region's offset in the `count`
+        /// bytes, and must fill each region whole (do not block there).
+        /// Blocks while every transfer is in flight.
+        public func write(count: Int, filling fill: (UnsafeMutableRawBufferPointer, _ offset: Int) -> Void) throws(HandleError) {
+            try ref.perform { () throws(USBError) in try stream.write(count: count, filling: fill) }
+        }
         /// Queues `bytes`, blocking while every transfer is in flight.
         public func write(_ bytes: [UInt8]) throws(HandleError) {
             try ref.perform { () throws(USBError) in

@@ -60,9 +60,19 @@ package final class USBOutStream: Sendable {
     /// Queues the bytes of `buffer` (copied); blocks only while every
     /// transfer is in flight. Not from a completion handler.
     package func write(from buffer: UnsafeRawBufferPointer) throws(USBError) {
+        try write(count: buffer.count) { region, offset in
+            region.copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer[offset..<(offset + region.count)]))
+        }
+    }
+
+    /// Queues `count` bytes that `fill` writes straight into the transfers'
+    /// buffers (no copy in between): it is called with consecutive regions
+    /// and each region's offset in the `count` bytes, and must fill the
+    /// region whole. Blocks only while every transfer is in flight.
+    package func write(count: Int, filling fill: (UnsafeMutableRawBufferPointer, Int) -> Void) throws(USBError) {
         var offset = 0
         while true {
-            switch try place(buffer, from: &offset) {
+            switch try place(count, from: &offset, fill) {
             case .done: return
             case .needBuffer:
                 // Half the queue back at once: one wake-up per half, not per transfer.
@@ -77,7 +87,13 @@ package final class USBOutStream: Sendable {
         var offset = 0
         while true {
             // withUnsafeBytes rethrows untyped: the typed error goes out as a Result.
-            let step = bytes.withUnsafeBytes { b in Result { () throws(USBError) in try place(b, from: &offset) } }
+            let step = bytes.withUnsafeBytes { b in
+                Result { () throws(USBError) in
+                    try place(b.count, from: &offset) { region, at in
+                        region.copyMemory(from: UnsafeRawBufferPointer(rebasing: b[at..<(at + region.count)]))
+                    }
+                }
+            }
             switch try step.get() {
             case .done: return
             case .needBuffer:
@@ -133,18 +149,19 @@ package final class USBOutStream: Sendable {
 
     private enum Placed { case done, needBuffer }
 
-    /// Copies as much as fits into buffers, submitting each full one;
-    /// `.needBuffer` when every buffer is taken.
-    private func place(_ bytes: UnsafeRawBufferPointer, from offset: inout Int) throws(USBError) -> Placed {
+    /// Fills as much of `count` bytes as fits into buffers (`fill` writes
+    /// each region), submitting each full one; `.needBuffer` when every
+    /// buffer is taken.
+    private func place(_ count: Int, from offset: inout Int,
+                       _ fill: (UnsafeMutableRawBufferPointer, Int) -> Void) throws(USBError) -> Placed {
         while true {
             let step = state.withLock { s -> Result<(TransferBox, Int, Bool)?, USBError> in
                 if let end = s.end { return .failure(end) }
                 if s.finished { return .failure(.closed(queue.operation)) }
-                guard offset < bytes.count else { return .success(nil) }
+                guard offset < count else { return .success(nil) }
                 guard let box = s.current else { return .success(nil) }
-                let n = min(bytes.count - offset, queue.transferSize - s.filled)
-                UnsafeMutableRawBufferPointer(rebasing: box.buffer[s.filled..<(s.filled + n)])
-                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)]))
+                let n = min(count - offset, queue.transferSize - s.filled)
+                fill(UnsafeMutableRawBufferPointer(rebasing: box.buffer[s.filled..<(s.filled + n)]), offset)
                 s.filled += n
                 offset += n
                 guard s.filled == queue.transferSize else { return .success((box, 0, false)) }
@@ -159,7 +176,7 @@ package final class USBOutStream: Sendable {
             case .success(.some):
                 continue
             case .success(nil):
-                if offset >= bytes.count { return .done }
+                if offset >= count { return .done }
                 // No buffer in hand: take an idle one, or wait for one.
                 guard let box = try queue.idleBuffer() else { return .needBuffer }
                 state.withLock { s in

@@ -42,6 +42,7 @@ func readmeHandles(_ manager: DeviceManager, payload: [UInt8],
     // An OUT stream keeps transfers queued; writes wait only while all are in flight.
     let out = try usb.outStream(endpoint: 0x02, transferSize: 16384, transfers: 8)
     try await out.write(payload)
+    try out.write(count: 4096) { region, offset in region.initializeMemory(as: UInt8.self, repeating: 0) }  // in place
     let total = try await out.finish()   // the rest, a zero-length packet if the data ends on a packet boundary
 
     // Push mode, the fastest way to stream: the handler sees each transfer's bytes

@@ -1,13 +1,28 @@
-/* bulk-out: raw libusb asynchronous bulk OUT throughput (the baseline for
- * devif's OUT streams). N transfers of a filled buffer stay in flight, each
+/* bulk-in and bulk-out (built from this file, -DBULK_OUT for the second):
+ * raw libusb asynchronous bulk throughput, the baseline for devif's IN and
+ * OUT streams and push readers. N transfers stay in flight, each
  * resubmitted from its own callback; the main thread runs libusb's event
  * loop. After a warm-up, the bytes of transfers completed within --seconds
- * are counted. */
+ * are counted. OUT sends zeroed buffers: SourceSink's sink (pattern 0, the
+ * default) takes zeros and stalls on anything else. */
 #define BASELINES_LIBUSB
 #include "common.h"
 
+#ifdef BULK_OUT
+#define NAME "bulk-out"
+#define DIRECTION "OUT"
+#define DEFAULT_ENDPOINT "0x01"
+#define MODE_OPTION ""
+#else
+#define NAME "bulk-in"
+#define DIRECTION "IN"
+#define DEFAULT_ENDPOINT "0x81"
+/* devif's side reads in push mode or as an AsyncSequence; raw libusb has one way. */
+#define MODE_OPTION " [--mode push|stream]"
+#endif
+
 static const char *usage =
-    "--vid HEX --pid HEX [--endpoint 0x01] [--transfer-size 16384] [--transfers 8] [--seconds 3]";
+    "--vid HEX --pid HEX [--endpoint " DEFAULT_ENDPOINT "] [--transfer-size 16384] [--transfers 8] [--seconds 3]" MODE_OPTION;
 
 static volatile int stopping;      /* set once: no more resubmits */
 static int in_flight;              /* transfers submitted and not yet called back */
@@ -36,10 +51,11 @@ static void LIBUSB_CALL on_done(struct libusb_transfer *t)
 
 int main(int argc, char **argv)
 {
-    prog_name = "bulk-out";
+    prog_name = NAME;
     struct opt opts[] = {
-        {"vid", NULL}, {"pid", NULL}, {"endpoint", "0x01"}, {"transfer-size", "16384"},
+        {"vid", NULL}, {"pid", NULL}, {"endpoint", DEFAULT_ENDPOINT}, {"transfer-size", "16384"},
         {"transfers", "8"}, {"seconds", "3"},
+        {"mode", "push"},  /* bulk-in's --mode: accepted, ignored */
     };
     size_t n = sizeof opts / sizeof opts[0];
     parse_opts(argc, argv, opts, n, usage);
@@ -49,7 +65,7 @@ int main(int argc, char **argv)
     int size = (int)opt_long(opts, n, "transfer-size", 1, 16 << 20);
     int count = (int)opt_long(opts, n, "transfers", 1, 1024);
     double seconds = opt_double(opts, n, "seconds", 0.1, 3600);
-    if (ep & 0x80) die("--endpoint 0x%02x is not an OUT endpoint", ep);
+    if (!(ep & 0x80) != !strcmp(DIRECTION, "OUT")) die("--endpoint 0x%02x is not an " DIRECTION " endpoint", ep);
 
     libusb_context *ctx;
     int r = libusb_init(&ctx);
@@ -63,7 +79,6 @@ int main(int argc, char **argv)
         unsigned char *buf = malloc((size_t)size);
         ts[i] = libusb_alloc_transfer(0);
         if (!buf || !ts[i]) die("out of memory");
-        /* SourceSink's sink (pattern 0, the default) takes zeros and stalls on anything else. */
         memset(buf, 0, (size_t)size);
         libusb_fill_bulk_transfer(ts[i], h, ep, buf, size, on_done, NULL, 0);
         r = libusb_submit_transfer(ts[i]);
@@ -78,7 +93,7 @@ int main(int argc, char **argv)
     while (!stopping) {
         r = libusb_handle_events_timeout_completed(ctx, &tick, NULL);
         if (r != 0 && r != LIBUSB_ERROR_INTERRUPTED) die("event loop: %s", libusb_strerror(r));
-        if (failed_status >= 0) die("bulk OUT transfer on 0x%02x failed: %s", ep,
+        if (failed_status >= 0) die("bulk " DIRECTION " transfer on 0x%02x failed: %s", ep,
                                     libusb_error_name(failed_status) /* also names transfer statuses */);
         if (in_flight == 0) die("no transfer in flight any more");
         double t = now_s();
@@ -100,6 +115,6 @@ int main(int argc, char **argv)
 
     char note_text[64];
     snprintf(note_text, sizeof note_text, "%dx%d", count, size);
-    emit("bulk-out", "libusb-c", (double)bytes_counted / (end - start) / 1e6, "MB/s", note_text);
+    emit(NAME, "libusb-c", (double)bytes_counted / (end - start) / 1e6, "MB/s", note_text);
     return 0;
 }
