@@ -141,6 +141,18 @@ final class FakeTransport: USBTransport, @unchecked Sendable {  // all state und
         changed.signal()
     }
 
+    /// At the end of a test: ends whatever is still pending (as cancelled)
+    /// and forgets every submission. The fake's records hold the boxes and
+    /// each box holds its transport, so without this each test would leak
+    /// a cycle (and a pending box its own +1) for the leak checker to find.
+    func drain() {
+        let left = state.withLock { s -> [Submission] in
+            defer { s.pending = []; s.submitted = [] }
+            return s.pending
+        }
+        for d in left { TransferBox.transportCompleted(d.box.opaque, status: .cancelled, length: 0) }
+    }
+
     /// Waits (5 s at most, on the fake's own events) until `condition` holds.
     func wait(_ what: String, file: StaticString = #filePath, line: UInt = #line,
               until condition: (State) -> Bool) {

@@ -15,7 +15,8 @@ import XCTest
 /// made to produce on demand. They also run under TSan (Lab/test).
 final class TransferEngineTests: XCTestCase {
     private func device(_ fake: FakeTransport = FakeTransport()) -> (USBDevice, FakeTransport) {
-        (USBDevice(path: "/dev/bus/usb/009/001", transport: fake), fake)
+        addTeardownBlock { fake.drain() }
+        return (USBDevice(path: "/dev/bus/usb/009/001", transport: fake), fake)
     }
 
     /// Runs `body` on a new thread; the returned box gets its result.
