@@ -96,7 +96,9 @@ let package = Package(
             "Devif", "DevifCore", "SeededRandom", .product(name: "Logging", package: "swift-log"),
         ]),
         // Unit tests of the sources' pure helpers (descriptor parsing, strings, errors).
-        .testTarget(name: "DevifSourcesTests", dependencies: ["DevifUSB", "DevifLinux", "DevifHID", "SeededRandom"]),
+        .testTarget(name: "DevifSourcesTests", dependencies: [
+            "DevifUSB", "DevifLinux", "DevifHID", "SeededRandom", "AllocationCounting",
+        ]),
         // A child process the registry's crash test kills with SIGKILL mid-commit.
         .executableTarget(name: "registry-crash-writer",
                           dependencies: ["DevifCore", "DevifRegistrySQLite"],

@@ -41,6 +41,7 @@ ROWS = [
     # libusb's usbfs backend callocs each submission's URB array: 1 is
     # libusb's own, and devif adds nothing to it.
     ("sync-transfer-allocations", "devif", None, "allocations per warm synchronous bulk transfer (libusb's URB array included)", "max", 1.0),
+    ("control-transfer-allocations", "devif", None, "allocations per warm synchronous control transfer into the caller's memory (libusb's URB array included)", "max", 1.0),
     ("publish-p99", "devif-stalled", "devif-no-stalled", "publish p99 (ns), one stalled subscriber vs none", "max-ratio", 1.1),
     ("idle-rss", "devif-usb-watch", "udevadm-monitor", "idle RSS (KiB) of devif-usb watch", "max-ratio", 3.0),
     ("burst-lag", "devif", None, "burst of 24: arrival after libusb's callback, median (ms)", "max", 10.0),

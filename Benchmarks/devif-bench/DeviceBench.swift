@@ -240,6 +240,16 @@ struct BulkLoopbackBench: AsyncParsableCommand {
         if let failure { throw failure }
         Sample(measure: "sync-transfer-allocations", impl: "devif", value: Double(allocations) / Double(2 * rounds),
                unit: "allocs", note: "allocations=\(allocations) transfers=\(2 * rounds) chunk=\(chunk) counted=caller-thread").emit()
+        // The same for control transfers: GET_STATUS into the caller's memory.
+        let status = UnsafeMutableRawBufferPointer.allocate(byteCount: 2, alignment: 16)
+        defer { status.deallocate() }
+        for _ in 0..<10 { _ = try handle.controlIn(.getStatus(), into: status) }
+        let controlAllocations = AllocationCounter.count {
+            do { for _ in 0..<rounds { _ = try handle.controlIn(.getStatus(), into: status) } } catch { failure = error }
+        }
+        if let failure { throw failure }
+        Sample(measure: "control-transfer-allocations", impl: "devif", value: Double(controlAllocations) / Double(rounds),
+               unit: "allocs", note: "allocations=\(controlAllocations) transfers=\(rounds) counted=caller-thread").emit()
     }
 
     /// `rounds` warm write+read pairs into preallocated buffers.

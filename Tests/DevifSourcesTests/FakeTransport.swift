@@ -30,6 +30,9 @@ final class FakeTransport: USBTransport, @unchecked Sendable {  // all state und
         var released: [Int] = []
         var failNextSubmit: USBError?
         var hungUp = false
+        /// Off: keep no record of submissions (`submitted`, OUT bytes), so the
+        /// fake allocates nothing per transfer (allocation-count tests).
+        var recording = true
     }
 
     let state = Mutex(State())
@@ -55,7 +58,8 @@ final class FakeTransport: USBTransport, @unchecked Sendable {  // all state und
 
     func submit(_ box: TransferBox, type: USBEndpoint.TransferType, endpoint: UInt8, length: Int,
                 timeoutMilliseconds: UInt32, zeroLengthPacket: Bool) throws(USBError) {
-        let bytes = endpoint & 0x80 == 0 ? Array(UnsafeRawBufferPointer(rebasing: box.buffer[0..<length])) : []
+        let recording = state.withLock { $0.recording }
+        let bytes = recording && endpoint & 0x80 == 0 ? Array(UnsafeRawBufferPointer(rebasing: box.buffer[0..<length])) : []
         let submission = Submission(box: box, type: type, endpoint: endpoint, length: length,
                                     zeroLengthPacket: zeroLengthPacket, bytes: bytes)
         let failure = state.withLock { s -> USBError? in
@@ -64,7 +68,7 @@ final class FakeTransport: USBTransport, @unchecked Sendable {  // all state und
                 return f
             }
             s.pending.append(submission)
-            s.submitted.append(submission)
+            if s.recording { s.submitted.append(submission) }
             return nil
         }
         if let failure { throw failure }
@@ -117,12 +121,20 @@ final class FakeTransport: USBTransport, @unchecked Sendable {  // all state und
             XCTFail("no pending transfer to complete", file: file, line: line)
             return nil
         }
+        // A control transfer's buffer starts with the 8-byte setup packet, and
+        // its length as libusb reports it counts the data stage only.
+        let isControl = next.type == .control
+        let start = isControl ? 8 : 0
+        let isIn = isControl ? next.box.buffer[0] & 0x80 != 0 : next.endpoint & 0x80 != 0
         let n: Int
-        if next.endpoint & 0x80 != 0 {
-            n = min(data.count, next.length)
-            data.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: next.box.buffer[0..<n]).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        if isIn {
+            n = min(data.count, next.length - start)
+            data.withUnsafeBytes {
+                UnsafeMutableRawBufferPointer(rebasing: next.box.buffer[start..<(start + n)])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<n]))
+            }
         } else {
-            n = length ?? next.length
+            n = length ?? next.length - start
         }
         TransferBox.transportCompleted(next.box.opaque, status: status == .completed ? .completed : status,
                                        length: status == .completed ? n : 0)

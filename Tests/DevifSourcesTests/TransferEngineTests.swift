@@ -3,6 +3,7 @@ import DevifCore
 import DevifLinux
 @testable import DevifUSB
 import Glibc
+import AllocationCounting
 import Dispatch
 import Synchronization
 import XCTest
@@ -396,5 +397,35 @@ extension TransferEngineTests {
         XCTAssertEqual(try sent.get(), 150)
         XCTAssertEqual(fake.snapshot.submitted.map(\.length), [64, 64, 22])
         XCTAssertEqual(fake.snapshot.submitted.flatMap(\.bytes), (0..<150).map { UInt8($0) })
+    }
+}
+
+extension TransferEngineTests {
+    /// Control transfers into and from the caller's memory reuse the control
+    /// pipe's transfer; a failure still names the request it carried.
+    func testControlTransfersUseTheCallersMemoryAndNameTheFailedRequest() throws {
+        let (dev, fake) = device()
+        let reply: [UInt8] = [1, 2, 3, 4]
+        fake.onPump.withLock { $0 = { f in
+            let setup = f.snapshot.pending.first?.box.buffer[1]
+            f.complete(setup == 9 ? .stall : .completed, data: reply)
+        } }
+        let data: [UInt8] = [7, 8, 9]
+        let sent = try data.withUnsafeBytes { b in
+            Result { () throws(USBError) in try dev.controlOut(requestType: 0x41, request: 1, value: 2, index: 3, from: b) }
+        }.get()
+        XCTAssertEqual(sent, 3)
+        XCTAssertEqual(fake.snapshot.submitted[0].type, .control)
+        XCTAssertEqual(fake.snapshot.submitted[0].length, 11)
+        var into = [UInt8](repeating: 0, count: 8)
+        let got = try into.withUnsafeMutableBytes { b in
+            Result { () throws(USBError) in try dev.controlIn(requestType: 0xC1, request: 2, value: 0, index: 0, into: b) }
+        }.get()
+        XCTAssertEqual(Array(into[0..<got]), reply)
+        XCTAssertTrue(fake.snapshot.submitted[0].box === fake.snapshot.submitted[1].box, "the control pipe's transfer is reused")
+        XCTAssertThrowsError(try dev.controlIn(requestType: 0xC1, request: 9, value: 0x55, index: 1, length: 4)) {
+            XCTAssertEqual($0 as? USBError, .pipe)
+            XCTAssertTrue("\($0)".contains("control request 0x09 (type 0xc1, value 0x0055, index 0x0001)"), "\($0)")
+        }
     }
 }

@@ -335,6 +335,30 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         }
     }
 
+    /// A control transfer with an IN data stage of at most `buffer.count`
+    /// bytes, into the caller's memory, blocking the calling thread; returns
+    /// how many came. Once the control pipe has been used at this size, a
+    /// call allocates nothing.
+    public func controlIn(_ request: ControlRequest, into buffer: UnsafeMutableRawBufferPointer,
+                          timeout: Duration? = .seconds(5)) throws(HandleError) -> Int {
+        try ref.perform { () throws(USBError) in
+            try device.controlIn(requestType: request.requestType(in: true), request: request.request,
+                                 value: request.value, index: request.index, into: buffer, timeout: timeout)
+        }
+    }
+
+    /// A control transfer with an OUT data stage from the caller's memory,
+    /// blocking the calling thread; returns the bytes sent. Once the control
+    /// pipe has been used at this size, a call allocates nothing.
+    @discardableResult
+    public func controlOut(_ request: ControlRequest, from buffer: UnsafeRawBufferPointer,
+                           timeout: Duration? = .seconds(5)) throws(HandleError) -> Int {
+        try ref.perform { () throws(USBError) in
+            try device.controlOut(requestType: request.requestType(in: false), request: request.request,
+                                  value: request.value, index: request.index, from: buffer, timeout: timeout)
+        }
+    }
+
     /// The async form of the blocking `controlIn`; cancelling the task cancels
     /// the transfer (``/DevifCore/HandleError/cancelled``).
     public func controlIn(_ request: ControlRequest, length: Int,

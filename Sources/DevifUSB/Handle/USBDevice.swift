@@ -201,9 +201,24 @@ package final class USBDevice: Sendable {
     @discardableResult
     package func controlOut(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16,
                            data: [UInt8] = [], timeout: Duration? = .seconds(5)) throws(USBError) -> Int {
-        try checkControl(requestType, wantIn: false, count: data.count)
-        return try core.controlSync(setup: (requestType & 0x7F, request, value, index, UInt16(data.count)),
-                                    timeout: timeout, data: data).count
+        // withUnsafeBytes rethrows untyped: the typed error goes out as a Result.
+        try data.withUnsafeBytes { bytes in
+            Result { () throws(USBError) in
+                try controlOut(requestType: requestType, request: request, value: value, index: index, from: bytes,
+                               timeout: timeout)
+            }
+        }.get()
+    }
+
+    /// A control transfer with an OUT data stage from the caller's memory;
+    /// returns the bytes sent. A warm call allocates nothing.
+    @discardableResult
+    package func controlOut(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16,
+                            from buffer: UnsafeRawBufferPointer, timeout: Duration? = .seconds(5)) throws(USBError) -> Int {
+        try checkControl(requestType, wantIn: false, count: buffer.count)
+        return try core.controlSync(setup: (requestType & 0x7F, request, value, index, UInt16(buffer.count)),
+                                    timeout: timeout, fill: { if buffer.count > 0 { $0.copyMemory(from: buffer) } },
+                                    take: { $0.count })
     }
 
     /// A control transfer with an IN data stage of at most `length` bytes.
@@ -211,7 +226,20 @@ package final class USBDevice: Sendable {
                           length: Int, timeout: Duration? = .seconds(5)) throws(USBError) -> [UInt8] {
         try checkControl(requestType, wantIn: true, count: length)
         return try core.controlSync(setup: (requestType | 0x80, request, value, index, UInt16(length)),
-                                    timeout: timeout, data: nil)
+                                    timeout: timeout, fill: { _ in }, take: { Array($0) })
+    }
+
+    /// A control transfer with an IN data stage of at most `buffer.count`
+    /// bytes, into the caller's memory; returns how many came. A warm call
+    /// allocates nothing.
+    package func controlIn(requestType: UInt8, request: UInt8, value: UInt16, index: UInt16,
+                           into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = .seconds(5)) throws(USBError) -> Int {
+        try checkControl(requestType, wantIn: true, count: buffer.count)
+        return try core.controlSync(setup: (requestType | 0x80, request, value, index, UInt16(buffer.count)),
+                                    timeout: timeout, fill: { _ in }) { received in
+            if received.count > 0 { buffer.copyMemory(from: received) }
+            return received.count
+        }
     }
 
     /// The async form of ``controlIn(requestType:request:value:index:length:timeout:)``.
@@ -447,7 +475,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
                                   zlp: Bool, wrapped: @escaping TransferBox.Completion) throws(USBError) {
         let id = ObjectIdentifier(box)
         let failure = state.withLock { s -> USBError? in
-            if let r = refusal(s.phase, box.operation) { return r }
+            if let r = refusal(s.phase, name(of: box)) { return r }
             do throws(USBError) {
                 try box.submit(type: type, endpoint: endpoint, length: length, timeout: timeout,
                                zeroLengthPacket: zlp, completion: wrapped)
@@ -459,7 +487,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         }
         if let failure {
             // Submitting to a leaving device can fail with an I/O error too.
-            if failure == .noDevice || (failure == .io && transport.hungUp()) { markRemoved(); throw USBError.removed(box.operation) }
+            if failure == .noDevice || (failure == .io && transport.hungUp()) { markRemoved(); throw USBError.removed(name(of: box)) }
             throw failure
         }
     }
@@ -488,11 +516,11 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         if result.completed {
             outcome = .success(result.length)
         } else if phase == .removed || result.status == .noDevice {
-            outcome = .failure(.removed(box.operation))
+            outcome = .failure(.removed(name(of: box)))
         } else if phase == .closing || phase == .closed {
-            outcome = .failure(.closed(box.operation))
+            outcome = .failure(.closed(name(of: box)))
         } else {
-            outcome = .failure(USBError(transferStatus: result.status, operation: box.operation) ?? .io)
+            outcome = .failure(USBError(transferStatus: result.status, operation: name(of: box)) ?? .io)
         }
         completion(box, outcome)
         // libusb still uses the device handle after a callback returns, so
@@ -601,7 +629,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         case .success(let value): return value
         case .failure(let error):
             // A cancellation we asked for is reported as such, not as an I/O error.
-            if Task.isCancelled, error == .cancelled || error == .interrupted { throw USBError.cancelled(box.operation) }
+            if Task.isCancelled, error == .cancelled || error == .interrupted { throw USBError.cancelled(name(of: box)) }
             throw error
         }
     }
@@ -613,7 +641,10 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     private func controlBox(_ setup: Setup, data: [UInt8]?, timeout: Duration?) throws(USBError) -> TransferBox {
         let box = try TransferBox(capacity: 8 + Int(setup.length), transport: transport)
         box.operation = Self.describe(setup, path)
-        Self.fillSetup(box.buffer, setup, data: data)
+        Self.fillSetup(box.buffer, setup)
+        if let data {
+            data.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: box.buffer[8..<(8 + data.count)]).copyMemory(from: $0) }
+        }
         return box
     }
 
@@ -621,29 +652,40 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         "control request 0x\(hex2(setup.request)) (type 0x\(hex2(setup.requestType)), value 0x\(hex4(setup.value)), index 0x\(hex4(setup.index))) on \(path)"
     }
 
-    /// The setup packet, then the OUT data.
-    private static func fillSetup(_ b: UnsafeMutableRawBufferPointer, _ setup: Setup, data: [UInt8]?) {
+    /// The setup packet (the data stage follows it).
+    private static func fillSetup(_ b: UnsafeMutableRawBufferPointer, _ setup: Setup) {
         b[0] = setup.requestType
         b[1] = setup.request
         b[2] = UInt8(setup.value & 0xFF); b[3] = UInt8(setup.value >> 8)
         b[4] = UInt8(setup.index & 0xFF); b[5] = UInt8(setup.index >> 8)
         b[6] = UInt8(setup.length & 0xFF); b[7] = UInt8(setup.length >> 8)
-        if let data { data.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: b[8..<(8 + data.count)]).copyMemory(from: $0) } }
     }
 
     private static func controlData(_ box: TransferBox, _ n: Int, isIn: Bool) -> [UInt8] {
         isIn ? Array(UnsafeRawBufferPointer(rebasing: box.buffer[8..<(8 + n)])) : Array(repeating: 0, count: n)
     }
 
-    func controlSync(setup: Setup, timeout: Duration?, data: [UInt8]?) throws(USBError) -> [UInt8] {
-        let slot = try syncSlot(0, capacity: 8 + Int(setup.length)) { Self.describe(setup, path) }
+    /// As ``transferSync(_:length:timeout:zlp:fill:take:)`` for the control
+    /// pipe: `fill` writes the OUT data stage, `take` reads the data that
+    /// came (IN) or was sent (OUT). The request is named in errors only
+    /// when one happens (`name(of:)`), so a warm call allocates nothing.
+    func controlSync<R>(setup: Setup, timeout: Duration?, fill: (UnsafeMutableRawBufferPointer) -> Void,
+                        take: (UnsafeRawBufferPointer) -> R) throws(USBError) -> R {
+        let slot = try syncSlot(0, capacity: 8 + Int(setup.length)) { "control request on \(path)" }
         defer { giveBack(slot, 0) }
-        // The control pipe's slot names each request in its errors.
-        slot.box.operation = Self.describe(setup, path)
-        Self.fillSetup(slot.box.buffer, setup, data: data)
+        slot.box.controlSetup = (setup.requestType, setup.request, setup.value, setup.index)
+        Self.fillSetup(slot.box.buffer, setup)
+        fill(UnsafeMutableRawBufferPointer(rebasing: slot.box.buffer[8..<(8 + Int(setup.length))]))
         let n = try submitAndWait(slot, type: .control, endpoint: 0, length: 8 + Int(setup.length),
                                   timeout: timeout, zlp: false)
-        return Self.controlData(slot.box, n, isIn: setup.requestType & 0x80 != 0)
+        return take(UnsafeRawBufferPointer(rebasing: slot.box.buffer[8..<(8 + n)]))
+    }
+
+    /// What errors call `box`'s transfer: its operation, or for the control
+    /// pipe's reused box the request it carries now (built only on error).
+    func name(of box: TransferBox) -> String {
+        guard let s = box.controlSetup else { return box.operation }
+        return Self.describe((s.requestType, s.request, s.value, s.index, 0), path)
     }
 
     func controlAsync(setup: Setup, timeout: Duration?, data: [UInt8]?) async throws(USBError) -> [UInt8] {

@@ -31,6 +31,9 @@ package final class TransferBox: @unchecked Sendable {  // fields are written on
     private var completion: Completion?
     /// Names the transfer in errors, e.g. `bulk IN 0x81 on /dev/bus/usb/001/002`.
     var operation = ""
+    /// The control pipe's reused box: the request it carries now (type,
+    /// request, value, index), named only if it fails.
+    var controlSetup: (requestType: UInt8, request: UInt8, value: UInt16, index: UInt16)?
 
     init(capacity: Int, transport: any USBTransport) throws(USBError) {
         native = try transport.makeNative()

@@ -35,6 +35,8 @@ func readmeHandles(_ manager: DeviceManager, payload: [UInt8],
     var buffer = [UInt8](repeating: 0, count: 4096)
     let sent = try Array("hello".utf8).withUnsafeBytes { try usb.write(endpoint: 0x02, from: $0) }
     let got = try buffer.withUnsafeMutableBytes { try usb.read(endpoint: 0x81, into: $0, timeout: .seconds(1)) }
+    var status = [UInt8](repeating: 0, count: 2)                     // control requests too
+    _ = try status.withUnsafeMutableBytes { try usb.controlIn(.getStatus(), into: $0) }
     // An IN stream keeps transfers in flight; it is an AsyncSequence of chunks.
     let stream = try usb.inStream(endpoint: 0x81, transferSize: 16384, transfers: 8)
     for try await chunk in stream { print(chunk.count) }  // ends after stop() (from anywhere); throws on removal
