@@ -56,7 +56,7 @@ struct HIDAPIInfo: Sendable, Equatable {
         return hidapiLock.withLock { _ in
             let start = ContinuousClock.now
             hidapiEnumerationCount.add(1, ordering: .relaxed)
-            defer { hidapiEnumerationNanoseconds.add(nanoseconds(ContinuousClock.now - start), ordering: .relaxed) }
+            defer { hidapiEnumerationNanoseconds.add(Int((ContinuousClock.now - start).nanoseconds), ordering: .relaxed) }
             guard let list = hid_enumerate(0, 0) else { return [:] }
             defer { hid_free_enumeration(list) }
             var byPath: [String: HIDAPIInfo] = [:]
@@ -84,8 +84,6 @@ struct HIDAPIInfo: Sendable, Equatable {
 private let hidapiEnumerationCount = Atomic<Int>(0)
 private let hidapiAnsweredCount = Atomic<Int>(0)
 private let hidapiEnumerationNanoseconds = Atomic<Int>(0)
-
-private func nanoseconds(_ d: Duration) -> Int { Int(d.nanoseconds) }
 
 /// What devif asked hidapi in this process, for the lab's check that a burst
 /// of hidraw arrivals costs one enumeration, not one per node.

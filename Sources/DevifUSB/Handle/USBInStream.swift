@@ -386,10 +386,7 @@ extension TransferBox {
     /// (`count` of them), after checking that shape.
     static func streamSet(transfers: Int, keeping count: Int, of size: Int, transport: any USBTransport,
                           operation: String) throws(USBError) -> [TransferBox] {
-        guard size > 0, size <= 1 << 24, (1...256).contains(transfers) else {
-            throw USBError(refusing: LIBUSB_ERROR_INVALID_PARAM.rawValue,
-                           operation: "\(operation): \(transfers) x \(size) bytes (1...256 transfers of 1 byte...16 MiB)")
-        }
+        try checkStreamShape(transfers: transfers, size: size, operation: operation)
         var boxes: [TransferBox] = []
         for _ in 0..<count {
             let box = try TransferBox(capacity: size, transport: transport)
@@ -397,5 +394,13 @@ extension TransferBox {
             boxes.append(box)
         }
         return boxes
+    }
+
+    /// The shape every stream, reader and queue accepts: 1...256 transfers
+    /// of 1 byte...16 MiB each.
+    static func checkStreamShape(transfers: Int, size: Int, operation: String) throws(USBError) {
+        guard size > 0, size <= 1 << 24, (1...256).contains(transfers) else {
+            throw USBError.invalid("\(operation): \(transfers) x \(size) bytes (1...256 transfers of 1 byte...16 MiB)")
+        }
     }
 }

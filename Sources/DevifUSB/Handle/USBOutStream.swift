@@ -148,6 +148,9 @@ package final class USBOutStream: Sendable {
     // MARK: Steps
 
     private enum Placed { case done, needBuffer }
+    /// One step of `place`: a buffer filled whole (submit it), every byte
+    /// placed, or no buffer in hand.
+    private enum Step { case full(TransferBox), placedAll, noBuffer }
 
     /// Fills as much of `count` bytes as fits into buffers (`fill` writes
     /// each region), submitting each full one; `.needBuffer` when every
@@ -155,28 +158,24 @@ package final class USBOutStream: Sendable {
     private func place(_ count: Int, from offset: inout Int,
                        _ fill: (UnsafeMutableRawBufferPointer, Int) -> Void) throws(USBError) -> Placed {
         while true {
-            let step = state.withLock { s -> Result<(TransferBox, Int, Bool)?, USBError> in
-                if let end = s.end { return .failure(end) }
-                if s.finished { return .failure(.closed(queue.operation)) }
-                guard offset < count else { return .success(nil) }
-                guard let box = s.current else { return .success(nil) }
+            let step = try state.withLock { s throws(USBError) -> Step in
+                if let end = s.end { throw end }
+                if s.finished { throw .closed(queue.operation) }
+                guard offset < count else { return .placedAll }
+                guard let box = s.current else { return .noBuffer }
                 let n = min(count - offset, queue.transferSize - s.filled)
                 fill(UnsafeMutableRawBufferPointer(rebasing: box.buffer[s.filled..<(s.filled + n)]), offset)
                 s.filled += n
                 offset += n
-                guard s.filled == queue.transferSize else { return .success((box, 0, false)) }
+                guard s.filled == queue.transferSize else { return .placedAll }
                 s.current = nil
                 s.filled = 0
-                return .success((box, queue.transferSize, true))
+                return .full(box)
             }
             switch step {
-            case .failure(let error): throw error
-            case .success(.some((let box, let length, true))):
-                try submit(box, length: length, zlp: false)
-            case .success(.some):
-                continue
-            case .success(nil):
-                if offset >= count { return .done }
+            case .full(let box): try submit(box, length: queue.transferSize, zlp: false)
+            case .placedAll: return .done
+            case .noBuffer:
                 // No buffer in hand: take an idle one, or wait for one.
                 guard let box = try queue.idleBuffer() else { return .needBuffer }
                 state.withLock { s in

@@ -30,6 +30,8 @@ package final class TransferQueue: Sendable {
         /// How many completions the parked waiter wants (see `nextComplete`).
         var wakeAt = 1
         var cancelled = false
+        /// Each box's completion, made with the box: a submission allocates nothing.
+        var completions: [ObjectIdentifier: TransferBox.Completion] = [:]
 
         var pending: Int { inOrder.count - head }
         var oldestDone: Bool {
@@ -50,9 +52,7 @@ package final class TransferQueue: Sendable {
 
     init(core: USBDeviceCore, endpoint: USBDevice.Endpoint, depth: Int, transferSize: Int, timeout: Duration?,
          operation: String) throws(USBError) {
-        guard transferSize > 0, transferSize <= 1 << 24, (1...256).contains(depth) else {
-            throw USBError.invalid("\(operation): \(depth) x \(transferSize) bytes (1...256 transfers of 1 byte...16 MiB)")
-        }
+        try TransferBox.checkStreamShape(transfers: depth, size: transferSize, operation: operation)
         self.core = core
         self.endpoint = endpoint
         self.depth = depth
@@ -82,6 +82,10 @@ package final class TransferQueue: Sendable {
         guard make else { return nil }
         let made = try TransferBox(capacity: transferSize, transport: core.transport)
         made.operation = operation
+        // Weak: the queue holds its completions. A dropped queue abandons
+        // its boxes, whose completions then deliver nothing anyway.
+        let completion = core.wrap(made) { [weak self] box, result in self?.completed(box, result) }
+        state.withLock { $0.completions[ObjectIdentifier(made)] = completion }
         return made
     }
 
@@ -91,18 +95,18 @@ package final class TransferQueue: Sendable {
     /// Submits `length` bytes of `box` (filled by the caller for OUT).
     /// On failure the box is idle again (back in the queue) and the error is thrown.
     package func submit(_ box: TransferBox, length: Int, zeroLengthPacket: Bool = false) throws(USBError) {
-        let refused = state.withLock { s -> Bool in
-            if s.cancelled { return true }
+        let completion = state.withLock { s -> TransferBox.Completion? in
+            if s.cancelled { return nil }
             s.inOrder.append(box)
-            return false
+            return s.completions[ObjectIdentifier(box)]
         }
-        if refused {
+        guard let completion else {
             recycle(box)
             throw USBError.cancelled(operation)
         }
         do throws(USBError) {
             try core.submit(box, type: core.transferType(endpoint), endpoint: endpoint.address, length: length,
-                            timeout: timeout, zlp: zeroLengthPacket) { [self] box, result in completed(box, result) }
+                            timeout: timeout, zlp: zeroLengthPacket, wrapped: completion)
         } catch {
             state.withLock { s in
                 if let i = s.inOrder.lastIndex(where: { $0 === box }) { s.inOrder.remove(at: i) }
