@@ -51,11 +51,17 @@ private func runBurst(count: Int) async throws {
     let marked = arrivals.filter(\.leftBeforeReady)
     try expect(marked.isEmpty, "\(marked.count) devices that stayed plugged were marked as left before ready: \(marked.map(\.link).prefix(4))")
     try expectEqual(Set(arrivals.map(\.link)).count, count, "distinct links")
-    let callbacks = libusb.arrivals.withLock { $0 }
+    // The test's callback runs on its own context's event thread, which
+    // the scheduler may run after devif has already published: wait for it.
+    let keys = arrivals.map { e in (e.devnode ?? "").split(separator: "/").suffix(2).compactMap { Int($0) } }
+        .map { $0.count == 2 ? "\($0[0])/\($0[1])" : "?" }
+    try? await libusb.arrivals.wait(within: 10, "libusb's callbacks for devif's \(count) arrivals") { seen in
+        keys.allSatisfy { seen[$0] != nil }
+    }
+    let callbacks = libusb.arrivals.value
     var lag: [Double] = []
-    for e in arrivals {
-        let parts = (e.devnode ?? "").split(separator: "/").suffix(2).compactMap { Int($0) }
-        guard parts.count == 2, let t = callbacks["\(parts[0])/\(parts[1])"] else { continue }
+    for (e, key) in zip(arrivals, keys) {
+        guard let t = callbacks[key] else { continue }
         lag.append(e.time.timeIntervalSince(t) * 1000)
     }
     try expectEqual(lag.count, count, "arrivals matched to libusb's callbacks by bus/address")
@@ -532,7 +538,7 @@ private func runStorm(operations: Int, seed: UInt64) async throws {
     // storm's buses, by bus/address): every device libusb saw is reported,
     // ready or marked as left before it was ready.
     let stormBuses = Set(gadgets.compactMap { g in Int(g.device.split(separator: "/").last!.split(separator: "-").first!) })
-    let libusbArrivals = libusb.arrivals.withLock { $0 }
+    let libusbArrivals = libusb.arrivals.value
     var devifLag: [Double] = [], notFromLibUSB = 0, leftBeforeReady = 0
     var devifReported = Set<String>()
     for e in reference where e.arrival && e.classGuid == usbDeviceClass {
@@ -616,7 +622,7 @@ private final class LibUSBView: @unchecked Sendable {  // the callback only touc
     private let usb: RawUSB
     private var handle: libusb_hotplug_callback_handle = 0
     /// "bus/address" -> when libusb called back.
-    let arrivals = Mutex<[String: Date]>([:])
+    let arrivals = Watched<[String: Date]>([:])
 
     init() throws {
         usb = try RawUSB()
@@ -626,7 +632,7 @@ private final class LibUSBView: @unchecked Sendable {  // the callback only touc
                 let now = Date()
                 let view = Unmanaged<LibUSBView>.fromOpaque(user!).takeUnretainedValue()
                 let key = "\(libusb_get_bus_number(dev))/\(libusb_get_device_address(dev))"
-                view.arrivals.withLock { $0[key] = now }
+                view.arrivals.update { $0[key] = now }
                 return 0
             }, Unmanaged.passUnretained(self).toOpaque(), &handle)
         guard rc == 0 else { throw LabFailure("libusb_hotplug_register_callback failed: \(rc)") }
