@@ -74,8 +74,6 @@ struct HIDMonitor: AsyncParsableCommand {
                     switch delivery {
                     case .event(.report(let r)):
                         printer.emit(Line(event: "report", link: link, data: hex(r.array), time: Printer.now()))
-                    case .event(.tooLong(let n)):
-                        printer.emit(Line(event: "report", link: link, reason: "\(n) bytes: longer than the stream carries", time: Printer.now()))
                     case .event(.ended(let why)):
                         if why != .closed, why != .deviceRemoved {
                             printer.emit(Line(event: "error", link: link, reason: why.description, time: Printer.now()))

@@ -404,6 +404,11 @@ func registerIOTests(_ r: inout LabRunner) {
         let a = ReportCollector(h.inputReports(capacity: 1024))
         let b = ReportCollector(h.inputReports(capacity: 1024))
         let stalled = h.inputReports(capacity: 8)  // never read until the end
+        // The stream's buffers are the size of the largest input report the
+        // device declares (the devlab uhid device: 64 bytes, no report IDs).
+        let declared = HIDReportPool.largestInputReport(HIDReportDescriptor.parse(try h.reportDescriptor()))
+        try expectEqual(h.inputReportBufferSize, declared, "the stream's report buffer size vs the descriptor's largest input report")
+        try expectEqual(declared, 64, "the uhid device's largest input report")
         for i in 0..<count {
             try h.write(outputReport: [0] + reportPayload(i))
             // Paced by the echo itself: the next report goes once this one is back.
@@ -416,15 +421,19 @@ func registerIOTests(_ r: inout LabRunner) {
         try expectEqual(a.overflows + b.overflows, 0, "overflows of the readers that kept up")
         h.close()  // ends the stream, so the stalled reader's loop ends
         var got = 0, missed: UInt64 = 0, ended = 0, order: [String] = []
+        var held: [[UInt8]] = []
         for await d in stalled {
             switch d {
-            case .event(.report): got += 1; if order.last != "r" { order.append("r") }
+            case .event(.report(let r)): got += 1; held.append(r.array); if order.last != "r" { order.append("r") }
             case .event(.ended): ended += 1
             case .event: break
             case .overflow(let m): missed += m; order.append("overflow \(m)")
             }
         }
         try expect(missed > 0, "the stalled reader got no overflow notice (got \(got) reports)")
+        // Its first reports sat in its queue while the reader reused buffers
+        // for 150 more: they are still the reports that arrived then.
+        try expectEqual(Array(held.prefix(8)), Array(expected.prefix(held.prefix(8).count)), "the stalled reader's held reports")
         // Every event is either delivered or counted as missed: 150 reports and the end.
         try expectEqual(UInt64(got + ended) + missed, UInt64(count + 1), "stalled reader: events delivered + missed")
         figure("stalled reader (capacity 8) of 150 reports: \(got) delivered, \(missed) missed, sequence \(order)")

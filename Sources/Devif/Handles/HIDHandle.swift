@@ -52,6 +52,11 @@ public struct HIDHandle: Sendable, CustomStringConvertible {
         device.inputReports(capacity: capacity)
     }
 
+    /// The size of the input report stream's buffers: the largest input
+    /// report the report descriptor declares (nil until the first
+    /// ``inputReports(capacity:)`` starts the reader).
+    @_spi(LabHooks) public var inputReportBufferSize: Int? { device.inputReportCapacity }
+
     /// Reads feature report `id`. `length` is the buffer size including the
     /// report ID byte; the result starts with the ID and has as many bytes as
     /// the device returned.

@@ -1,5 +1,5 @@
 /// A byte payload of up to `capacity` bytes stored inline (no heap), for
-/// publishing HID reports through a ``FanOut`` without allocating: copying one
+/// publishing small fixed-size payloads through a ``FanOut`` without allocating: copying one
 /// into a subscriber's queue is a plain memory copy.
 ///
 /// Choose `capacity` from the largest report the device declares (for example

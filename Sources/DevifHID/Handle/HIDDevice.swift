@@ -35,10 +35,13 @@ import Synchronization
 /// ``HIDError/closed`` (unlike hidapi's `hid_close`). Closing also happens
 /// when the object is released.
 package final class HIDDevice: Sendable {
-    /// The inline capacity of a streamed report: the largest input report the
-    /// stream carries (a larger one arrives as ``InputEvent/tooLong(count:)``;
-    /// ``read(timeout:)`` returns it whole).
-    package static let streamReportCapacity = 4096
+    /// The stream's report buffer size when the report descriptor declares
+    /// no input report (or cannot be read): a full-speed interrupt packet.
+    package static let fallbackReportCapacity = 64
+    /// Report buffers the reader keeps for reuse (see ``HIDReportPool``):
+    /// enough for every subscriber queue of the default capacity to be full
+    /// several times over; past it, a report gets a buffer of its own.
+    package static let reportPoolLimit = 1024
     /// A streamed input report (see ``HIDReport``).
     package typealias Report = HIDReport
     /// What the input report stream delivers (see ``HIDInputEvent``).
@@ -111,7 +114,7 @@ package final class HIDDevice: Sendable {
     /// the type's notes), which runs until close or removal.
     package func inputReports(capacity: Int = 256) -> FanOut<InputEvent>.Subscription {
         let subscription = core.fanOut.subscribe(capacity: capacity)
-        core.startReader()
+        core.startReader(sizing: Self.inputReportCapacity)
         return subscription
     }
 
@@ -122,7 +125,7 @@ package final class HIDDevice: Sendable {
                              handler: @escaping @Sendable (FanOut<InputEvent>.Delivery) -> Void)
         -> FanOut<InputEvent>.CallbackSubscription {
         let subscription = core.fanOut.subscribe(capacity: capacity, name: name, onEnd: onEnd, handler: handler)
-        core.startReader()
+        core.startReader(sizing: Self.inputReportCapacity)
         return subscription
     }
 
@@ -171,18 +174,35 @@ package final class HIDDevice: Sendable {
 
     /// The device's report descriptor (HIDIOCGRDESCSIZE + HIDIOCGRDESC).
     package func reportDescriptor() throws(HIDError) -> [UInt8] {
-        try core.usingDescriptor("HIDIOCGRDESC") { fd throws(HIDError) in
-            var size: Int32 = 0
-            _ = try ioctl(fd, HIDRawIoctl.getDescriptorSize, &size, "HIDIOCGRDESCSIZE")
-            // Untrusted: the kernel caps it, but do not rely on that.
-            let length = Int(max(0, min(size, Int32(HIDRawIoctl.maximumDescriptorLength))))
-            var raw = [UInt8](repeating: 0, count: 4 + HIDRawIoctl.maximumDescriptorLength)
-            withUnsafeBytes(of: UInt32(length)) { sizeBytes in
-                raw.withUnsafeMutableBytes { target in target.copyBytes(from: sizeBytes) }
-            }
-            _ = try ioctl(fd, HIDRawIoctl.getDescriptor, &raw, "HIDIOCGRDESC")
-            return Array(raw[4..<(4 + length)])
+        let path = core.path
+        return try core.usingDescriptor("HIDIOCGRDESC") { fd throws(HIDError) in try Self.reportDescriptor(fd, path) }
+    }
+
+    /// The size of the input stream's report buffers (and what the lab checks
+    /// against the descriptor): nil until the first subscription starts the reader.
+    package var inputReportCapacity: Int? { core.reportCapacity }
+
+    private static func reportDescriptor(_ fd: Int32, _ path: String) throws(HIDError) -> [UInt8] {
+        var size: Int32 = 0
+        _ = try ioctl(fd, HIDRawIoctl.getDescriptorSize, &size, "HIDIOCGRDESCSIZE", path)
+        // Untrusted: the kernel caps it, but do not rely on that.
+        let length = Int(max(0, min(size, Int32(HIDRawIoctl.maximumDescriptorLength))))
+        var raw = [UInt8](repeating: 0, count: 4 + HIDRawIoctl.maximumDescriptorLength)
+        withUnsafeBytes(of: UInt32(length)) { sizeBytes in
+            raw.withUnsafeMutableBytes { target in target.copyBytes(from: sizeBytes) }
         }
+        _ = try ioctl(fd, HIDRawIoctl.getDescriptor, &raw, "HIDIOCGRDESC", path)
+        return Array(raw[4..<(4 + length)])
+    }
+
+    /// The largest input report the device's descriptor declares (with its
+    /// ID byte), else ``fallbackReportCapacity``.
+    static func inputReportCapacity(_ fd: Int32, _ path: String) -> Int {
+        guard let bytes = try? reportDescriptor(fd, path),
+              let largest = HIDReportPool.largestInputReport(HIDReportDescriptor.parse(bytes)) else {
+            return fallbackReportCapacity
+        }
+        return min(max(largest, 1), HIDRawIoctl.maximumReportLength)
     }
 
     // MARK: Helpers
@@ -198,17 +218,24 @@ package final class HIDDevice: Sendable {
     }
 
     private func ioctl<T>(_ fd: Int32, _ request: UInt, _ value: inout T, _ name: String) throws(HIDError) -> Int {
+        try Self.ioctl(fd, request, &value, name, core.path)
+    }
+
+    private func ioctl(_ fd: Int32, _ request: UInt, _ buffer: inout [UInt8], _ name: String) throws(HIDError) -> Int {
+        try Self.ioctl(fd, request, &buffer, name, core.path)
+    }
+
+    private static func ioctl<T>(_ fd: Int32, _ request: UInt, _ value: inout T, _ name: String, _ path: String) throws(HIDError) -> Int {
         do {
             return try withUnsafeMutableBytes(of: &value) { raw throws(LinuxError) in
-                try HIDRawIoctl.call(fd, request, raw.baseAddress!, name: name, path: core.path)
+                try HIDRawIoctl.call(fd, request, raw.baseAddress!, name: name, path: path)
             }
         } catch {
             throw HIDError.operating(error)
         }
     }
 
-    private func ioctl(_ fd: Int32, _ request: UInt, _ buffer: inout [UInt8], _ name: String) throws(HIDError) -> Int {
-        let path = core.path
+    private static func ioctl(_ fd: Int32, _ request: UInt, _ buffer: inout [UInt8], _ name: String, _ path: String) throws(HIDError) -> Int {
         let result: Result<Int, LinuxError> = buffer.withUnsafeMutableBytes { raw in
             do throws(LinuxError) { return .success(try HIDRawIoctl.call(fd, request, raw.baseAddress!, name: name, path: path)) }
             catch { return .failure(error) }
@@ -274,7 +301,10 @@ final class HIDDeviceCore: Sendable {
         var threadStarted = false
         /// `read` calls inside the direct poll+read section.
         var directReaders = 0
-        var queue: [[UInt8]] = []
+        /// Reports for `read`, sharing the subscribers' buffers.
+        var queue: [HIDReport] = []
+        /// The stream's report buffer size, set when the reader starts.
+        var reportCapacity: Int?
         var queueHead = 0
         var dropped: UInt64 = 0
     }
@@ -311,7 +341,9 @@ final class HIDDeviceCore: Sendable {
     /// Starts the reader thread unless it runs or the handle is closed or
     /// removed. Called by every subscription (after subscribing, so the new
     /// subscriber gets every report the thread reads).
-    func startReader() {
+    /// `sizing` gives the report buffer size from the descriptor (called
+    /// once, when the reader starts, with the descriptor in use).
+    func startReader(sizing: (Int32, String) -> Int) {
         thread.withLock { slot in
             let start = state.withLock { state -> Bool in
                 guard case .open = state.phase, !state.threadStarted else { return false }
@@ -320,9 +352,11 @@ final class HIDDeviceCore: Sendable {
                 return true
             }
             guard start else { return }
+            let capacity = sizing(fd, path)
+            state.withLock { $0.reportCapacity = capacity }
             modeChanged.signal()
             do throws(LinuxError) {
-                slot = try JoinableThread { [self] in runReader() }
+                slot = try JoinableThread { [self] in runReader(reportCapacity: capacity) }
             } catch {
                 // Out of threads: the stream cannot run; end the handle.
                 let end = HIDError.io(error)
@@ -347,6 +381,8 @@ final class HIDDeviceCore: Sendable {
     }
 
     var droppedReadReports: UInt64 { state.withLock { $0.dropped } }
+
+    var reportCapacity: Int? { state.withLock { $0.reportCapacity } }
 
     func close() {
         let (first, endsStream) = state.withLock { state -> (Bool, Bool) in
@@ -467,7 +503,7 @@ final class HIDDeviceCore: Sendable {
                         state.queueHead = 0
                         readable.drain()
                     }
-                    return .done(.success(report))
+                    return .done(.success(report.array))
                 }
                 readable.drain()
                 return .wait
@@ -583,8 +619,8 @@ final class HIDDeviceCore: Sendable {
 
     // MARK: reader thread
 
-    private func runReader() {
-        let end = readReports()
+    private func runReader(reportCapacity: Int) {
+        let end = readReports(reportCapacity: reportCapacity)
         if end == .deviceRemoved || end == .io {
             markRemoved(end)
         }
@@ -593,7 +629,7 @@ final class HIDDeviceCore: Sendable {
     }
 
     /// Waits until no direct reader is left, then reads until the end.
-    private func readReports() -> HIDError {
+    private func readReports(reportCapacity: Int) -> HIDError {
         while state.withLock({ $0.directReaders > 0 }) {
             var fds = [pollfd(fd: directIdle.fileDescriptor, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: ended.fileDescriptor, events: Int16(POLLIN), revents: 0)]
@@ -604,9 +640,13 @@ final class HIDDeviceCore: Sendable {
             }
             if fds[1].revents != 0 { return endReason ?? HIDError.closed }
         }
+        // Read into a buffer of the kernel's maximum, so a report longer than
+        // the descriptor declares still arrives whole; the pool's buffers
+        // are the descriptor's size.
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: HIDRawIoctl.maximumReportLength,
                                                           alignment: 16)
         defer { buffer.deallocate() }
+        var pool = HIDReportPool(reportCapacity: reportCapacity, limit: HIDDevice.reportPoolLimit)
         while true {
             var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: ended.fileDescriptor, events: Int16(POLLIN), revents: 0)]
@@ -633,7 +673,7 @@ final class HIDDeviceCore: Sendable {
                         }
                         return HIDError.io(error)
                     }
-                    deliver(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+                    deliver(pool.make(copying: UnsafeRawBufferPointer(rebasing: buffer[..<count])))
                 }
             }
             if revents & Int32(POLLHUP | POLLERR | POLLNVAL) != 0 {
@@ -642,13 +682,8 @@ final class HIDDeviceCore: Sendable {
         }
     }
 
-    private func deliver(_ bytes: UnsafeRawBufferPointer) {
-        if let report = try? HIDDevice.Report(copying: bytes) {
-            fanOut.publish(.report(report))
-        } else {
-            fanOut.publish(.tooLong(count: bytes.count))
-        }
-        let copy = Array(bytes)
+    private func deliver(_ report: HIDReport) {
+        fanOut.publish(.report(report))
         state.withLock { state in
             if state.queue.count - state.queueHead >= HIDDevice.readQueueLimit {
                 state.queueHead += 1
@@ -658,7 +693,7 @@ final class HIDDeviceCore: Sendable {
                 state.queue.removeFirst(state.queueHead)
                 state.queueHead = 0
             }
-            state.queue.append(copy)
+            state.queue.append(report)
             readable.signal()
         }
     }
