@@ -334,11 +334,11 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
 
     // MARK: Phases
 
-    private func refusal(_ phase: Phase, _ what: String) -> USBError? {
+    private func refusal(_ phase: Phase, _ what: @autoclosure () -> String) -> USBError? {
         switch phase {
         case .open: nil
-        case .removed: USBError.removed("\(what) on \(path)")
-        case .closing, .closed: USBError.closed("\(what) on \(path)")
+        case .removed: USBError.removed("\(what()) on \(path)")
+        case .closing, .closed: USBError.closed("\(what()) on \(path)")
         }
     }
 

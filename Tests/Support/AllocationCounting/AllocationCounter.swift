@@ -32,7 +32,34 @@ public enum AllocationCounter {
 
     @inline(__always) static func note() {
         if UInt(pthread_self()) == countedThread.load(ordering: .relaxed) {
+            if tracing {
+                // Only the counted thread gets here: the flag needs no lock.
+                if inTrace { return }
+                inTrace = true
+                trace()
+                inTrace = false
+            }
             allocations.add(1, ordering: .relaxed)
+        }
+    }
+
+    /// DEVIF_ALLOC_TRACE set: each counted allocation prints its call stack
+    /// on stderr (raw addresses and exported names; `addr2line -f -C -e
+    /// BINARY ADDRESS` names the rest), to find what a count is made of.
+    nonisolated(unsafe) static let tracing = getenv("DEVIF_ALLOC_TRACE") != nil
+    nonisolated(unsafe) static var inTrace = false
+
+    // execinfo.h is not in the Glibc module map; look them up.
+    private typealias BacktraceFn = @convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int32) -> Int32
+    private typealias SymbolsFn = @convention(c) (UnsafePointer<UnsafeMutableRawPointer?>?, Int32, Int32) -> Void
+
+    static func trace() {
+        let backtrace = real("backtrace", BacktraceFn.self)
+        let symbols = real("backtrace_symbols_fd", SymbolsFn.self)
+        withUnsafeTemporaryAllocation(of: UnsafeMutableRawPointer?.self, capacity: 32) { frames in
+            let n = backtrace(frames.baseAddress, 32)
+            _ = "allocation:\n".withCString { write(2, $0, strlen($0)) }
+            symbols(frames.baseAddress, n, 2)
         }
     }
 
@@ -70,6 +97,7 @@ public enum AllocationCounter {
         realAlignedAlloc = real("aligned_alloc", AlignedFn.self)
         realMemalign = real("memalign", AlignedFn.self)
         _ = hooks
+        _ = (tracing, inTrace)
         note()   // initialise the globals the hooks use before any hook can run
         // dl_iterate_phdr is not in the Glibc module map; look it up.
         let iterate = real("dl_iterate_phdr", Iterate.self)
