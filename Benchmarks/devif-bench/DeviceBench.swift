@@ -129,7 +129,7 @@ struct BulkInBench: AsyncParsableCommand {
             bytes = { reader.bytesReceived }
             finish = {
                 reader.stop()
-                if let error = await reader.finished() { throw BenchFailure("bulk-in: \(error)") }
+                if let error = await reader.wait() { throw BenchFailure("bulk-in: \(error)") }
             }
         case .stream:
             let stream = try handle.inStream(endpoint: endpoint, transferSize: transferSize, transfers: transfers)

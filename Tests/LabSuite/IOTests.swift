@@ -139,7 +139,7 @@ func registerIOTests(_ r: inout LabRunner) {
                 try expectEqual(back, p, "round \(round): echo \(i)")
             }
             let t0 = try await stopped.next(within: 2, "round \(round): the stop")
-            let end = try await within(2, "round \(round): every transfer back after stop()") { await reader.finished() }
+            let end = try await within(2, "round \(round): every transfer back after stop()") { await reader.wait() }
             slowest = max(slowest, .now - t0)
             try expect(end == nil, "round \(round): a stopped reader reports \(String(describing: end))")
             echoes += packets.count
@@ -187,7 +187,7 @@ func registerIOTests(_ r: inout LabRunner) {
             try await h.write(endpoint: out.address, p)
             try expectEqual(try await got.next(within: 2, "hooked reader \(round): the echo"), p, "hooked reader \(round): the echo")
             let end = try await within(2, "hooked reader \(round): every transfer back after a stop() just before a resubmission") {
-                await reader.finished()
+                await reader.wait()
             }
             try expect(end == nil, "hooked reader \(round): ended with \(String(describing: end))")
 
@@ -196,7 +196,7 @@ func registerIOTests(_ r: inout LabRunner) {
             defer { stream.beforeSubmit.set(nil) }
             try await h.write(endpoint: out.address, p)
             _ = try await within(2, "hooked stream \(round): every transfer back after a stop() just before a refill's submission") {
-                await stream.finished()
+                await stream.wait()
             }
             let data = (0..<700).map { UInt8(truncatingIfNeeded: $0 &+ round) }
             let back = try await loopback(h, out: out.address, in: inp.address, data: data)
@@ -305,7 +305,7 @@ func registerIOTests(_ r: inout LabRunner) {
         let dd = try deviceDescriptor(h)
         try expectEqual(Array(dd[8...11]), [0x09, 0x12, 0x0a, 0x0d], "device descriptor beside the reader")
         reader.stop()
-        let stopped = try await within(10, "the reader to end after stop()") { await reader.finished() }
+        let stopped = try await within(10, "the reader to end after stop()") { await reader.wait() }
         try expect(stopped == nil, "a stopped reader reports \(String(describing: stopped))")
         let after = reader.bytesReceived
         try expect(after >= UInt64(target), "bytes counted: \(after)")
@@ -321,7 +321,7 @@ func registerIOTests(_ r: inout LabRunner) {
         defer { noticeTask.cancel() }
         let second = try start(h)
         let ended = Inbox<(HandleError?, ContinuousClock.Instant)>()
-        Task { let e = await second.finished(); ended.post((e, .now)) }
+        Task { let e = await second.wait(); ended.post((e, .now)) }
         let t0 = try unplugNow("ir1")
         let (error, t1) = try await ended.next(within: 5, "the reader to end after the unplug")
         try expect(error == .deviceRemoved, "the reader ended with \(String(describing: error)), not deviceRemoved")
@@ -712,7 +712,7 @@ func loopback(_ h: USBHandle, out: EndpointAddress, in inp: EndpointAddress, dat
     // Every transfer must come back: one left in flight would take the data
     // meant for the next stream on the endpoint.
     stream.stop()
-    let drained = (try? await within(2, "the stream's transfers back after stop()") { _ = await stream.finished(); return true }) == true
+    let drained = (try? await within(2, "the stream's transfers back after stop()") { _ = await stream.wait(); return true }) == true
     if let failure {
         // A reader that times out may only be the echo of a writer that failed.
         let wrote: String

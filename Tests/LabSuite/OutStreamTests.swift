@@ -80,7 +80,7 @@ func registerOutStreamTests(_ r: inout LabRunner) {
                 }
             }
             echo.stop()
-            _ = echo.wait()
+            _ = await echo.wait()
             figure("out stream \(total) bytes in \(pieces.count) writes: echoed in \(chunks.count) IN transfers")
         }
     }

@@ -52,7 +52,7 @@ public struct USBHandle: Sendable, CustomStringConvertible {
     public enum ReadAction: Sendable {
         /// Resubmit the transfer and go on reading.
         case `continue`
-        /// Stop the reader (its transfers are cancelled; ``Reader/wait()`` returns nil).
+        /// Stop the reader (its transfers are cancelled; `wait()` returns nil).
         case stop
     }
     /// A push-mode reader's handler: each transfer's bytes, valid during the call.
@@ -158,7 +158,7 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         public func next() async throws(HandleError) -> [UInt8]? {
             try await ref.performAsync { () async throws(USBError) in try await stream.next() }
         }
-        /// Stops the stream: ``next()`` then returns nil; ``finished()`` tells
+        /// Stops the stream: ``next()`` then returns nil; `wait()` tells
         /// when every transfer is back.
         public func stop() { stream.stop() }
         #if DEBUG
@@ -170,11 +170,17 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         /// was stopped, else why it ended. See `USBInStream.wait()` in DevifUSB.
         @discardableResult
         public func wait() -> HandleError? { stream.wait().map { HandleError($0, link: ref.instance.link) } }
-        /// The async form of ``wait()``.
+        /// The async form of the blocking `wait()`: suspends instead of
+        /// blocking the thread (one name for both, as `next`).
         @discardableResult
-        public func finished() async -> HandleError? {
+        public func wait() async -> HandleError? {
             await stream.finished().map { HandleError($0, link: ref.instance.link) }
         }
+
+        /// The former name of the async `wait()`.
+        @available(*, deprecated, renamed: "wait()", message: "await wait(): the async form has the blocking form's name")
+        @discardableResult
+        public func finished() async -> HandleError? { await wait() }
     }
 
     /// Writes an OUT endpoint continuously with `transfers` transfers of
@@ -274,12 +280,12 @@ public struct USBHandle: Sendable, CustomStringConvertible {
             self.reader = reader
             // Settle when the reader ends, waited for or not: the removal
             // notices' `.complete` must not depend on the holder calling wait().
-            Task.detached { [self] in _ = await finished() }
+            Task.detached { [self] in _ = await wait() }
         }
 
         /// Bytes handed to the handler so far.
         public var bytesReceived: UInt64 { reader.bytesReceived }
-        /// Stops reading; ``wait()`` returns once the transfers are back.
+        /// Stops reading; `wait()` returns once the transfers are back.
         public func stop() { reader.stop() }
         #if DEBUG
         /// Lab tests only: see `USBReader`'s hook of the same name.
@@ -292,9 +298,15 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         @discardableResult
         public func wait() -> HandleError? { settle(reader.wait()) }
 
-        /// The async form of ``wait()``.
+        /// The async form of the blocking `wait()`: suspends instead of
+        /// blocking the thread.
         @discardableResult
-        public func finished() async -> HandleError? { settle(await reader.finished()) }
+        public func wait() async -> HandleError? { settle(await reader.finished()) }
+
+        /// The former name of the async `wait()`.
+        @available(*, deprecated, renamed: "wait()", message: "await wait(): the async form has the blocking form's name")
+        @discardableResult
+        public func finished() async -> HandleError? { await wait() }
 
         private func settle(_ end: USBError?) -> HandleError? {
             let (first, error) = ended.withLock { e -> (Bool, HandleError?) in

@@ -40,7 +40,7 @@ func readmeHandles(_ manager: DeviceManager, payload: [UInt8],
     // An IN stream keeps transfers in flight; it is an AsyncSequence of chunks.
     let stream = try usb.inStream(endpoint: 0x81, transferSize: 16384, transfers: 8)
     for try await chunk in stream { print(chunk.count) }  // ends after stop() (from anywhere); throws on removal
-    await stream.finished()        // every transfer back: the endpoint is free again
+    await stream.wait()        // every transfer back: the endpoint is free again
     // An OUT stream keeps transfers queued; writes wait only while all are in flight.
     let out = try usb.outStream(endpoint: 0x02, transferSize: 16384, transfers: 8)
     try await out.write(payload)
@@ -53,7 +53,7 @@ func readmeHandles(_ manager: DeviceManager, payload: [UInt8],
         consume(bytes)                                   // do not block here
         return .continue                                 // or .stop
     }
-    let why = await reader.finished()                   // nil after stop(), else e.g. .deviceRemoved
+    let why = await reader.wait()                   // nil after stop(), else e.g. .deviceRemoved
 
     // HID: reports, and a stream of input reports every subscriber gets in full.
     let hid = try manager.openHID("hid#vid_1209&pid_0e11&mi_00#EX-HID-1#{4d1e55b2-f16f-11cf-88cb-001111000030}")
