@@ -429,3 +429,245 @@ extension TransferEngineTests {
         }
     }
 }
+
+/// The IN stream and the push reader as adapters on the transfer queue:
+/// several readers at once, a reader holding every buffer, an error in the
+/// middle of a stream, a stop racing a refill or a resubmission.
+extension TransferEngineTests {
+    func testTwoReadersOfOneStreamTakeEachChunkOnceAndInOrder() throws {
+        let (dev, fake) = device()
+        let stream = try dev.inStream(endpoint: 0x81, transferSize: 64, transfers: 2)
+        fake.wait("two transfers in flight") { $0.pending.count == 2 }
+        let taken = Mutex<[UInt8]>([])
+        let readers = (0..<2).map { _ in
+            onThread { Result { () throws(USBError) in
+                while let chunk = try stream.next(timeout: .seconds(5)) { taken.withLock { $0 += chunk } }
+            } }
+        }
+        for i in 1...40 {
+            fake.wait("a transfer to complete") { !$0.pending.isEmpty }
+            fake.complete(.completed, data: [UInt8(i)])
+        }
+        fake.wait("every chunk taken") { _ in taken.withLock { $0.count } == 40 }
+        stream.stop()
+        fake.completeCancelled()
+        for r in readers { try r.wait().get() }
+        XCTAssertEqual(taken.withLock { $0 }.sorted(), (1...40).map(UInt8.init), "a chunk lost or taken twice")
+        XCTAssertNil(stream.wait())
+        XCTAssertEqual(stream.bytesReceived, 40)
+        XCTAssertLessThanOrEqual(fake.snapshot.submitted.count, 42, "more went out than came back plus two in flight")
+    }
+
+    func testAReaderHoldingEveryBufferWaitsUntilOneIsReleased() throws {
+        let (dev, fake) = device()
+        let stream = try dev.inStream(endpoint: 0x81, transferSize: 64, transfers: 1)
+        fake.wait("one in flight") { $0.pending.count == 1 }
+        fake.complete(.completed, data: [1])
+        fake.complete(.completed, data: [2])
+        var held: [USBInChunk] = [try XCTUnwrap(try stream.nextChunk(timeout: .seconds(5)))]
+        held.append(try XCTUnwrap(try stream.nextChunk(timeout: .seconds(5))))
+        XCTAssertEqual(fake.snapshot.pending.count, 0, "both buffers are lent out")
+        XCTAssertThrowsError(try stream.nextChunk(timeout: .milliseconds(20))) {
+            XCTAssertEqual($0 as? USBError, .timeout, "nothing in flight: the wait times out, it does not end the stream")
+        }
+        let third = onThread { Result { () throws(USBError) in try stream.next(timeout: .seconds(5)) } }
+        held.removeFirst()  // its buffer goes out again, and the waiting reader waits for it
+        fake.wait("the released buffer in flight") { $0.pending.count == 1 }
+        fake.complete(.completed, data: [3])
+        XCTAssertEqual(try third.wait().get(), [3])
+        stream.stop()
+        fake.completeCancelled()
+        XCTAssertNil(stream.wait())
+        _ = held
+    }
+
+    func testAnErrorInTheMiddleEndsTheStreamAfterTheChunksBeforeIt() throws {
+        let (dev, fake) = device()
+        let stream = try dev.inStream(endpoint: 0x81, transferSize: 64, transfers: 3)
+        fake.wait("three in flight") { $0.pending.count == 3 }
+        fake.complete(.completed, data: [1])
+        fake.complete(.stall)
+        fake.wait("the others asked to cancel") { $0.cancelRequests >= 2 }
+        let submittedAtTheError = fake.snapshot.submitted.count
+        fake.completeCancelled()
+        XCTAssertEqual(try stream.next(timeout: .seconds(5)), [1], "a chunk that came before the error is still read")
+        XCTAssertThrowsError(try stream.next(timeout: .seconds(5))) { XCTAssertEqual($0 as? USBError, .pipe) }
+        XCTAssertThrowsError(try stream.next(timeout: .seconds(5))) { XCTAssertEqual($0 as? USBError, .pipe) }
+        XCTAssertEqual(stream.wait(), .pipe)
+        XCTAssertEqual(fake.snapshot.submitted.count, submittedAtTheError, "nothing submitted after the error")
+        XCTAssertEqual(fake.snapshot.pending.count, 0)
+        XCTAssertEqual(fake.snapshot.demand, 0)
+    }
+
+    func testCancellingAWaitingStreamReaderLeavesTheStreamRunning() async throws {
+        let (dev, fake) = device()
+        let stream = try dev.inStream(endpoint: 0x81, transferSize: 64, transfers: 2)
+        fake.wait("two in flight") { $0.pending.count == 2 }
+        let waiting = Task { await Result { () async throws(USBError) in try await stream.next() } }
+        fake.wait("the reader parked") { _ in stream.waitingReaders == 1 }
+        waiting.cancel()
+        let cancelled = await waiting.value
+        XCTAssertThrowsError(try cancelled.get()) { XCTAssertEqual($0 as? USBError, .cancelled) }
+        XCTAssertEqual(fake.snapshot.cancelRequests, 0, "the reader's cancellation cancels no transfer")
+        fake.complete(.completed, data: [9])
+        let next = await Result { () async throws(USBError) in try await stream.next() }
+        XCTAssertEqual(try next.get(), [9])
+        stream.stop()
+        fake.completeCancelled()
+        let end = await stream.wait()
+        XCTAssertNil(end)
+    }
+
+    func testAStopRacingARefillLeavesNothingInFlight() throws {
+        let (dev, fake) = device()
+        let stream = try dev.inStream(endpoint: 0x81, transferSize: 64, transfers: 1)
+        fake.wait("one in flight") { $0.pending.count == 1 }
+        stream.beforeSubmit.set { [stream] in stream.stop() }
+        fake.complete(.completed, data: [1])  // the refill takes the spare, then stop() comes
+        fake.completeCancelled()
+        XCTAssertNil(stream.wait())
+        XCTAssertEqual(fake.snapshot.submitted.count, 1, "the spare was not submitted after stop()")
+        XCTAssertEqual(fake.snapshot.pending.count, 0)
+        XCTAssertEqual(fake.snapshot.demand, 0)
+        stream.beforeSubmit.set(nil)
+    }
+
+    func testAReaderStoppedJustBeforeItResubmitsEndsWithNothingInFlight() throws {
+        let (dev, fake) = device()
+        let reader = try dev.startReading(endpoint: 0x81, transferSize: 64, transfers: 2) { _ in .continue }
+        fake.wait("two in flight") { $0.pending.count == 2 }
+        reader.beforeResubmit.set { [reader] in reader.stop() }
+        fake.complete(.completed, data: [1])
+        fake.wait("the other asked to cancel") { $0.cancelRequests >= 1 }
+        fake.completeCancelled()
+        XCTAssertNil(reader.wait())
+        XCTAssertEqual(fake.snapshot.submitted.count, 2, "nothing resubmitted after stop()")
+        XCTAssertEqual(fake.snapshot.pending.count, 0)
+        XCTAssertEqual(fake.snapshot.demand, 0)
+        XCTAssertEqual(reader.bytesReceived, 1)
+        reader.beforeResubmit.set(nil)
+    }
+
+    func testAReaderEndsWithTheFirstTransferErrorAndHandsOverWhatCameBefore() async throws {
+        let (dev, fake) = device()
+        let seen = Mutex<[UInt8]>([])
+        let reader = try dev.startReading(endpoint: 0x81, transferSize: 64, transfers: 2) { bytes in
+            seen.withLock { $0 += bytes }
+            return .continue
+        }
+        fake.wait("two in flight") { $0.pending.count == 2 }
+        fake.complete(.completed, data: [1])
+        fake.wait("resubmitted") { $0.submitted.count == 3 }
+        fake.complete(.completed, data: [2])
+        fake.wait("resubmitted") { $0.submitted.count == 4 }
+        fake.complete(.stall)
+        fake.wait("the other asked to cancel") { $0.cancelRequests >= 1 }
+        fake.completeCancelled()
+        let end = await reader.wait()
+        XCTAssertEqual(end, .pipe)
+        XCTAssertEqual(seen.withLock { $0 }, [1, 2])
+        XCTAssertEqual(fake.snapshot.submitted.count, 4, "nothing resubmitted after the error")
+        XCTAssertEqual(fake.snapshot.demand, 0)
+    }
+}
+
+extension TransferEngineTests {
+    /// A stream refills from the event thread (at each completion) and from
+    /// its reader (a released chunk) at once; the queue's order must stay
+    /// the order the transport got the transfers in, which is the order the
+    /// device fills them. The fake completes its oldest pending transfer
+    /// with a counter; the reader must see the counters in order.
+    func testRefillsFromTheReaderAndTheEventThreadAtOnceKeepTheDevicesOrder() throws {
+        let (dev, fake) = device()
+        fake.state.withLock { $0.recording = false }
+        let stream = try dev.inStream(endpoint: 0x81, transferSize: 4, transfers: 4)
+        let total = 5_000
+        let reader = onThread { () -> [UInt32] in
+            var seen: [UInt32] = []
+            seen.reserveCapacity(total)
+            while seen.count < total, let chunk = try? stream.nextChunk(timeout: .seconds(10)) {
+                seen.append(chunk.bytes.loadUnaligned(as: UInt32.self))
+            }
+            return seen
+        }
+        var sent: UInt32 = 0
+        while sent < total {
+            let next = fake.state.withLock { s -> FakeTransport.Submission? in s.pending.isEmpty ? nil : s.pending.removeFirst() }
+            guard let next else { continue }  // the reader holds every buffer: it releases one soon
+            withUnsafeBytes(of: sent) { next.box.buffer.copyMemory(from: $0) }
+            TransferBox.transportCompleted(next.box.opaque, status: .completed, length: 4)
+            sent += 1
+        }
+        let seen = try reader.wait()
+        stream.stop()
+        fake.completeCancelled()
+        XCTAssertNil(stream.wait())
+        XCTAssertEqual(seen.count, total)
+        let outOfOrder = zip(seen, seen.dropFirst()).filter { $0.1 != $0.0 + 1 }.count
+        XCTAssertEqual(outOfOrder, 0, "chunks out of the order the transport got them in")
+    }
+}
+
+extension TransferEngineTests {
+    /// The same, stepped: a released chunk's refill (on another thread)
+    /// comes while the event thread's refill has its place in the order but
+    /// has not reached the transport yet. The second must wait for the
+    /// first, or the device fills them in the other order than they are read.
+    func testARefillRacingAnotherReachesTheTransportInItsOrder() throws {
+        let (dev, fake) = device()
+        let stream = try dev.inStream(endpoint: 0x81, transferSize: 4, transfers: 2)
+        for i: UInt8 in 1...4 {
+            fake.wait("a transfer in flight") { !$0.pending.isEmpty }
+            fake.complete(.completed, data: [i])
+        }
+        var held = try (0..<4).map { _ in try XCTUnwrap(try stream.nextChunk(timeout: .seconds(5))) }
+        XCTAssertEqual(held.map { $0.bytes.first }, [1, 2, 3, 4])
+        XCTAssertEqual(fake.snapshot.pending.count, 0, "every buffer lent out")
+        let second = Mutex<USBInChunk?>(held.removeLast())
+        let armed = Atomic<Bool>(true)
+        let other = Outcome<Void>()
+        stream.afterOrdering.set { [fake] in
+            guard armed.exchange(false, ordering: .relaxed) else { return }
+            // The second refill, from another thread, while this one is placed but not submitted.
+            Thread { second.withLock { $0 = nil }; other.set(()) }.start()
+            // With the order kept it cannot reach the transport before this
+            // one: wait a little for it to try (it does so at once if it can).
+            let deadline = ContinuousClock.now + .milliseconds(200)
+            while fake.snapshot.pending.isEmpty, ContinuousClock.now < deadline { usleep(1000) }
+        }
+        held.removeFirst()  // the first refill, on this thread
+        try other.wait()
+        fake.wait("both refilled") { $0.pending.count == 2 }
+        fake.complete(.completed, data: [5])
+        fake.complete(.completed, data: [6])
+        XCTAssertEqual(try stream.next(timeout: .seconds(5)), [5])
+        XCTAssertEqual(try stream.next(timeout: .seconds(5)), [6], "read in another order than the transport got them")
+        stream.afterOrdering.set(nil)
+        held.removeAll()
+        stream.stop()
+        fake.completeCancelled()
+        XCTAssertNil(stream.wait())
+    }
+}
+
+extension TransferEngineTests {
+    /// A stream dropped with transfers in flight cancels them; their
+    /// completions still reach the device's bookkeeping, so close() returns
+    /// and the event thread's demand is given back.
+    func testADroppedStreamsTransfersStillLetTheDeviceClose() throws {
+        let (dev, fake) = device()
+        do {
+            let stream = try dev.inStream(endpoint: 0x81, transferSize: 64, transfers: 3)
+            fake.wait("three in flight") { $0.pending.count == 3 }
+            fake.complete(.completed, data: [1])  // one done and never taken
+            _ = stream
+        }
+        fake.wait("the dropped stream's transfers asked to cancel") { $0.cancelRequests >= 3 }
+        fake.completeCancelled()
+        XCTAssertEqual(fake.snapshot.pending.count, 0)
+        XCTAssertEqual(fake.snapshot.demand, 0, "every completion ran the device's part")
+        let closed = onThread { dev.close() }
+        try closed.wait()
+        XCTAssertEqual(fake.snapshot.closes, 1)
+    }
+}

@@ -174,7 +174,7 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         /// blocking the thread (one name for both, as `next`).
         @discardableResult
         public func wait() async -> HandleError? {
-            await stream.finished().map { HandleError($0, link: ref.instance.link) }
+            await stream.wait().map { HandleError($0, link: ref.instance.link) }
         }
 
         /// The former name of the async `wait()`.
@@ -301,7 +301,7 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         /// The async form of the blocking `wait()`: suspends instead of
         /// blocking the thread.
         @discardableResult
-        public func wait() async -> HandleError? { settle(await reader.finished()) }
+        public func wait() async -> HandleError? { settle(await reader.wait()) }
 
         /// The former name of the async `wait()`.
         @available(*, deprecated, renamed: "wait()", message: "await wait(): the async form has the blocking form's name")

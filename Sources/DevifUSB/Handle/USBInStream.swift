@@ -5,32 +5,33 @@ import Synchronization
 
 /// Continuous reading of one IN endpoint with several transfers in flight,
 /// so the device is never left without a buffer to fill (the way to reach
-/// full bulk speed).
+/// full bulk speed). An adapter on a ``TransferQueue``.
 ///
 /// Chunks are taken in the order the device sent them, with ``next(timeout:)``
-/// (blocking) or ``next()`` (async). The stream owns twice as many buffers
-/// as it keeps in flight: a completed transfer is replaced at once, on the
-/// event thread, by a spare one (a reader's wake-up latency does not leave
-/// the device idle); once the reader holds every spare, the stream stops
-/// refilling, so a slow reader slows the device down (it NAKs) instead of
-/// losing data. ``stop()`` cancels what is in flight; so do
-/// removal and closing the device, which end the stream with
-/// ``USBError/deviceRemoved`` or ``USBError/closed``. ``finished()`` waits
+/// (blocking) or ``next()`` (async). The stream's queue holds twice as many
+/// buffers as it keeps in flight: a completed transfer is replaced at once,
+/// on the event thread (the queue's completion hook), by a spare one (a
+/// reader's wake-up latency does not leave the device idle); once the reader
+/// holds every spare, the stream stops refilling, so a slow reader slows the
+/// device down (it NAKs) instead of losing data. ``stop()`` cancels what is
+/// in flight; so do removal and closing the device, which end the stream
+/// with ``USBError/deviceRemoved`` or ``USBError/closed``. ``wait()`` waits
 /// until every transfer is back, after which the endpoint is free for
 /// another stream or read.
 ///
 /// Dropping the last reference stops the stream, as ``stop()`` does: its
 /// transfers are cancelled and come back on their own, so a forgotten
 /// stream does not keep the endpoint's data. (To reuse the endpoint at once,
-/// `stop()` and `finished()` first: they wait until the transfers are back.)
+/// `stop()` and `wait()` first: they wait until the transfers are back.)
 package final class USBInStream: Sendable {
     /// The endpoint read.
     package var endpoint: UInt8 { engine.endpoint }
     /// Bytes of every chunk taken so far.
     package var bytesReceived: UInt64 { engine.bytesReceived }
 
-    // The transfers' completions hold the engine, never this owner, so the
-    // owner's deinit runs when its holders let go, however many are in flight.
+    // The queue's hook holds the engine weakly and chunks hold it strongly,
+    // never this owner, so the owner's deinit runs when its holders let go,
+    // however many transfers are in flight.
     private let engine: Engine
 
     #if DEBUG
@@ -38,6 +39,14 @@ package final class USBInStream: Sendable {
     /// buffer, just before submitting it: a stop() arriving there must still
     /// leave nothing in flight.
     package var beforeSubmit: CallbackSlot<Void> { engine.beforeSubmit }
+    #endif
+
+    /// Readers waiting for a chunk (tests see one parked).
+    package var waitingReaders: Int { engine.waitingReaders }
+
+    #if DEBUG
+    /// Unit tests only: the queue's hook of the same name.
+    package var afterOrdering: CallbackSlot<Void> { engine.queue.afterOrdering }
     #endif
 
     init(core: USBDeviceCore, endpoint: USBDevice.Endpoint, transferSize: Int, transfers: Int,
@@ -48,8 +57,8 @@ package final class USBInStream: Sendable {
 
     deinit { engine.stop() }
 
-    /// Stops reading: transfers in flight are cancelled, waiting readers get
-    /// nil. Idempotent.
+    /// Stops reading: transfers in flight are cancelled; readers get nil.
+    /// Idempotent.
     package func stop() { engine.stop() }
 
     /// Blocks until the stream has ended (``stop()``, removal, closing, an
@@ -60,7 +69,7 @@ package final class USBInStream: Sendable {
 
     /// The async form of ``wait()``.
     @discardableResult
-    package func finished() async -> USBError? { await engine.finished() }
+    package func wait() async -> USBError? { await engine.waitOver() }
 
     /// The next chunk (at most the transfer size; a short one ends a device
     /// transfer), waiting at most `timeout` (nil: no limit); nil after
@@ -86,57 +95,56 @@ package final class USBInStream: Sendable {
 }
 
 extension USBInStream {
-    /// The running stream: its buffers, transfers and readers. See ``USBInStream``.
+    /// The running stream: its queue and how many of its transfers are out.
+    /// See ``USBInStream``.
     final class Engine: Sendable {
         let endpoint: UInt8
         var bytesReceived: UInt64 { state.withLock { $0.bytes } }
+        var waitingReaders: Int { queue.waiting + state.withLock { $0.starved.count } }
 
         private struct State {
-            var ready: [(box: TransferBox, count: Int)] = []
-            var readyHead = 0
-            /// Idle buffers, submitted when fewer than `transfers` are in flight.
-            var spares: [TransferBox] = []
+            /// The stream's submissions whose completion has not come (at most `transfers`).
             var inFlight = 0
             var end: USBError?
             var stopped = false
-            var waiters: [UInt64: StreamWaiter] = [:]
-            var nextWaiter: UInt64 = 0
             var bytes: UInt64 = 0
-            /// Waiting in ``finished()`` / ``wait()``.
+            /// Readers waiting while nothing is in flight (they hold every
+            /// buffer), and those waiting in ``wait()``.
+            var starved: [UInt64: StreamWaiter] = [:]
+            var nextWaiter: UInt64 = 0
             var drainWaiters: [StreamWaiter] = []
 
             var isOver: Bool { (stopped || end != nil) && inFlight == 0 }
-            /// The drain waiters to wake, once the stream is over.
-            mutating func takeDrainWaiters() -> [StreamWaiter] {
-                guard isOver else { return [] }
-                defer { drainWaiters = [] }
-                return drainWaiters
+            /// The waiters to wake: starved readers always (they re-check),
+            /// drain waiters once the stream is over.
+            mutating func takeWoken() -> [StreamWaiter] {
+                var woken = Array(starved.values)
+                starved = [:]
+                if isOver {
+                    woken += drainWaiters
+                    drainWaiters = []
+                }
+                return woken
             }
         }
 
-
-        private let core: USBDeviceCore
-        private let ep: USBDevice.Endpoint
-        private let transferSize: Int
-        private let timeout: Duration?
-        private let state = Mutex(State())
-        private let boxes: [TransferBox]
+        let queue: TransferQueue
         private let transfers: Int
+        private let state = Mutex(State())
         #if DEBUG
         let beforeSubmit = CallbackSlot<Void>()
         #endif
 
         init(core: USBDeviceCore, endpoint: USBDevice.Endpoint, transferSize: Int, transfers: Int,
              timeout: Duration?) throws(USBError) {
-            self.core = core
-            self.ep = endpoint
             self.endpoint = endpoint.address
-            self.transferSize = transferSize
-            self.timeout = timeout
             self.transfers = transfers
-            boxes = try TransferBox.streamSet(transfers: transfers, keeping: 2 * transfers, of: transferSize,
-                                              transport: core.transport, operation: "stream from " + core.describe(endpoint))
-            state.withLock { $0.spares = boxes }
+            // As many spares as transfers in flight.
+            try TransferBox.checkStreamShape(transfers: transfers, size: transferSize,
+                                             operation: "stream from " + core.describe(endpoint))
+            queue = try TransferQueue(core: core, endpoint: endpoint, depth: 2 * transfers, transferSize: transferSize,
+                                      timeout: timeout, operation: "stream from " + core.describe(endpoint))
+            queue.setCompletionHook { [weak self] result in self?.completed(result) }
             refill()
             if let error = state.withLock({ $0.end }) {
                 stop()
@@ -144,70 +152,74 @@ extension USBInStream {
             }
         }
 
-        /// Submits spare buffers until `transfers` are in flight (or the stream
-        /// ended). Called at start, by completions and by readers.
+        /// Submits idle buffers until `transfers` are in flight (or the
+        /// stream ended). At start, from completions and when a reader gives
+        /// a buffer back.
         private func refill() {
             while true {
-                let box = state.withLock { s -> TransferBox? in
-                    guard s.end == nil, !s.stopped, s.inFlight < transfers, let box = s.spares.popLast() else { return nil }
+                let reserved = state.withLock { s -> Bool in
+                    guard s.end == nil, !s.stopped, s.inFlight < transfers else { return false }
                     s.inFlight += 1
-                    return box
+                    return true
                 }
-                guard let box else { return }
+                guard reserved else { return }
+                let box: TransferBox?
+                do throws(USBError) { box = try queue.idleBuffer() } catch {
+                    unreserve(failing: error)
+                    return
+                }
+                guard let box else {
+                    // Every buffer is out or lent to a reader.
+                    unreserve(failing: nil)
+                    return
+                }
                 #if DEBUG
                 beforeSubmit.call(())
                 #endif
-                do throws(USBError) { try submit(box) } catch {
-                    let woken = state.withLock { s -> [StreamWaiter] in
-                        s.inFlight -= 1
-                        s.spares.append(box)
-                        if s.end == nil { s.end = error }
-                        defer { s.waiters = [:] }
-                        return Array(s.waiters.values) + s.takeDrainWaiters()
-                    }
-                    for b in boxes { b.cancel() }
-                    for w in woken { w.wake() }
+                do throws(USBError) {
+                    try queue.submit(box, length: queue.transferSize)
+                } catch {
+                    // Refused after stop() or the end: not the stream's error.
+                    unreserve(failing: queue.isCancelled ? nil : error)
                     return
                 }
-                // stop() may have come between taking the box and submitting it,
-                // and found it idle: cancel it here, or it would stay in flight
-                // for a stream nobody reads and take the endpoint's next data.
-                if state.withLock({ $0.stopped || $0.end != nil }) { box.cancel() }
+                // A reader that found nothing in flight may wait for this one.
+                let woken = state.withLock { s -> [StreamWaiter] in
+                    guard !s.starved.isEmpty else { return [] }
+                    defer { s.starved = [:] }
+                    return Array(s.starved.values)
+                }
+                for w in woken { w.wake() }
             }
         }
 
-        private func submit(_ box: TransferBox) throws(USBError) {
-            let type = core.transferType(ep)
-            try core.submit(box, type: type, endpoint: ep.address, length: transferSize, timeout: timeout, zlp: false) {
-                [self] box, result in completed(box, result)
+        /// Gives back a slot reserved by `refill` that did not go out; an
+        /// error ends the stream.
+        private func unreserve(failing error: USBError?) {
+            let woken = state.withLock { s -> [StreamWaiter] in
+                s.inFlight -= 1
+                if let error, s.end == nil, !s.stopped { s.end = error }
+                return s.end != nil ? s.takeWoken() : []
             }
+            if error != nil { queue.cancelAll() }
+            for w in woken { w.wake() }
         }
 
-        private func completed(_ box: TransferBox, _ result: Result<Int, USBError>) {
+        /// The queue's hook, on the event thread, before readers are woken.
+        private func completed(_ result: Result<Int, USBError>) {
             var ending = false
             let woken = state.withLock { s -> [StreamWaiter] in
                 s.inFlight -= 1
-                switch result {
-                case .success(let n): s.ready.append((box, n))
-                case .failure(let error):
-                    s.spares.append(box)
-                    // The first error ends the stream (a cancel after stop is not an error).
-                    if s.end == nil, !s.stopped {
-                        s.end = error
-                        ending = true
-                    }
+                // The first error ends the stream (a cancel after stop is not an error).
+                if case .failure(let error) = result, s.end == nil, !s.stopped {
+                    s.end = error
+                    ending = true
                 }
-                if s.end != nil || s.stopped {
-                    defer { s.waiters = [:] }
-                    return Array(s.waiters.values) + s.takeDrainWaiters()
-                }
-                guard let first = s.waiters.keys.min() else { return [] }
-                return [s.waiters.removeValue(forKey: first)!]
+                return s.isOver || ending ? s.takeWoken() : []
             }
             // The rest would wait for data (or forever, without a timeout).
-            if ending { for b in boxes { b.cancel() } }
-            // The device first: a spare goes out before the reader is woken
-            // (a wake-up is a system call on this, the event thread).
+            if ending { queue.cancelAll() }
+            // The device first: a spare goes out before anyone is woken.
             refill()
             for w in woken { w.wake() }
         }
@@ -215,10 +227,9 @@ extension USBInStream {
         func stop() {
             let woken = state.withLock { s -> [StreamWaiter] in
                 s.stopped = true
-                defer { s.waiters = [:] }
-                return Array(s.waiters.values) + s.takeDrainWaiters()
+                return s.takeWoken()
             }
-            for box in boxes { box.cancel() }
+            queue.cancelAll()
             for w in woken { w.wake() }
         }
 
@@ -227,7 +238,7 @@ extension USBInStream {
             return state.withLock { $0.end }
         }
 
-        func finished() async -> USBError? {
+        func waitOver() async -> USBError? {
             await StreamWaiter.suspend(parkUntilOver)
             return state.withLock { $0.end }
         }
@@ -241,83 +252,101 @@ extension USBInStream {
             }
         }
 
-        private enum Take { case chunk(TransferBox, Int), ended(USBError?), wait }
-
-        private func take() -> Take {
-            state.withLock { s -> Take in
-                if s.stopped { return .ended(nil) }
-                if s.readyHead < s.ready.count {
-                    let item = s.ready[s.readyHead]
-                    s.readyHead += 1
-                    if s.readyHead > 64, s.readyHead * 2 > s.ready.count {
-                        s.ready.removeFirst(s.readyHead)
-                        s.readyHead = 0
-                    }
-                    s.bytes += UInt64(item.count)
-                    return .chunk(item.box, item.count)
+        /// A completion taken from the queue as the reader sees it: a chunk
+        /// lending its buffer, nil after stop(), or the error that ended the stream.
+        private func chunk(_ done: TransferQueue.Completion) throws(USBError) -> USBInChunk? {
+            let taken = state.withLock { s -> Result<Int, USBError>? in
+                if s.stopped { return nil }
+                switch done.result {
+                case .success(let n):
+                    s.bytes += UInt64(n)
+                    return .success(n)
+                case .failure(let error): return .failure(s.end ?? error)
                 }
-                if let end = s.end { return .ended(end) }
-                return .wait
+            }
+            guard case .success(let n) = taken else {
+                queue.recycle(done.box)
+                if case .failure(let error) = taken { throw error }
+                return nil
+            }
+            return USBInChunk(engine: self, box: done.box, count: n)
+        }
+
+        /// The end as a reader sees it: nil (stopped), the error, or `.wait`
+        /// while the stream runs.
+        private enum Over { case stopped, failed(USBError), running }
+        private var over: Over {
+            state.withLock { s in
+                if s.stopped { return .stopped }
+                if let end = s.end { return .failed(end) }
+                return .running
             }
         }
 
-        private enum Poll { case value(USBInChunk?), wait }
-
-        /// A chunk (lending its buffer until released), nil at the end of a
-        /// stopped stream, the error that ended it, or `.wait`.
-        private func poll() throws(USBError) -> Poll {
-            switch take() {
-            case .chunk(let box, let n): return .value(USBInChunk(engine: self, box: box, count: n))
-            case .ended(let error):
-                if let error { throw error }
-                return .value(nil)
-            case .wait: return .wait
-            }
-        }
-
-        /// A released chunk's buffer goes back to the spares (and out again).
+        /// A released chunk's buffer goes back to the queue (and out again).
         func giveBack(_ box: TransferBox) {
-            state.withLock { $0.spares.append(box) }
+            queue.recycle(box)
             refill()
         }
 
+        /// Parks a reader that found nothing in flight until a refill
+        /// submits, the stream ends, or (`unlessCancelled`) its task is
+        /// cancelled; nil if there is something to take already.
+        private func parkStarved(_ waiter: StreamWaiter, id: UInt64, unlessCancelled: Bool = false) -> Bool {
+            state.withLock { s -> Bool in
+                // Under the stream's lock: a refill submits before it takes
+                // this lock to wake the starved, so one of the two sees the other.
+                guard s.end == nil, !s.stopped, queue.pending == 0 else { return false }
+                if unlessCancelled, Task.isCancelled { return false }
+                s.starved[id] = waiter
+                return true
+            }
+        }
+
+        private func starvedID() -> UInt64 {
+            state.withLock { s in
+                s.nextWaiter += 1
+                return s.nextWaiter
+            }
+        }
+
         func nextChunk(timeout: Duration?) throws(USBError) -> USBInChunk? {
-            let deadline = timeout.map { DispatchTime.now() + .nanoseconds(Int(clamping: $0.nanoseconds)) }
+            let deadline = timeout.map { ContinuousClock.now + $0 }
             while true {
-                if case .value(let chunk) = try poll() { return chunk }
-                let semaphore = DispatchSemaphore(value: 0)
-                let id = state.withLock { s -> UInt64? in
-                    // Re-check under the lock: a completion may have come meanwhile.
-                    if s.readyHead < s.ready.count || s.end != nil || s.stopped { return nil }
-                    s.nextWaiter += 1
-                    s.waiters[s.nextWaiter] = .blocking(semaphore)
-                    return s.nextWaiter
+                switch over {
+                case .stopped: return nil
+                case .failed, .running: break
                 }
-                guard let id else { continue }
-                if semaphore.wait(timeout: deadline ?? .distantFuture) == .timedOut {
-                    let removed = state.withLock { $0.waiters.removeValue(forKey: id) != nil }
-                    if removed { throw USBError.timeoutError("stream from " + core.describe(ep)) }
-                    // Woken while timing out: take what came.
+                let left = deadline.map { $0 - .now }
+                if let done = try queue.nextComplete(timeout: left.map { max($0, .zero) }) { return try chunk(done) }
+                // Nothing pending: the stream is over, or readers hold every buffer.
+                if case .failed(let error) = over { throw error }
+                let semaphore = DispatchSemaphore(value: 0)
+                let id = starvedID()
+                guard parkStarved(.blocking(semaphore), id: id) else { continue }
+                let until: DispatchTime = left.map { .now() + .nanoseconds(Int(clamping: max($0, .zero).nanoseconds)) } ?? .distantFuture
+                if semaphore.wait(timeout: until) == .timedOut {
+                    if state.withLock({ $0.starved.removeValue(forKey: id) }) != nil { throw USBError.timeoutError(queue.operation) }
+                    semaphore.wait()
                 }
             }
         }
 
         func nextChunk() async throws(USBError) -> USBInChunk? {
             while true {
-                if case .value(let chunk) = try poll() { return chunk }
-                let id = state.withLock { s -> UInt64 in s.nextWaiter += 1; return s.nextWaiter }
-                await withTaskCancellationHandler {
-                    await StreamWaiter.suspend { waiter in
-                        state.withLock { s -> Bool in
-                            if s.readyHead < s.ready.count || s.end != nil || s.stopped || Task.isCancelled { return false }
-                            s.waiters[id] = waiter
-                            return true
-                        }
-                    }
-                } onCancel: {
-                    state.withLock { $0.waiters.removeValue(forKey: id) }?.wake()
+                switch over {
+                case .stopped: return nil
+                case .failed, .running: break
                 }
-                if Task.isCancelled { throw USBError.cancelled("waiting for the stream from " + core.describe(ep)) }
+                if let done = try await queue.nextComplete(onTaskCancel: .stopWaiting) { return try chunk(done) }
+                if case .failed(let error) = over { throw error }
+                if Task.isCancelled { throw USBError.cancelled("waiting for the " + queue.operation) }
+                let id = starvedID()
+                await withTaskCancellationHandler {
+                    await StreamWaiter.suspend { parkStarved($0, id: id, unlessCancelled: true) }
+                } onCancel: {
+                    state.withLock { $0.starved.removeValue(forKey: id) }?.wake()
+                }
             }
         }
     }
@@ -382,21 +411,7 @@ enum StreamWaiter {
 }
 
 extension TransferBox {
-    /// The buffers of a stream or reader of `transfers` x `size` bytes
-    /// (`count` of them), after checking that shape.
-    static func streamSet(transfers: Int, keeping count: Int, of size: Int, transport: any USBTransport,
-                          operation: String) throws(USBError) -> [TransferBox] {
-        try checkStreamShape(transfers: transfers, size: size, operation: operation)
-        var boxes: [TransferBox] = []
-        for _ in 0..<count {
-            let box = try TransferBox(capacity: size, transport: transport)
-            box.operation = operation
-            boxes.append(box)
-        }
-        return boxes
-    }
-
-    /// The shape every stream, reader and queue accepts: 1...256 transfers
+    /// The shape every stream and reader accepts: 1...256 transfers
     /// of 1 byte...16 MiB each.
     static func checkStreamShape(transfers: Int, size: Int, operation: String) throws(USBError) {
         guard size > 0, size <= 1 << 24, (1...256).contains(transfers) else {

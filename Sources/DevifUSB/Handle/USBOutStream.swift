@@ -48,6 +48,7 @@ package final class USBOutStream: Sendable {
             // A transfer ending in a short packet would end the device's transfer there.
             throw USBError.invalid("\(operation): transfer size \(transferSize) is not a multiple of the packet size \(endpoint.maxPacketSize)")
         }
+        try TransferBox.checkStreamShape(transfers: transfers, size: transferSize, operation: operation)
         queue = try TransferQueue(core: core, endpoint: endpoint, depth: transfers, transferSize: transferSize,
                                   timeout: timeout, operation: operation)
         self.zeroLengthPacket = zeroLengthPacket
@@ -132,7 +133,7 @@ package final class USBOutStream: Sendable {
             }
             try submit(box!, length: 0, zlp: false)
         }
-        while let done = await queue.nextComplete() { try reap(done) }
+        while let done = try await queue.nextComplete() { try reap(done) }
         return try ended()
     }
 

@@ -8,14 +8,15 @@ import Synchronization
 /// and resubmitted as soon as the handler returns, as a raw libusb program
 /// does it. This is the fast path for streaming (no thread hop, no copy, no
 /// allocation per chunk); ``USBInStream`` is the pull form for readers that
-/// want chunks as arrays on their own thread.
+/// want chunks on their own thread. An adapter on a ``TransferQueue``: its
+/// completion hook takes each transfer back, in order, and resubmits it.
 ///
 /// The handler sees the bytes only while it runs; it must not block (every
 /// transfer of every device completes on that thread) and returns whether
 /// to go on. The reader runs until ``stop()``, the handler's `.stop`, the
 /// device's removal (``USBError/deviceRemoved``), its closing, or the first
-/// transfer error; ``wait()`` / ``finished()`` then give the reason once
-/// every transfer is back from libusb.
+/// transfer error; ``wait()`` then gives the reason once every transfer is
+/// back from libusb.
 package final class USBReader: Sendable {
     package enum Action: Sendable { case `continue`, stop }
     package typealias Handler = @Sendable (UnsafeRawBufferPointer) -> Action
@@ -26,22 +27,16 @@ package final class USBReader: Sendable {
     package var bytesReceived: UInt64 { bytes.load(ordering: .relaxed) }
 
     private struct State {
+        /// Submitted and not yet handled for the last time.
         var inFlight = 0
         var stopping = false
         var end: USBError?
         var finished = false
-        /// Each box's completion, made once; cleared at the end (they
-        /// reference the reader, which keeps it alive while it runs).
-        var completions: [ObjectIdentifier: TransferBox.Completion] = [:]
         var waiters: [StreamWaiter] = []
     }
 
-    private let core: USBDeviceCore
-    private let ep: USBDevice.Endpoint
-    private let transferSize: Int
-    private let timeout: Duration?
+    private let queue: TransferQueue
     private let handler: Handler
-    private let boxes: [TransferBox]
     private let state = Mutex(State())
     private let bytes = Atomic<UInt64>(0)
 
@@ -54,28 +49,27 @@ package final class USBReader: Sendable {
 
     init(core: USBDeviceCore, endpoint: USBDevice.Endpoint, transferSize: Int, transfers: Int,
          timeout: Duration?, handler: @escaping Handler) throws(USBError) {
-        self.core = core
-        self.ep = endpoint
         self.endpoint = endpoint.address
-        self.transferSize = transferSize
-        self.timeout = timeout
         self.handler = handler
-        let boxes = try TransferBox.streamSet(transfers: transfers, keeping: transfers, of: transferSize,
-                                              transport: core.transport, operation: "reading " + core.describe(endpoint))
-        self.boxes = boxes
-        state.withLock { s in
-            for box in boxes {
-                s.completions[ObjectIdentifier(box)] = core.wrap(box) { [self] box, result in completed(box, result) }
-            }
-        }
-        for box in boxes {
-            let go = state.withLock { s -> TransferBox.Completion? in
-                guard s.end == nil, !s.stopping else { return nil }
+        let operation = "reading " + core.describe(endpoint)
+        try TransferBox.checkStreamShape(transfers: transfers, size: transferSize, operation: operation)
+        queue = try TransferQueue(core: core, endpoint: endpoint, depth: transfers, transferSize: transferSize,
+                                  timeout: timeout, operation: operation)
+        // Strong: a running reader lives until its last transfer is back
+        // (finish() clears the hook), whoever holds it.
+        queue.setCompletionHook { [self] _ in completed() }
+        for _ in 0..<transfers {
+            guard state.withLock({ s -> Bool in
+                guard !s.stopping else { return false }
                 s.inFlight += 1
-                return s.completions[ObjectIdentifier(box)]
+                return true
+            }) else { break }
+            let box: TransferBox?
+            do throws(USBError) { box = try queue.idleBuffer() } catch {
+                ended(failing: error)
+                break
             }
-            guard let go else { break }
-            submit(box, go)
+            submit(box!)
         }
         // Nothing went out (the first submission failed): report it here.
         if let error = state.withLock({ $0.inFlight == 0 ? $0.end : nil }) {
@@ -84,68 +78,65 @@ package final class USBReader: Sendable {
         }
     }
 
-    private func submit(_ box: TransferBox, _ completion: @escaping TransferBox.Completion) {
-        let type = core.transferType(ep)
+    private func submit(_ box: TransferBox) {
         do throws(USBError) {
-            try core.submit(box, type: type, endpoint: ep.address, length: transferSize, timeout: timeout,
-                            zlp: false, wrapped: completion)
-            // stop() from another thread may have come after the check that
-            // let this box go out, and found it idle: cancel it here, or it
-            // would stay in flight (with no timeout, for ever) and wait()
-            // would not return.
-            if state.withLock({ $0.stopping }) { box.cancel() }
+            try queue.submit(box, length: queue.transferSize)
         } catch {
-            let last = state.withLock { s -> Bool in
-                s.inFlight -= 1
-                if s.end == nil, !s.stopping { s.end = error }
-                s.stopping = true
-                return s.inFlight == 0
-            }
-            for b in boxes { b.cancel() }
-            if last { finish() }
+            // Refused after stop() (the queue is cancelled): not an error.
+            ended(failing: queue.isCancelled ? nil : error)
         }
     }
 
-    /// On the event thread: hand the bytes over, then resubmit the same box.
-    private func completed(_ box: TransferBox, _ result: Result<Int, USBError>) {
-        var again = false
-        switch result {
-        case .success(let n):
-            if !state.withLock({ $0.stopping }) {
-                bytes.add(UInt64(n), ordering: .relaxed)
-                again = handler(UnsafeRawBufferPointer(rebasing: box.buffer[0..<n])) == .continue
+    /// The queue's hook, on the event thread: each transfer back in order is
+    /// handed over, then resubmitted.
+    private func completed() {
+        while let done = queue.takeCompleted() {
+            var again = false
+            switch done.result {
+            case .success(let n):
+                if !state.withLock({ $0.stopping }) {
+                    bytes.add(UInt64(n), ordering: .relaxed)
+                    again = handler(UnsafeRawBufferPointer(rebasing: done.box.buffer[0..<n])) == .continue
+                }
+            case .failure(let error):
+                ended(failing: error, box: done.box)
+                continue
             }
-        case .failure(let error):
-            state.withLock { s in
-                // A cancel after stop() is not an error.
-                if s.end == nil, !s.stopping { s.end = error }
+            if again, !state.withLock({ $0.stopping || $0.end != nil }) {
+                #if DEBUG
+                beforeResubmit.call(())
+                #endif
+                submit(done.box)
+            } else {
+                ended(failing: nil, box: done.box)
             }
         }
-        let next = state.withLock { s -> TransferBox.Completion? in
-            if !again || s.end != nil { s.stopping = true }
-            guard !s.stopping else { s.inFlight -= 1; return nil }
-            return s.completions[ObjectIdentifier(box)]
+    }
+
+    /// One transfer is done for good (`box`, if any, goes back to the queue
+    /// idle); `error` (the first, unless stopping) ends the reader. The rest
+    /// are cancelled; the last one back finishes.
+    private func ended(failing error: USBError?, box: TransferBox? = nil) {
+        if let box { queue.recycle(box) }
+        let last = state.withLock { s -> Bool in
+            s.inFlight -= 1
+            // A cancel after stop() is not an error.
+            if let error, s.end == nil, !s.stopping { s.end = error }
+            s.stopping = true
+            return s.inFlight == 0
         }
-        if let next {
-            #if DEBUG
-            beforeResubmit.call(())
-            #endif
-            submit(box, next)
-            return
-        }
-        // Ending: cancel the rest; the last one back finishes.
-        for b in boxes { b.cancel() }
-        if state.withLock({ $0.inFlight == 0 }) { finish() }
+        queue.cancelAll()
+        if last { finish() }
     }
 
     private func finish() {
         let woken = state.withLock { s -> [StreamWaiter] in
             guard !s.finished else { return [] }
             s.finished = true
-            s.completions = [:]
             defer { s.waiters = [] }
             return s.waiters
         }
+        queue.setCompletionHook(nil)
         for w in woken { w.wake() }
     }
 
@@ -157,7 +148,7 @@ package final class USBReader: Sendable {
             s.stopping = true
             return s.inFlight == 0
         }
-        for b in boxes { b.cancel() }
+        queue.cancelAll()
         if idle { finish() }
     }
 
@@ -171,7 +162,7 @@ package final class USBReader: Sendable {
 
     /// The async form of ``wait()``.
     @discardableResult
-    package func finished() async -> USBError? {
+    package func wait() async -> USBError? {
         await StreamWaiter.suspend(parkUntilFinished)
         return state.withLock { $0.end }
     }

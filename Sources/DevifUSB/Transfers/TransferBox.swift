@@ -11,13 +11,15 @@ import Synchronization
 /// - `pending`: the transport owns it; only its completion moves it on.
 ///   A cancel request while pending asks the transport to cancel (the
 ///   completion still comes, once).
-/// - `abandoned`: its owner went away while it was pending; the completion
-///   frees it instead of delivering.
 ///
 /// While pending, the box holds a +1 reference on itself (``opaque`` is what
 /// the transport carries), so it outlives any owner until its completion.
+/// An owner that goes away while it is pending abandons it: it cancels it,
+/// and the completion still runs the device's bookkeeping (the transfer is
+/// no longer in flight, the event thread's demand is given back) while the
+/// owner's part, held weakly, finds nothing to deliver to.
 package final class TransferBox: @unchecked Sendable {  // fields are written only in `idle` by the owner, or under `lock`
-    enum Phase { case idle, pending, abandoned }
+    enum Phase { case idle, pending }
 
     /// What to do with the result; runs on the event thread, outside the lock.
     typealias Completion = @Sendable (TransferBox, TransferResult) -> Void
@@ -102,28 +104,12 @@ package final class TransferBox: @unchecked Sendable {  // fields are written on
         if pending { transport.cancel(self) }
     }
 
-    /// The owner is gone: cancel, and let the completion drop the box.
-    /// Returns false if it was idle (the caller may simply release it).
-    @discardableResult
-    func abandon() -> Bool {
-        let pending = lock.withLock { s -> Bool in
-            guard s.phase == .pending else { return false }
-            s.phase = .abandoned
-            return true
-        }
-        if pending { transport.cancel(self) }
-        return pending
-    }
-
     /// Once per submission, from ``transportCompleted(_:status:length:)``.
     private func completed(_ status: TransferStatus, _ length: Int) {
-        let deliver = lock.withLock { s -> Bool in
-            defer { s.phase = .idle }
-            return s.phase == .pending
-        }
+        lock.withLock { $0.phase = .idle }
         let action = completion
         completion = nil
-        guard deliver, let action else { return }
+        guard let action else { return }
         action(self, TransferResult(status: status, length: max(0, length)))
     }
 

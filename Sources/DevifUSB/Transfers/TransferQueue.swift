@@ -4,19 +4,61 @@ import Synchronization
 
 /// One endpoint's queue of transfers, in the spirit of nusb's `Endpoint`:
 /// buffers go in with ``submit(_:length:zeroLengthPacket:)`` and come back,
-/// in the order they went in, from ``nextComplete(timeout:)`` (blocking) or
-/// ``nextComplete()`` (async). At most `depth` buffers exist; the caller
-/// gets an idle one with ``idleBuffer()`` (nil: all are in flight or not yet
-/// taken back, wait for a completion first: that is the backpressure).
+/// in the order they went in, from ``nextComplete(timeout:batch:)``
+/// (blocking) or ``nextComplete(batch:onTaskCancel:)`` (async). At most
+/// `depth` buffers exist; the caller gets an idle one with ``idleBuffer()``
+/// (nil: all are in flight or not yet taken back, wait for a completion
+/// first: that is the backpressure).
 ///
-/// Each buffer is a ``TransferBox``: idle, pending or abandoned. Cancelling
-/// asks the transport; every submission still completes once, so dropping the
-/// queue never races a completion (the boxes' +1 keeps them alive).
+/// Each buffer is a ``TransferBox``: idle or pending. Cancelling asks the
+/// transport; every submission still completes once, so dropping the queue
+/// never races a completion: the boxes' +1 keeps them alive, the device's
+/// bookkeeping sees each completion, and the queue's part, which holds the
+/// queue weakly, finds it gone (the transfer is abandoned).
+///
+/// Every transfer of devif's that is not a one-off runs on a queue: the OUT
+/// stream (``USBOutStream``), the IN stream (``USBInStream``, which keeps
+/// spare buffers going out from a ``CompletionHook``) and the push reader
+/// (``USBReader``, whose hook hands each buffer over and resubmits it).
 package final class TransferQueue: Sendable {
     /// A buffer back from the device, and how its transfer ended.
     package struct Completion: @unchecked Sendable {  // the box is the queue's; only its owner reads it
         package let box: TransferBox
         package let result: Result<Int, USBError>
+    }
+
+    /// What the queue's owner does at each completion, on the event thread,
+    /// before any waiter is woken (an IN stream puts a spare buffer out
+    /// first; a push reader hands the bytes over and resubmits). It gets the
+    /// result for what it says only: a waiter may take the box meanwhile.
+    package typealias CompletionHook = @Sendable (Result<Int, USBError>) -> Void
+
+    /// What an async wait does when its task is cancelled.
+    package enum OnTaskCancel: Sendable {
+        /// Cancel every transfer in flight (their completions still come, and
+        /// the wait returns the oldest): a single transfer's await.
+        case cancelTransfers
+        /// Stop waiting and throw ``USBError/cancelled``; the transfers go on
+        /// (a stream's reader that gave up).
+        case stopWaiting
+    }
+
+    private enum Woken {
+        case none, one(StreamWaiter), many([StreamWaiter])
+        func wake() {
+            switch self {
+            case .none: break
+            case .one(let w): w.wake()
+            case .many(let ws): for w in ws { w.wake() }
+            }
+        }
+    }
+
+    private struct Parked {
+        let id: UInt64
+        let waiter: StreamWaiter
+        /// Woken once the oldest and this many in all (or every pending one) are done.
+        let count: Int
     }
 
     private struct State {
@@ -26,10 +68,10 @@ package final class TransferQueue: Sendable {
         var inOrder: [TransferBox] = []
         var head = 0
         var results: [ObjectIdentifier: Result<Int, USBError>] = [:]
-        var waiter: StreamWaiter?
-        /// How many completions the parked waiter wants (see `nextComplete`).
-        var wakeAt = 1
+        var parked: [Parked] = []
+        var nextWaiter: UInt64 = 0
         var cancelled = false
+        var hook: CompletionHook?
         /// Each box's completion, made with the box: a submission allocates nothing.
         var completions: [ObjectIdentifier: TransferBox.Completion] = [:]
 
@@ -39,6 +81,28 @@ package final class TransferQueue: Sendable {
         }
         /// The oldest is done, and so are `count` of those pending (or all of them).
         func ready(_ count: Int) -> Bool { oldestDone && (results.count >= count || results.count == pending) }
+
+        /// Takes the parked waiters whose wait is over.
+        mutating func takeReady() -> Woken {
+            guard !parked.isEmpty, oldestDone else { return .none }
+            // One waiter is the common case: no array made per completion.
+            if parked.count == 1 {
+                guard ready(parked[0].count) else { return .none }
+                return .one(parked.removeLast().waiter)
+            }
+            var woken: [StreamWaiter] = []
+            var still: [Parked] = []
+            for p in parked {
+                if ready(p.count) { woken.append(p.waiter) } else { still.append(p) }
+            }
+            parked = still
+            return .many(woken)
+        }
+
+        mutating func unpark(_ id: UInt64) -> StreamWaiter? {
+            guard let i = parked.firstIndex(where: { $0.id == id }) else { return nil }
+            return parked.remove(at: i).waiter
+        }
     }
 
     let core: USBDeviceCore
@@ -49,10 +113,21 @@ package final class TransferQueue: Sendable {
     /// Names the queue's transfers in errors.
     package let operation: String
     private let state = Mutex(State())
+    /// Held across a submission (not its completion, which takes only `state`).
+    private let submitting = Mutex(())
+    #if DEBUG
+    /// Unit tests only: called in a submission once the box has its place in
+    /// the order, before the transport gets it.
+    package let afterOrdering = CallbackSlot<Void>()
+    #endif
 
     init(core: USBDeviceCore, endpoint: USBDevice.Endpoint, depth: Int, transferSize: Int, timeout: Duration?,
          operation: String) throws(USBError) {
-        try TransferBox.checkStreamShape(transfers: depth, size: transferSize, operation: operation)
+        // Its owner checked the shape the caller asked for (transfers in
+        // flight); a stream's spares double it.
+        guard (1...512).contains(depth), transferSize > 0 else {
+            throw USBError.invalid("\(operation): a queue of \(depth) x \(transferSize) bytes")
+        }
         self.core = core
         self.endpoint = endpoint
         self.depth = depth
@@ -62,12 +137,23 @@ package final class TransferQueue: Sendable {
     }
 
     deinit {
-        // Whatever is still in flight is cancelled; its completion frees it.
-        for box in state.withLock({ $0.inOrder }) { box.abandon() }
+        // Whatever is still in flight is cancelled (abandoned): its completion
+        // still runs the device's part, which close() waits for, and frees it.
+        for box in state.withLock({ $0.inOrder }) { box.cancel() }
     }
+
+    /// Sets (or, with nil, clears) what runs at each completion. A hook that
+    /// holds the queue's owner keeps it alive until cleared.
+    package func setCompletionHook(_ hook: CompletionHook?) { state.withLock { $0.hook = hook } }
 
     /// Transfers submitted and not yet taken back.
     package var pending: Int { state.withLock { $0.pending } }
+
+    /// Threads and tasks waiting for a completion (tests see a reader parked).
+    package var waiting: Int { state.withLock { $0.parked.count } }
+
+    /// Transfers submitted whose completion has not come yet.
+    package var inFlight: Int { state.withLock { $0.pending - $0.results.count } }
 
     /// An idle buffer of ``transferSize`` bytes, made on first need; nil when
     /// all `depth` are submitted or completed but not taken back.
@@ -80,55 +166,75 @@ package final class TransferQueue: Sendable {
         }
         if let box { return box }
         guard make else { return nil }
-        let made = try TransferBox(capacity: transferSize, transport: core.transport)
+        let made: TransferBox
+        do throws(USBError) {
+            made = try TransferBox(capacity: transferSize, transport: core.transport)
+        } catch {
+            state.withLock { $0.made -= 1 }
+            throw error
+        }
         made.operation = operation
-        // Weak: the queue holds its completions. A dropped queue abandons
-        // its boxes, whose completions then deliver nothing anyway.
+        // Weak: the queue holds its completions. A dropped queue cancels
+        // its boxes, whose completions then deliver to nothing.
         let completion = core.wrap(made) { [weak self] box, result in self?.completed(box, result) }
         state.withLock { $0.completions[ObjectIdentifier(made)] = completion }
         return made
     }
 
-    /// Gives a buffer taken with ``idleBuffer()`` or ``nextComplete(timeout:)`` back, unused.
+    /// Gives a buffer taken with ``idleBuffer()`` or ``nextComplete(timeout:batch:)`` back, unused.
     package func recycle(_ box: TransferBox) { state.withLock { $0.idle.append(box) } }
 
     /// Submits `length` bytes of `box` (filled by the caller for OUT).
-    /// On failure the box is idle again (back in the queue) and the error is thrown.
+    /// On failure the box is idle again (back in the queue) and the error is
+    /// thrown; after ``cancelAll()`` that error is ``USBError/cancelled``.
     package func submit(_ box: TransferBox, length: Int, zeroLengthPacket: Bool = false) throws(USBError) {
-        let completion = state.withLock { s -> TransferBox.Completion? in
-            if s.cancelled { return nil }
-            s.inOrder.append(box)
-            return s.completions[ObjectIdentifier(box)]
-        }
-        guard let completion else {
-            recycle(box)
-            throw USBError.cancelled(operation)
-        }
-        do throws(USBError) {
-            try core.submit(box, type: core.transferType(endpoint), endpoint: endpoint.address, length: length,
-                            timeout: timeout, zlp: zeroLengthPacket, wrapped: completion)
-        } catch {
-            state.withLock { s in
-                if let i = s.inOrder.lastIndex(where: { $0 === box }) { s.inOrder.remove(at: i) }
-                s.idle.append(box)
+        // The order of `inOrder` must be the order the transport gets the
+        // transfers in (the device fills them in that order): a stream
+        // refills from the event thread and from its readers at once.
+        try submitting.withLock { _ throws(USBError) in
+            let completion = state.withLock { s -> TransferBox.Completion? in
+                if s.cancelled { return nil }
+                s.inOrder.append(box)
+                return s.completions[ObjectIdentifier(box)]
             }
-            throw error
+            guard let completion else {
+                recycle(box)
+                throw USBError.cancelled(operation)
+            }
+            #if DEBUG
+            afterOrdering.call(())
+            #endif
+            do throws(USBError) {
+                try core.submit(box, type: core.transferType(endpoint), endpoint: endpoint.address, length: length,
+                                timeout: timeout, zlp: zeroLengthPacket, wrapped: completion)
+            } catch {
+                state.withLock { s in
+                    if let i = s.inOrder.lastIndex(where: { $0 === box }) { s.inOrder.remove(at: i) }
+                    s.idle.append(box)
+                }
+                throw error
+            }
         }
+        // cancelAll() may have come after the check above and found the box
+        // still idle (its cancel did nothing): cancel it now, or it would stay
+        // in flight with nobody waiting for it.
+        if state.withLock({ $0.cancelled }) { box.cancel() }
     }
 
     private func completed(_ box: TransferBox, _ result: Result<Int, USBError>) {
-        let woken = state.withLock { s -> StreamWaiter? in
+        let (hook, woken) = state.withLock { s -> (CompletionHook?, Woken) in
             s.results[ObjectIdentifier(box)] = result
-            guard s.waiter != nil, s.ready(s.wakeAt) else { return nil }
-            defer { s.waiter = nil }
-            return s.waiter
+            return (s.hook, s.takeReady())
         }
-        woken?.wake()
+        // The owner's step first (a spare out to the device), then the wake-ups
+        // (each one a system call on this, the event thread).
+        hook?(result)
+        woken.wake()
     }
 
     /// The oldest submission, once it completed: its box (the caller reads it,
     /// then ``recycle(_:)``s it or submits it again) and its result. nil when
-    /// nothing is pending.
+    /// it has not completed or nothing is pending.
     package func takeCompleted() -> Completion? {
         state.withLock { s -> Completion? in
             guard s.oldestDone else { return nil }
@@ -137,18 +243,33 @@ package final class TransferQueue: Sendable {
             if s.head == s.inOrder.count {
                 s.inOrder.removeAll(keepingCapacity: true)
                 s.head = 0
+            } else if s.head >= 64, s.head * 2 >= s.inOrder.count {
+                // A stream's queue is never empty: drop what was taken now and then.
+                s.inOrder.removeFirst(s.head)
+                s.head = 0
             }
             return Completion(box: box, result: s.results.removeValue(forKey: ObjectIdentifier(box))!)
         }
     }
 
+    /// A new waiter's id (taken before parking, so a task's cancellation
+    /// handler can unpark it whenever it runs).
+    private func waiterID() -> UInt64 {
+        state.withLock { s in
+            s.nextWaiter += 1
+            return s.nextWaiter
+        }
+    }
+
     /// Parks `waiter` until the oldest submission and `count` in all (or
-    /// every pending one) completed; false if they have (or nothing is pending).
-    private func park(_ waiter: StreamWaiter, _ count: Int) -> Bool {
+    /// every pending one) completed; false if they have, nothing is pending,
+    /// or (`unlessCancelled`) the task is cancelled.
+    private func park(_ waiter: StreamWaiter, id: UInt64, _ count: Int, unlessCancelled: Bool = false) -> Bool {
         state.withLock { s -> Bool in
             guard s.pending > 0, !s.ready(count) else { return false }
-            s.waiter = waiter
-            s.wakeAt = count
+            // Under the lock: a cancellation handler that runs later finds the waiter parked.
+            if unlessCancelled, Task.isCancelled { return false }
+            s.parked.append(Parked(id: id, waiter: waiter, count: count))
             return true
         }
     }
@@ -156,7 +277,8 @@ package final class TransferQueue: Sendable {
     /// Waits (blocking the thread, at most `timeout`; nil: no limit) for the
     /// oldest submission to complete, and returns it (``takeCompleted()``
     /// takes any others that are done). nil: nothing pending. Not from a
-    /// completion.
+    /// completion. Several threads and tasks may wait at once: each
+    /// completion goes to one of them.
     ///
     /// `batch`: wait until that many are done (or all pending are), so a
     /// writer held back by a full queue wakes once per `batch` completions
@@ -164,40 +286,43 @@ package final class TransferQueue: Sendable {
     /// context switch on the event thread's side).
     /// - Throws: ``USBError/timeout`` when it did not complete in time (it stays pending).
     package func nextComplete(timeout: Duration?, batch: Int = 1) throws(USBError) -> Completion? {
+        let deadline: DispatchTime = timeout.map { .now() + .nanoseconds(Int(clamping: $0.nanoseconds)) } ?? .distantFuture
         while true {
             if let done = takeCompleted() { return done }
             if pending == 0 { return nil }
             let semaphore = DispatchSemaphore(value: 0)
-            guard park(.blocking(semaphore), batch) else { continue }
-            let deadline: DispatchTime = timeout.map { .now() + .nanoseconds(Int(clamping: $0.nanoseconds)) } ?? .distantFuture
+            let id = waiterID()
+            guard park(.blocking(semaphore), id: id, batch) else { continue }
             if semaphore.wait(timeout: deadline) == .timedOut {
-                let stillParked = state.withLock { s -> Bool in
-                    guard s.waiter != nil else { return false }
-                    s.waiter = nil
-                    return true
-                }
-                if stillParked { throw USBError.timeoutError(operation) }
+                // Still parked: nothing came in time. Else a wake-up raced the timeout: take what came.
+                if state.withLock({ $0.unpark(id) }) != nil { throw USBError.timeoutError(operation) }
+                semaphore.wait()
             }
         }
     }
 
-    /// The async form of ``nextComplete(timeout:)`` without a timeout. Task
-    /// cancellation cancels what is in flight (the completions still come,
-    /// and this returns the oldest).
-    package func nextComplete(batch: Int = 1) async -> Completion? {
+    /// The async form of ``nextComplete(timeout:batch:)`` without a timeout;
+    /// `onTaskCancel` says what the task's cancellation does.
+    /// - Throws: ``USBError/cancelled`` only with `.stopWaiting`, when the task
+    ///   was cancelled before a completion came.
+    package func nextComplete(batch: Int = 1, onTaskCancel: OnTaskCancel = .cancelTransfers) async throws(USBError)
+        -> Completion? {
         while true {
             if let done = takeCompleted() { return done }
             if pending == 0 { return nil }
+            let stopWaiting = onTaskCancel == .stopWaiting
+            if stopWaiting, Task.isCancelled { throw USBError.cancelled(operation) }
+            let id = waiterID()
             await withTaskCancellationHandler {
-                await StreamWaiter.suspend { park($0, batch) }
+                await StreamWaiter.suspend { park($0, id: id, batch, unlessCancelled: stopWaiting) }
             } onCancel: {
-                cancelAll()
+                if stopWaiting { state.withLock { $0.unpark(id) }?.wake() } else { cancelAll() }
             }
         }
     }
 
     /// Cancels every submission in flight and refuses new ones; their
-    /// completions still come (``nextComplete(timeout:)`` takes them).
+    /// completions still come (``nextComplete(timeout:batch:)`` takes them).
     package func cancelAll() {
         let inFlight = state.withLock { s -> ArraySlice<TransferBox> in
             s.cancelled = true
@@ -205,4 +330,7 @@ package final class TransferQueue: Sendable {
         }
         for box in inFlight { box.cancel() }
     }
+
+    /// Whether ``cancelAll()`` was called.
+    package var isCancelled: Bool { state.withLock { $0.cancelled } }
 }
