@@ -33,6 +33,11 @@ package final class TransferBox: @unchecked Sendable {  // fields are written on
     private var completion: Completion?
     /// Names the transfer in errors, e.g. `bulk IN 0x81 on /dev/bus/usb/001/002`.
     var operation = ""
+    /// A ``TransferQueue``'s box: its completion as the device wraps it
+    /// (made once, set before the box is first handed out) and, under the
+    /// queue's lock, the result of its last submission until it is taken.
+    var queueCompletion: Completion?
+    var queueResult: Result<Int, USBError>?
     /// The control pipe's reused box: the request it carries now (type,
     /// request, value, index), named only if it fails.
     var controlSetup: (requestType: UInt8, request: UInt8, value: UInt16, index: UInt16)?

@@ -67,20 +67,22 @@ package final class TransferQueue: Sendable {
         /// Submitted, oldest first (`head` skips those already taken).
         var inOrder: [TransferBox] = []
         var head = 0
-        var results: [ObjectIdentifier: Result<Int, USBError>] = [:]
+        /// Submitted boxes whose completion came and that are not taken yet
+        /// (each holds its result in `queueResult`).
+        var done = 0
         var parked: [Parked] = []
         var nextWaiter: UInt64 = 0
         var cancelled = false
-        var hook: CompletionHook?
-        /// Each box's completion, made with the box: a submission allocates nothing.
-        var completions: [ObjectIdentifier: TransferBox.Completion] = [:]
+        /// A class, not the closure: a closure returned through the lock's
+        /// generic body is re-abstracted, which allocates, at each completion.
+        var hook: Hook?
 
         var pending: Int { inOrder.count - head }
         var oldestDone: Bool {
-            head < inOrder.count && results[ObjectIdentifier(inOrder[head])] != nil
+            head < inOrder.count && inOrder[head].queueResult != nil
         }
         /// The oldest is done, and so are `count` of those pending (or all of them).
-        func ready(_ count: Int) -> Bool { oldestDone && (results.count >= count || results.count == pending) }
+        func ready(_ count: Int) -> Bool { oldestDone && (done >= count || done == pending) }
 
         /// Takes the parked waiters whose wait is over.
         mutating func takeReady() -> Woken {
@@ -144,7 +146,15 @@ package final class TransferQueue: Sendable {
 
     /// Sets (or, with nil, clears) what runs at each completion. A hook that
     /// holds the queue's owner keeps it alive until cleared.
-    package func setCompletionHook(_ hook: CompletionHook?) { state.withLock { $0.hook = hook } }
+    package func setCompletionHook(_ hook: CompletionHook?) {
+        let boxed = hook.map(Hook.init)
+        state.withLock { $0.hook = boxed }
+    }
+
+    private final class Hook: Sendable {
+        let run: CompletionHook
+        init(_ run: @escaping CompletionHook) { self.run = run }
+    }
 
     /// Transfers submitted and not yet taken back.
     package var pending: Int { state.withLock { $0.pending } }
@@ -153,7 +163,7 @@ package final class TransferQueue: Sendable {
     package var waiting: Int { state.withLock { $0.parked.count } }
 
     /// Transfers submitted whose completion has not come yet.
-    package var inFlight: Int { state.withLock { $0.pending - $0.results.count } }
+    package var inFlight: Int { state.withLock { $0.pending - $0.done } }
 
     /// An idle buffer of ``transferSize`` bytes, made on first need; nil when
     /// all `depth` are submitted or completed but not taken back.
@@ -177,7 +187,9 @@ package final class TransferQueue: Sendable {
         // Weak: the queue holds its completions. A dropped queue cancels
         // its boxes, whose completions then deliver to nothing.
         let completion = core.wrap(made) { [weak self] box, result in self?.completed(box, result) }
-        state.withLock { $0.completions[ObjectIdentifier(made)] = completion }
+        // Made with the box, so a submission allocates nothing; set before
+        // the box is handed out (the queue's lock publishes it).
+        made.queueCompletion = completion
         return made
     }
 
@@ -192,12 +204,12 @@ package final class TransferQueue: Sendable {
         // transfers in (the device fills them in that order): a stream
         // refills from the event thread and from its readers at once.
         try submitting.withLock { _ throws(USBError) in
-            let completion = state.withLock { s -> TransferBox.Completion? in
-                if s.cancelled { return nil }
+            let accepted = state.withLock { s -> Bool in
+                if s.cancelled { return false }
                 s.inOrder.append(box)
-                return s.completions[ObjectIdentifier(box)]
+                return true
             }
-            guard let completion else {
+            guard accepted, let completion = box.queueCompletion else {
                 recycle(box)
                 throw USBError.cancelled(operation)
             }
@@ -222,13 +234,14 @@ package final class TransferQueue: Sendable {
     }
 
     private func completed(_ box: TransferBox, _ result: Result<Int, USBError>) {
-        let (hook, woken) = state.withLock { s -> (CompletionHook?, Woken) in
-            s.results[ObjectIdentifier(box)] = result
+        let (hook, woken) = state.withLock { s -> (Hook?, Woken) in
+            box.queueResult = result
+            s.done += 1
             return (s.hook, s.takeReady())
         }
         // The owner's step first (a spare out to the device), then the wake-ups
         // (each one a system call on this, the event thread).
-        hook?(result)
+        hook?.run(result)
         woken.wake()
     }
 
@@ -248,7 +261,9 @@ package final class TransferQueue: Sendable {
                 s.inOrder.removeFirst(s.head)
                 s.head = 0
             }
-            return Completion(box: box, result: s.results.removeValue(forKey: ObjectIdentifier(box))!)
+            s.done -= 1
+            defer { box.queueResult = nil }
+            return Completion(box: box, result: box.queueResult!)
         }
     }
 

@@ -1,0 +1,57 @@
+import AllocationCounting
+@testable import DevifUSB
+import Synchronization
+import XCTest
+
+/// What a warm transfer allocates on the queue-based adapters, counted on the
+/// fake transport, whose completions run on the calling thread (where the
+/// counter counts). The lab benchmark counts the real path with libusb
+/// (libusb's URB array: 1 per submission); this pins devif's own share.
+final class TransferAllocationTests: XCTestCase {
+    func testAWarmPushReaderAllocatesNothingPerTransfer() throws {
+        let (dev, fake) = quietDevice()
+        let seen = Atomic<Int>(0)
+        let reader = try dev.startReading(endpoint: 0x81, transferSize: 64, transfers: 4) { _ in
+            seen.add(1, ordering: .relaxed)
+            return .continue
+        }
+        fake.wait("four in flight") { $0.pending.count == 4 }
+        for _ in 0..<100 { fake.complete(.completed, data: []) }  // warm: the queue's order array grown
+        let n = AllocationCounter.count { for _ in 0..<1000 { fake.complete(.completed, data: []) } }
+        XCTAssertEqual(n, 0, "allocations in 1000 completions handed over and resubmitted")
+        XCTAssertEqual(seen.load(ordering: .relaxed), 1100)
+        reader.stop()
+        fake.completeCancelled()
+        XCTAssertNil(reader.wait())
+    }
+
+    func testAWarmStreamAllocatesOnlyTheChunkItLends() throws {
+        let (dev, fake) = quietDevice()
+        let stream = try dev.inStream(endpoint: 0x81, transferSize: 64, transfers: 4)
+        fake.wait("four in flight") { $0.pending.count == 4 }
+        for _ in 0..<100 {
+            fake.complete(.completed, data: [])
+            XCTAssertNotNil(try stream.nextChunk(timeout: .seconds(1)))
+        }
+        var failure: USBError?
+        let n = AllocationCounter.count {
+            for _ in 0..<1000 {
+                fake.complete(.completed, data: [])
+                do throws(USBError) { _ = try stream.nextChunk(timeout: .seconds(1)) } catch { failure = error }
+            }
+        }
+        XCTAssertNil(failure)
+        // The chunk is a class (its release gives the buffer back); nothing else.
+        XCTAssertEqual(n, 1000, "allocations in 1000 chunks taken and released")
+        stream.stop()
+        fake.completeCancelled()
+        XCTAssertNil(stream.wait())
+    }
+
+    private func quietDevice() -> (USBDevice, FakeTransport) {
+        let fake = FakeTransport()
+        addTeardownBlock { fake.drain() }
+        fake.state.withLock { $0.recording = false }
+        return (USBDevice(path: "/dev/bus/usb/009/001", transport: fake), fake)
+    }
+}
