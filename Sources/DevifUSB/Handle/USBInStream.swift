@@ -130,6 +130,8 @@ extension USBInStream {
 
         let queue: TransferQueue
         private let transfers: Int
+        /// `State.stopped`, read without the lock before each chunk.
+        private let stoppedFlag = Atomic<Bool>(false)
         private let state = Mutex(State())
         #if DEBUG
         let beforeSubmit = CallbackSlot<Void>()
@@ -227,6 +229,7 @@ extension USBInStream {
         func stop() {
             let woken = state.withLock { s -> [StreamWaiter] in
                 s.stopped = true
+                stoppedFlag.store(true, ordering: .releasing)
                 return s.takeWoken()
             }
             queue.cancelAll()
@@ -313,10 +316,7 @@ extension USBInStream {
         func nextChunk(timeout: Duration?) throws(USBError) -> USBInChunk? {
             let deadline = timeout.map { ContinuousClock.now + $0 }
             while true {
-                switch over {
-                case .stopped: return nil
-                case .failed, .running: break
-                }
+                if stoppedFlag.load(ordering: .acquiring) { return nil }
                 let left = deadline.map { $0 - .now }
                 if let done = try queue.nextComplete(timeout: left.map { max($0, .zero) }) { return try chunk(done) }
                 // Nothing pending: the stream is over, or readers hold every buffer.
@@ -334,10 +334,7 @@ extension USBInStream {
 
         func nextChunk() async throws(USBError) -> USBInChunk? {
             while true {
-                switch over {
-                case .stopped: return nil
-                case .failed, .running: break
-                }
+                if stoppedFlag.load(ordering: .acquiring) { return nil }
                 if let done = try await queue.nextComplete(onTaskCancel: .stopWaiting) { return try chunk(done) }
                 if case .failed(let error) = over { throw error }
                 if Task.isCancelled { throw USBError.cancelled("waiting for the " + queue.operation) }

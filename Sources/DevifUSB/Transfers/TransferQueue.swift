@@ -115,6 +115,8 @@ package final class TransferQueue: Sendable {
     /// Names the queue's transfers in errors.
     package let operation: String
     private let state = Mutex(State())
+    /// `State.cancelled`, read without the lock after each submission.
+    private let cancelledFlag = Atomic<Bool>(false)
     /// Held across a submission (not its completion, which takes only `state`).
     private let submitting = Mutex(())
     #if DEBUG
@@ -230,7 +232,7 @@ package final class TransferQueue: Sendable {
         // cancelAll() may have come after the check above and found the box
         // still idle (its cancel did nothing): cancel it now, or it would stay
         // in flight with nobody waiting for it.
-        if state.withLock({ $0.cancelled }) { box.cancel() }
+        if cancelledFlag.load(ordering: .sequentiallyConsistent) { box.cancel() }
     }
 
     private func completed(_ box: TransferBox, _ result: Result<Int, USBError>) {
@@ -341,11 +343,14 @@ package final class TransferQueue: Sendable {
     package func cancelAll() {
         let inFlight = state.withLock { s -> ArraySlice<TransferBox> in
             s.cancelled = true
+            // Inside the lock: a submitter whose post-submission check misses
+            // this store submitted before the cancels below, which find it pending.
+            cancelledFlag.store(true, ordering: .sequentiallyConsistent)
             return s.inOrder[s.head...]
         }
         for box in inFlight { box.cancel() }
     }
 
     /// Whether ``cancelAll()`` was called.
-    package var isCancelled: Bool { state.withLock { $0.cancelled } }
+    package var isCancelled: Bool { cancelledFlag.load(ordering: .acquiring) }
 }
