@@ -1,5 +1,6 @@
 import AllocationCounting
 @testable import DevifUSB
+import Glibc
 import Synchronization
 import XCTest
 
@@ -53,5 +54,42 @@ final class TransferAllocationTests: XCTestCase {
         addTeardownBlock { fake.drain() }
         fake.state.withLock { $0.recording = false }
         return (USBDevice(path: "/dev/bus/usb/009/001", transport: fake), fake)
+    }
+}
+
+extension TransferAllocationTests {
+    /// A blocking reader that waits for each chunk (parked until a completion
+    /// from another thread) reuses its wait's semaphore: only the lent chunk
+    /// is allocated on its thread.
+    func testABlockingReaderThatWaitsForEachChunkAllocatesOnlyTheChunk() throws {
+        let (dev, fake) = quietDevice()
+        let stream = try dev.inStream(endpoint: 0x81, transferSize: 64, transfers: 2)
+        fake.wait("two in flight") { $0.pending.count == 2 }
+        let rounds = 200
+        let completer = Thread {
+            let deadline = ContinuousClock.now + .seconds(20)
+            for _ in 0..<(rounds + 100) {
+                // Not fake.wait: the reader's parking does not wake it.
+                while stream.waitingReaders != 1 {
+                    guard ContinuousClock.now < deadline else { return }  // the test has failed: stop spinning
+                    sched_yield()
+                }
+                fake.complete(.completed, data: [])
+            }
+        }
+        completer.start()
+        // Warm: the runtime's generic metadata, the queue's order array past a trim.
+        for _ in 0..<100 { XCTAssertNotNil(try stream.nextChunk(timeout: .seconds(5))) }
+        var failure: USBError?
+        let n = AllocationCounter.count {
+            for _ in 0..<rounds {
+                do throws(USBError) { _ = try stream.nextChunk(timeout: .seconds(5)) } catch { failure = error }
+            }
+        }
+        XCTAssertNil(failure)
+        XCTAssertEqual(n, rounds, "allocations on the reader's thread in \(rounds) parked waits")
+        stream.stop()
+        fake.completeCancelled()
+        XCTAssertNil(stream.wait())
     }
 }

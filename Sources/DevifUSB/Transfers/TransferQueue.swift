@@ -72,6 +72,8 @@ package final class TransferQueue: Sendable {
         var done = 0
         var parked: [Parked] = []
         var nextWaiter: UInt64 = 0
+        /// Semaphores of finished blocking waits, each at zero, for the next ones.
+        var semaphores: [DispatchSemaphore] = []
         var cancelled = false
         /// A class, not the closure: a closure returned through the lock's
         /// generic body is re-abstracted, which allocates, at each completion.
@@ -259,8 +261,11 @@ package final class TransferQueue: Sendable {
                 s.inOrder.removeAll(keepingCapacity: true)
                 s.head = 0
             } else if s.head >= 64, s.head * 2 >= s.inOrder.count {
-                // A stream's queue is never empty: drop what was taken now and then.
-                s.inOrder.removeFirst(s.head)
+                // A stream's queue is never empty: drop what was taken now and
+                // then, in place (removeFirst(_:) allocated a new buffer).
+                let live = s.inOrder.count - s.head
+                for i in 0..<live { s.inOrder[i] = s.inOrder[s.head + i] }
+                s.inOrder.removeLast(s.head)
                 s.head = 0
             }
             s.done -= 1
@@ -307,8 +312,10 @@ package final class TransferQueue: Sendable {
         while true {
             if let done = takeCompleted() { return done }
             if pending == 0 { return nil }
-            let semaphore = DispatchSemaphore(value: 0)
-            let id = waiterID()
+            // Every way out leaves the semaphore at zero (a wake-up that raced
+            // the timeout is waited for), so it goes back for the next wait.
+            let (semaphore, id) = blockingWaiter()
+            defer { state.withLock { $0.semaphores.append(semaphore) } }
             guard park(.blocking(semaphore), id: id, batch) else { continue }
             if semaphore.wait(timeout: deadline) == .timedOut {
                 // Still parked: nothing came in time. Else a wake-up raced the timeout: take what came.
@@ -316,6 +323,16 @@ package final class TransferQueue: Sendable {
                 semaphore.wait()
             }
         }
+    }
+
+    /// A semaphore for a blocking wait (kept ones first: a warm wait
+    /// allocates nothing) and the waiter's id.
+    private func blockingWaiter() -> (DispatchSemaphore, UInt64) {
+        let (kept, id) = state.withLock { s -> (DispatchSemaphore?, UInt64) in
+            s.nextWaiter += 1
+            return (s.semaphores.popLast(), s.nextWaiter)
+        }
+        return (kept ?? DispatchSemaphore(value: 0), id)
     }
 
     /// The async form of ``nextComplete(timeout:batch:)`` without a timeout;
