@@ -275,8 +275,8 @@ extension USBInStream {
             return USBInChunk(engine: self, box: done.box, count: n)
         }
 
-        /// The end as a reader sees it: nil (stopped), the error, or `.wait`
-        /// while the stream runs.
+        /// The end as a reader sees it: stopped, failed with the error that
+        /// ended it, or still running.
         private enum Over { case stopped, failed(USBError), running }
         private var over: Over {
             state.withLock { s in
