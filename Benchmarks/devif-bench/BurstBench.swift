@@ -23,6 +23,8 @@ struct BurstArrivalBench: AsyncParsableCommand {
     @Option(help: "How many gadgets (numbered 00 on, gadget k on dummy_udc.k).") var gadgets = 24
     @OptionGroup var device: DeviceOptions
     @Option(help: "Bursts to measure.") var count = 5
+    @Option(help: "The samples' measure: NAME (the median) and NAME-p95; plug-lag for the single-plug row (--gadgets 1).")
+    var measure = "burst-lag"
 
     func run() async throws {
         let rig = try await ArrivalRig(device, gadgetPrefix: gadgetPrefix, gadgets: gadgets)
@@ -41,8 +43,8 @@ struct BurstArrivalBench: AsyncParsableCommand {
             try await waitUntil("\(gadgets) arrivals") { recorder.arrivals.count >= gadgets && callbacks.count >= gadgets }
             let lags = recorder.lags(after: callbacks.arrivals)
             guard lags.count == gadgets else { throw BenchFailure("burst-arrival: \(lags.count) of \(gadgets) arrivals matched libusb's callbacks") }
-            Sample(measure: "burst-lag", impl: "devif", value: percentile(lags, 50)!, unit: "ms", note: "\(gadgets) devices, median").emit()
-            Sample(measure: "burst-lag-p95", impl: "devif", value: percentile(lags, 95)!, unit: "ms", note: "\(gadgets) devices, p95").emit()
+            Sample(measure: measure, impl: "devif", value: percentile(lags, 50)!, unit: "ms", note: "\(gadgets) devices, median").emit()
+            Sample(measure: measure + "-p95", impl: "devif", value: percentile(lags, 95)!, unit: "ms", note: "\(gadgets) devices, p95").emit()
             for file in udcFiles { try writeUDCFile(file, "") }
             try await waitUntil("\(gadgets) removals") { recorder.removals.load(ordering: .relaxed) >= gadgets }
         }

@@ -8,7 +8,7 @@
 #   DEVIF_USB    devif-usb (idle-rss, list-32 and rules-names rows); missing: those devif rows skipped
 #   BASELINES    folder of the C baselines (Benchmarks/baselines/build.sh OUT_DIR)
 #   RUNS         runs per row (default 5); DEVLAB_BIN: devlab's helpers (default Lab/.cache/bin)
-#   ROWS         which rows (default all): bulk-in bulk-in-stream bulk-out bulk-loopback bulk-loopback-64 hid-echo usbip-bulk-in plug-arrival idle-rss burst-arrival storm-arrival list-32 rules-names
+#   ROWS         which rows (default all): bulk-in bulk-in-stream bulk-out bulk-loopback bulk-loopback-64 hid-echo usbip-bulk-in plug-arrival plug-lag idle-rss burst-arrival storm-arrival list-32 rules-names
 #
 # Every sample line goes to $LAB_RESULTS/samples.jsonl (appended); progress to
 # stderr and $LAB_RESULTS/device-bench.log. Each row alternates C and devif
@@ -19,7 +19,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 : "${LAB_RESULTS:?LAB_RESULTS is not set: run this through Lab/run}"
 : "${BASELINES:?BASELINES is not set: the folder of the C baselines (Benchmarks/baselines/build.sh OUT_DIR)}"
 RUNS=${RUNS:-5}
-ROWS=" ${ROWS:-bulk-in bulk-in-stream bulk-out bulk-loopback bulk-loopback-64 hid-echo usbip-bulk-in plug-arrival idle-rss burst-arrival storm-arrival list-32 rules-names} "
+ROWS=" ${ROWS:-bulk-in bulk-in-stream bulk-out bulk-loopback bulk-loopback-64 hid-echo usbip-bulk-in plug-arrival plug-lag idle-rss burst-arrival storm-arrival list-32 rules-names} "
 want() { [[ $ROWS == *" $1 "* ]]; }
 DEVIF_BENCH=${DEVIF_BENCH:-}
 DEVIF_USB=${DEVIF_USB:-}
@@ -242,6 +242,17 @@ want idle-rss && for ((i = 1; i <= RUNS; i++)); do
   [[ -n $DEVIF_USB ]] && rss devif-usb-watch "" "$DEVIF_USB" watch --enumerate
   rss udevadm-monitor "monitor will print" udevadm monitor
 done
+
+# ---- single plug, paired: devif's arrival after libusb's callback for the ---
+# same plug, in one process (plug-arrival compares separate plugs, whose own
+# time swings by 5-100 ms)
+if want plug-lag && devif_has burst-arrival; then
+  "$devlab" reset >/dev/null || fatal "devlab reset before plug-lag failed"
+  printf 'create bb00 loopback --vid %s --pid %s --serial BENCH-B-0\n' "$VID" "$PID_BURST" \
+    | "$devlab" batch --stop-on-error >"$work/plug-lag.jsonl" || fatal "creating the plug-lag gadget failed: $(tail -n 1 "$work/plug-lag.jsonl" | cut -c1-300)"
+  run "plug-lag devif" $((120 + RUNS * 30)) "$DEVIF_BENCH" burst-arrival --gadget-prefix /sys/kernel/config/usb_gadget/devlab-bb \
+    --gadgets 1 --vid $VID --pid $PID_BURST --count $((RUNS * 4)) --measure plug-lag
+fi
 
 # ---- burst: 24 gadgets plugged at once (needs 24 controllers) -------------
 if want burst-arrival && devif_has burst-arrival; then
