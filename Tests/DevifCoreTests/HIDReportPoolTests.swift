@@ -55,6 +55,9 @@ import Testing
         #expect(HIDReport([1, 0xab]) == HIDReport([1, 0xab]))
         #expect(HIDReport([1]) != HIDReport([1, 0]))
         #expect(HIDReport([0x01, 0xab]).description == "01 ab")
+        // From contiguous bytes (a slice) and from a collection that is not.
+        #expect(HIDReport([9, 1, 0xab, 7][1...2]) == HIDReport([1, 0xab]))
+        #expect(HIDReport((1...3).lazy.map { UInt8($0) }) == HIDReport([1, 2, 3]))
         #expect(Array(HIDReport([3, 4, 5])) == [3, 4, 5])
     }
 

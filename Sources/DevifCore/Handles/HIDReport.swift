@@ -17,7 +17,10 @@ public struct HIDReport: RandomAccessCollection, Sendable, Equatable, CustomStri
     /// their own; the stream's reports come from the reader's pool).
     public init(_ bytes: some Collection<UInt8>) {
         storage = HIDReportStorage(capacity: bytes.count)
-        storage.fill(Array(bytes))
+        // Straight from contiguous bytes (an array, a slice); others are gathered first.
+        if bytes.withContiguousStorageIfAvailable({ storage.fill(UnsafeRawBufferPointer($0)) }) == nil {
+            storage.fill(Array(bytes))
+        }
     }
 
     init(storage: HIDReportStorage) { self.storage = storage }

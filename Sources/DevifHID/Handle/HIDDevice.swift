@@ -162,7 +162,7 @@ package final class HIDDevice: Sendable {
         try Self.checkLength(report.count, "feature report")
         var buffer = report
         return try core.usingDescriptor("HIDIOCSFEATURE") { fd throws(HIDError) in
-            try ioctl(fd, HIDRawIoctl.setFeature(buffer.count), &buffer, "HIDIOCSFEATURE")
+            try Self.ioctl(fd, HIDRawIoctl.setFeature(buffer.count), &buffer, "HIDIOCSFEATURE", core.path)
         }
     }
 
@@ -212,17 +212,9 @@ package final class HIDDevice: Sendable {
         var buffer = [UInt8](repeating: 0, count: length)
         buffer[0] = id
         let count = try core.usingDescriptor(name) { fd throws(HIDError) in
-            try ioctl(fd, request, &buffer, name)
+            try Self.ioctl(fd, request, &buffer, name, core.path)
         }
         return Array(buffer.prefix(min(max(count, 0), length)))
-    }
-
-    private func ioctl<T>(_ fd: Int32, _ request: UInt, _ value: inout T, _ name: String) throws(HIDError) -> Int {
-        try Self.ioctl(fd, request, &value, name, core.path)
-    }
-
-    private func ioctl(_ fd: Int32, _ request: UInt, _ buffer: inout [UInt8], _ name: String) throws(HIDError) -> Int {
-        try Self.ioctl(fd, request, &buffer, name, core.path)
     }
 
     private static func ioctl<T>(_ fd: Int32, _ request: UInt, _ value: inout T, _ name: String, _ path: String) throws(HIDError) -> Int {
