@@ -275,16 +275,8 @@ extension USBInStream {
             return USBInChunk(engine: self, box: done.box, count: n)
         }
 
-        /// The end as a reader sees it: stopped, failed with the error that
-        /// ended it, or still running.
-        private enum Over { case stopped, failed(USBError), running }
-        private var over: Over {
-            state.withLock { s in
-                if s.stopped { return .stopped }
-                if let end = s.end { return .failed(end) }
-                return .running
-            }
-        }
+        /// The error that ended the stream, as a reader sees it: none after stop().
+        private var failure: USBError? { state.withLock { $0.stopped ? nil : $0.end } }
 
         /// A released chunk's buffer goes back to the queue (and out again).
         func giveBack(_ box: TransferBox) {
@@ -320,15 +312,13 @@ extension USBInStream {
                 let left = deadline.map { $0 - .now }
                 if let done = try queue.nextComplete(timeout: left.map { max($0, .zero) }) { return try chunk(done) }
                 // Nothing pending: the stream is over, or readers hold every buffer.
-                if case .failed(let error) = over { throw error }
-                let semaphore = DispatchSemaphore(value: 0)
+                if let failure { throw failure }
                 let id = starvedID()
-                guard parkStarved(.blocking(semaphore), id: id) else { continue }
                 let until: DispatchTime = left.map { .now() + .nanoseconds(Int(clamping: max($0, .zero).nanoseconds)) } ?? .distantFuture
-                if semaphore.wait(timeout: until) == .timedOut {
-                    if state.withLock({ $0.starved.removeValue(forKey: id) }) != nil { throw USBError.timeoutError(queue.operation) }
-                    semaphore.wait()
+                let timedOut = StreamWaiter.block(on: DispatchSemaphore(value: 0), until: until) { parkStarved($0, id: id) } unpark: {
+                    state.withLock { $0.starved.removeValue(forKey: id) } != nil
                 }
+                if timedOut { throw USBError.timeoutError(queue.operation) }
             }
         }
 
@@ -336,7 +326,7 @@ extension USBInStream {
             while true {
                 if stoppedFlag.load(ordering: .acquiring) { return nil }
                 if let done = try await queue.nextComplete(onTaskCancel: .stopWaiting) { return try chunk(done) }
-                if case .failed(let error) = over { throw error }
+                if let failure { throw failure }
                 if Task.isCancelled { throw USBError.cancelled("waiting for the " + queue.operation) }
                 let id = starvedID()
                 await withTaskCancellationHandler {
@@ -393,8 +383,20 @@ enum StreamWaiter {
     /// Blocks the calling thread until woken, unless `park` (which registers
     /// the waiter under its owner's lock) returns false: nothing to wait for.
     static func block(_ park: (StreamWaiter) -> Bool) {
-        let semaphore = DispatchSemaphore(value: 0)
-        if park(.blocking(semaphore)) { semaphore.wait() }
+        _ = block(on: DispatchSemaphore(value: 0), until: .distantFuture, park) { false }
+    }
+
+    /// ``block(_:)`` until `deadline`: true when it passed with the waiter
+    /// still parked (`unpark` took it back under the owner's lock). A wake-up
+    /// that raced the deadline is waited for, so `semaphore` (at zero on
+    /// entry) is at zero again on return and may be reused.
+    static func block(on semaphore: DispatchSemaphore, until deadline: DispatchTime,
+                      _ park: (StreamWaiter) -> Bool, unpark: () -> Bool) -> Bool {
+        guard park(.blocking(semaphore)) else { return false }
+        guard semaphore.wait(timeout: deadline) == .timedOut else { return false }
+        if unpark() { return true }
+        semaphore.wait()
+        return false
     }
 
     /// The async form of ``block(_:)``.

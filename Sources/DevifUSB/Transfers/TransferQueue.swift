@@ -74,7 +74,6 @@ package final class TransferQueue: Sendable {
         var nextWaiter: UInt64 = 0
         /// Semaphores of finished blocking waits, each at zero, for the next ones.
         var semaphores: [DispatchSemaphore] = []
-        var cancelled = false
         /// A class, not the closure: a closure returned through the lock's
         /// generic body is re-abstracted, which allocates, at each completion.
         var hook: Hook?
@@ -117,7 +116,8 @@ package final class TransferQueue: Sendable {
     /// Names the queue's transfers in errors.
     package let operation: String
     private let state = Mutex(State())
-    /// `State.cancelled`, read without the lock after each submission.
+    /// Set by ``cancelAll()`` under `state`'s lock; read under it by a
+    /// submission, and without it after each one.
     private let cancelledFlag = Atomic<Bool>(false)
     /// Held across a submission (not its completion, which takes only `state`).
     private let submitting = Mutex(())
@@ -209,7 +209,8 @@ package final class TransferQueue: Sendable {
         // refills from the event thread and from its readers at once.
         try submitting.withLock { _ throws(USBError) in
             let accepted = state.withLock { s -> Bool in
-                if s.cancelled { return false }
+                // Read under the lock, where cancelAll() sets it.
+                if cancelledFlag.load(ordering: .relaxed) { return false }
                 s.inOrder.append(box)
                 return true
             }
@@ -312,16 +313,13 @@ package final class TransferQueue: Sendable {
         while true {
             if let done = takeCompleted() { return done }
             if pending == 0 { return nil }
-            // Every way out leaves the semaphore at zero (a wake-up that raced
-            // the timeout is waited for), so it goes back for the next wait.
+            // StreamWaiter.block leaves it at zero: it goes back for the next wait.
             let (semaphore, id) = blockingWaiter()
             defer { state.withLock { $0.semaphores.append(semaphore) } }
-            guard park(.blocking(semaphore), id: id, batch) else { continue }
-            if semaphore.wait(timeout: deadline) == .timedOut {
-                // Still parked: nothing came in time. Else a wake-up raced the timeout: take what came.
-                if state.withLock({ $0.unpark(id) }) != nil { throw USBError.timeoutError(operation) }
-                semaphore.wait()
+            let timedOut = StreamWaiter.block(on: semaphore, until: deadline) { park($0, id: id, batch) } unpark: {
+                state.withLock { $0.unpark(id) } != nil
             }
+            if timedOut { throw USBError.timeoutError(operation) }
         }
     }
 
@@ -359,9 +357,9 @@ package final class TransferQueue: Sendable {
     /// completions still come (``nextComplete(timeout:batch:)`` takes them).
     package func cancelAll() {
         let inFlight = state.withLock { s -> ArraySlice<TransferBox> in
-            s.cancelled = true
-            // Inside the lock: a submitter whose post-submission check misses
-            // this store submitted before the cancels below, which find it pending.
+            // Inside the lock, so a submission refuses or is among the cancels
+            // below; and a submitter whose post-submission check misses this
+            // store submitted before those cancels, which find it pending.
             cancelledFlag.store(true, ordering: .sequentiallyConsistent)
             return s.inOrder[s.head...]
         }
