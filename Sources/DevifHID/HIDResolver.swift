@@ -42,7 +42,7 @@ enum HIDResolver {
 
     /// Reads the node's facts from sysfs; nil when the node is gone.
     static func read(syspath: String, devnode knownDevnode: String?) -> NodeFacts? {
-        guard let hidDirectory = try? Syscalls.realpath(syspath + "/device") else { return nil }
+        guard let hidDirectory = Sysfs.canonical(syspath + "/device") else { return nil }
         let devnode = knownDevnode ?? Sysfs.uevent(of: syspath)?.devtmpfsNode
         let facts = NodeFacts(
             syspath: syspath,

@@ -4,29 +4,44 @@ import Glibc
 /// Reading sysfs defensively: attribute files are small, but a device or a
 /// driver chose some of their contents, so every read is capped.
 public enum Sysfs {
-    /// Reads at most `limit` bytes of a file (sysfs attributes are one page
-    /// at most; binary ones like `report_descriptor` up to 4 KiB).
+    /// Reads at most `limit` bytes of a sysfs attribute or a regular file
+    /// (sysfs attributes are one page at most; binary ones like
+    /// `report_descriptor` up to 4 KiB). Not for procfs or pipes, where a
+    /// short read does not mean the end.
     public static func read(_ path: String, limit: Int = 4096) throws(LinuxError) -> [UInt8] {
         let fd = try Syscalls.open(path, O_RDONLY)
         defer { Syscalls.close(fd) }
+        return try readAll(fd, limit: limit, subject: path)
+    }
+
+    /// Reads an open file to its end, at most `limit` bytes.
+    static func readAll(_ fd: Int32, limit: Int, subject: String) throws(LinuxError) -> [UInt8] {
         var result: [UInt8] = []
         let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, min(limit, 4096)), alignment: 1)
         defer { chunk.deallocate() }
         while result.count < limit {
             let want = min(chunk.count, limit - result.count)
-            let count = try Syscalls.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: chunk[0..<want]), subject: path)
-            if count == 0 { break }
+            let count = try Syscalls.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: chunk[0..<want]), subject: subject)
             result += chunk[0..<count]
+            // A short read is the end: a sysfs attribute comes whole in one
+            // read, as a regular file's rest does (no second call to see 0).
+            if count < want { break }
         }
         return result
+    }
+
+    /// Bytes as a text attribute: without its trailing newline, UTF-8 with
+    /// invalid bytes replaced.
+    static func text(_ bytes: [UInt8]) -> String {
+        var bytes = bytes
+        if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// A text attribute without its trailing newline, UTF-8 with invalid
     /// bytes replaced; nil when the file does not exist or cannot be read.
     public static func string(_ path: String, limit: Int = 4096) -> String? {
-        guard var bytes = try? read(path, limit: limit) else { return nil }
-        if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
-        return String(decoding: bytes, as: UTF8.self)
+        (try? read(path, limit: limit)).map(text)
     }
 
     /// A hex attribute (`idVendor`, `bcdDevice`, `bInterfaceNumber`).
@@ -52,8 +67,7 @@ public enum Sysfs {
     /// A decimal attribute (`busnum`, `devnum`, `bAlternateSetting`); nil when
     /// absent, empty or not a number.
     package static func decimal(_ path: String) -> Int? {
-        guard let text = string(path, limit: 64) else { return nil }
-        return Int(text.trimmingASCIIWhitespace())
+        string(path, limit: 64).flatMap { Int($0.trimmingASCIIWhitespace()) }
     }
 
     /// The names in a directory (no `.`/`..`); empty when it cannot be read.
@@ -77,6 +91,48 @@ public enum Sysfs {
     public static func uevent(of directory: String) -> Uevent? {
         guard let bytes = try? read(directory + "/uevent", limit: 8192) else { return nil }
         return try? Uevent(ueventFile: bytes)
+    }
+
+    /// The canonical `/sys/devices/...` directory that a sysfs link names,
+    /// with one readlink(2) for the links devif follows (`/sys/bus/B/devices/N`,
+    /// `/sys/dev/char/M:N`, `/sys/class/C/N`, and a link such as `device` in
+    /// a device directory named as the kernel names it, `/sys` + devpath):
+    /// these sit in real directories and point at real ones, where
+    /// realpath(3) reads every component (ten calls for a device on a hub).
+    /// Anything else goes through realpath(3).
+    /// Nil when the path cannot be resolved.
+    package static func canonical(_ path: String) -> String? {
+        if let folder = parent(of: path), isLinkFolder(folder), let target = try? Syscalls.readlink(path) {
+            let resolved = normalized(target.hasPrefix("/") ? target : folder + "/" + target)
+            if resolved.hasPrefix("/sys/devices/") { return resolved }
+        }
+        return try? Syscalls.realpath(path)
+    }
+
+    /// Whether `folder` is a real directory whose links point into
+    /// /sys/devices: a link folder, or a device directory named canonically.
+    static func isLinkFolder(_ folder: String) -> Bool {
+        let parts = folder.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count >= 3, parts[0].isEmpty, parts[1] == "sys" else { return false }
+        if parts[2] == "devices" { return !parts.dropFirst(3).contains { $0.isEmpty || $0 == "." || $0 == ".." } }
+        switch (parts[2], parts.count) {
+        case ("bus", 5): return parts[4] == "devices" && !parts[3].isEmpty && parts[3] != ".."
+        case ("dev", 4): return parts[3] == "char" || parts[3] == "block"
+        case ("class", 4): return !parts[3].isEmpty && parts[3] != ".." && parts[3] != "."
+        default: return false
+        }
+    }
+
+    /// An absolute path with `.`, `..` and empty components resolved
+    /// lexically (`..` at the root stays at the root).
+    static func normalized(_ path: String) -> String {
+        var parts: [Substring] = []
+        for part in path.split(separator: "/") {
+            if part == "." { continue }
+            if part == ".." { _ = parts.popLast(); continue }
+            parts.append(part)
+        }
+        return "/" + parts.joined(separator: "/")
     }
 
     /// The name of the subsystem a device directory belongs to (the last
@@ -111,6 +167,47 @@ public enum Sysfs {
     public static func name(of path: String) -> String {
         path.split(separator: "/").last.map(String.init) ?? path
     }
+}
+
+/// A sysfs device directory held open: a file read through it is found in
+/// one step (not by walking `/sys/bus/usb/devices/1-1`, a link, and its
+/// target's every component), and once the device is gone, or another has
+/// taken its place, reads fail instead of reading the newcomer's files.
+/// A class, not a noncopyable struct, so that a wait's condition may read
+/// through it; the descriptor is closed with the last reference.
+package final class SysfsDirectory: Sendable {
+    private let fd: Int32
+    /// The path it was opened by.
+    package let path: String
+
+    /// Opens `path` (following a link); nil when it is not a directory now.
+    package init?(_ path: String) {
+        guard let fd = try? Syscalls.open(path, O_RDONLY | O_DIRECTORY) else { return nil }
+        self.fd = fd
+        self.path = path
+    }
+
+    deinit { Syscalls.close(fd) }
+
+    /// The file `name` (a name or a relative path), at most `limit` bytes.
+    package func read(_ name: String, limit: Int = 4096) throws(LinuxError) -> [UInt8] {
+        let file = try Syscalls.open(name, in: fd, O_RDONLY)
+        defer { Syscalls.close(file) }
+        return try Sysfs.readAll(file, limit: limit, subject: path + "/" + name)
+    }
+
+    /// A text attribute (see ``Sysfs/string(_:limit:)``); nil when unreadable.
+    package func string(_ name: String, limit: Int = 4096) -> String? {
+        (try? read(name, limit: limit)).map(Sysfs.text)
+    }
+
+    /// A decimal attribute; nil when absent, empty or not a number.
+    package func decimal(_ name: String) -> Int? {
+        string(name, limit: 64).flatMap { Int($0.trimmingASCIIWhitespace()) }
+    }
+
+    /// Whether `name` exists in the directory (false once it is gone).
+    package func exists(_ name: String) -> Bool { Syscalls.access(name, in: fd, F_OK) == nil }
 }
 
 /// Whether udevd is running: its control socket (`/run/udev/control`, made
@@ -179,7 +276,7 @@ package struct CharacterDeviceNode: Sendable, Equatable {
         }
         let (major, minor) = split(UInt64(info.st_rdev))
         let link = "/sys/dev/char/\(major):\(minor)"
-        guard let directory = try? Syscalls.realpath(link), directory.hasPrefix("/sys/devices/") else {
+        guard let directory = Sysfs.canonical(link), directory.hasPrefix("/sys/devices/") else {
             return .failure(NodeLookupError("\(node): sysfs has no device \(major):\(minor) (\(link))"))
         }
         return .success(CharacterDeviceNode(node: node, major: major, minor: minor, directory: directory))

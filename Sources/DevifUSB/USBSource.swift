@@ -239,7 +239,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
             .compactMap { name in PortChain(parsing: name).map { (name, $0) } }
             .sorted { $0.1 < $1.1 }.map(\.0)
         return names.compactMap { name in
-            guard let real = try? Syscalls.realpath("\(root)/\(name)"), real.hasPrefix("/sys/") else { return nil }
+            guard let real = Sysfs.canonical("\(root)/\(name)"), real.hasPrefix("/sys/") else { return nil }
             return String(real.dropFirst(4))
         }
     }

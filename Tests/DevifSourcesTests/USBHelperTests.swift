@@ -1,9 +1,9 @@
 // Pure helpers of DevifUSB: raw descriptor parsing (the no-udevd path),
 // string descriptor decoding, node names. No device, no libusb context.
 @testable import DevifUSB
+@testable import DevifLinux
 import DevifCore
 import DevifHID
-import DevifLinux
 import Testing
 
 /// A device descriptor: 1209:0a01, bcdDevice 0x0102, class 0/0/0, strings 1,2,3.
@@ -159,5 +159,51 @@ private func configuration(value: UInt8, wTotalLength: UInt16? = nil) -> [UInt8]
         guard case .failure(let directory) = HIDSource.snapshot(ofNode: "/dev") else { Issue.record("/dev as hidraw"); return }
         #expect(directory.description.contains("not a character device"))
         #expect((try? RawDevice(sysfsDevpath: "/devices/no-such-device/1-1")) == nil)
+    }
+}
+
+// Resolving sysfs links with one readlink (Sysfs.canonical).
+@Suite struct SysfsLinkTests {
+    @Test func normalizesLexically() {
+        #expect(Sysfs.normalized("/sys/bus/usb/devices/../../../devices/platform/x/usb1/1-1") == "/sys/devices/platform/x/usb1/1-1")
+        #expect(Sysfs.normalized("/a/./b//c/") == "/a/b/c")
+        #expect(Sysfs.normalized("/../../x") == "/x")
+    }
+
+    @Test func knowsWhichFoldersHoldLinksIntoDevices() {
+        #expect(Sysfs.isLinkFolder("/sys/bus/usb/devices"))
+        #expect(Sysfs.isLinkFolder("/sys/dev/char"))
+        #expect(Sysfs.isLinkFolder("/sys/class/hidraw"))
+        #expect(Sysfs.isLinkFolder("/sys/devices/platform/dummy_hcd.0/usb1/1-1"))
+        #expect(!Sysfs.isLinkFolder("/sys/devices/platform/../../class/x"))
+        #expect(!Sysfs.isLinkFolder("/sys/class/hidraw/hidraw0"))  // itself a link
+        #expect(!Sysfs.isLinkFolder("/sys/bus/usb"))
+        #expect(!Sysfs.isLinkFolder("/tmp/sys/bus/usb/devices"))
+    }
+
+    @Test func resolvesAsRealpathDoes() throws {
+        // Links every Linux has: a char device's number and a net class entry.
+        for link in ["/sys/dev/char/1:3", "/sys/class/net/lo", "/sys/class/mem/null", "/sys/devices/virtual/mem/null/subsystem"] {
+            let real = try Syscalls.realpath(link)
+            #expect(Sysfs.canonical(link) == real, "\(link)")
+        }
+        #expect(Sysfs.canonical("/sys/dev/char/no-such") == nil)
+    }
+
+    @Test func aShortReadEndsTheFile() throws {
+        // A sysfs attribute in one read; a limit still caps it.
+        let text = try #require(Sysfs.string("/sys/dev/char/1:3/dev", limit: 64))
+        #expect(text == "1:3")
+        #expect(try Sysfs.read("/sys/dev/char/1:3/uevent", limit: 5).count == 5)
+    }
+
+    @Test func readsThroughAnOpenDirectory() throws {
+        let null = try #require(SysfsDirectory("/sys/dev/char/1:3"))  // a link, followed
+        #expect(null.string("dev") == "1:3")
+        #expect(null.exists("uevent") && !null.exists("no-such-file"))
+        #expect(null.string("no-such-file") == nil && null.decimal("dev") == nil)
+        #expect(null.string("subsystem/null/dev") == "1:3")  // a relative path
+        #expect(SysfsDirectory("/sys/dev/char/1:3/dev") == nil)  // a file
+        #expect(SysfsDirectory("/sys/no-such-directory") == nil)
     }
 }

@@ -9,6 +9,12 @@ public enum Syscalls {
         try retrying("open", path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
     }
 
+    /// `openat(directory, path, flags | O_CLOEXEC)`: `path` relative to an
+    /// open directory.
+    public static func open(_ path: String, in directory: Int32, _ flags: Int32) throws(LinuxError) -> Int32 {
+        try retrying("openat", path) { Glibc.openat(directory, path, flags | O_CLOEXEC) }
+    }
+
     /// `close(fd)`. Errors are not reported: after close the descriptor is
     /// gone either way on Linux, and retrying EINTR could close a reused one.
     public static func close(_ fd: Int32) {
@@ -167,6 +173,11 @@ public enum Syscalls {
         return (count, sender)
     }
 
+    /// `faccessat(directory, path, mode)`: nil when allowed (or present, for F_OK).
+    public static func access(_ path: String, in directory: Int32, _ mode: Int32) -> LinuxError? {
+        Glibc.faccessat(directory, path, mode, 0) == 0 ? nil : .current("faccessat", path)
+    }
+
     /// `access(path, mode)`: nil when allowed, else the error.
     public static func access(_ path: String, _ mode: Int32) -> LinuxError? {
         Glibc.access(path, mode) == 0 ? nil : .current("access", path)
@@ -205,10 +216,12 @@ public enum Syscalls {
 
     /// `readlink(path)`: the link's target text (at most PATH_MAX bytes).
     public static func readlink(_ path: String) throws(LinuxError) -> String {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let count = Glibc.readlink(path, &buffer, buffer.count - 1)
-        if count < 0 { throw .current("readlink", path) }
-        return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let text = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Int(PATH_MAX)) { buffer -> String? in
+            let count = buffer.withMemoryRebound(to: CChar.self) { Glibc.readlink(path, $0.baseAddress!, $0.count) }
+            return count < 0 ? nil : String(decoding: buffer[0..<count], as: UTF8.self)
+        }
+        guard let text else { throw .current("readlink", path) }
+        return text
     }
 
     /// `realpath(path)`: the canonical absolute path.

@@ -68,7 +68,7 @@ package enum USBIPHost {
                     interfaceProtocol: UInt8(truncatingIfNeeded: Sysfs.hex(i + "/bInterfaceProtocol") ?? 0)))
             }
         }
-        let path = (try? Syscalls.realpath(dir)) ?? dir
+        let path = Sysfs.canonical(dir) ?? dir
         return USBIPExportedDevice(
             path: path, busID: busID, busNumber: UInt32(bus), deviceNumber: UInt32(number),
             speed: speed(Sysfs.string(dir + "/speed", limit: 32) ?? ""),

@@ -53,64 +53,74 @@ struct USBAssembler: Sendable {
         var problems = raw.problems
         let chain = raw.portChain
         let devnode = Self.devnode(bus: raw.bus, address: raw.address)
-        // sysfs: only if the directory at this port chain is still this device.
+        // sysfs: only if the directory at this port chain is this device,
+        // whose node number its `dev` file names. Read through the directory
+        // held open, a file is this device's or the read fails.
         let dir = "/sys/bus/usb/devices/\(chain)"
-        let sameDevice = { Sysfs.decimal(dir + "/busnum") == Int(raw.bus) && Sysfs.decimal(dir + "/devnum") == Int(raw.address) }
+        let number = USBSource.usbfsMinor(bus: Int(raw.bus), devnum: Int(raw.address)).map { "\(USBSource.usbDeviceMajor):\($0)" }
+        let device = number == nil ? nil : SysfsDirectory(dir)
+        let isThisDevice = { device?.string("dev", limit: 32) == number }
         // A device already gone never gets its node: waiting for it would
         // hold every later arrival up (a storm of short plugs queues many).
-        if !waitFor({ Sysfs.exists(devnode) || !sameDevice() }), sameDevice() {
+        if !waitFor({ Sysfs.exists(devnode) || !isThisDevice() }), isThisDevice() {
             problems.append("\(devnode) did not appear within \(options.readyWait)")
         }
         var strings: [UInt8: String] = [:]
         var sysfsPath: String?
         var remote: RemoteOrigin?
         var active: UInt8?
-        if sameDevice() {
+        if let device, isThisDevice() {
+            // What needs no driver first (the kernel cached the device's
+            // strings before announcing it): its binding often lands while
+            // these are read, and a poll for it costs a step.
+            for (index, file) in [(raw.manufacturerIndex, "manufacturer"), (raw.productIndex, "product"),
+                                  (raw.serialIndex, "serial")] where index != 0 {
+                if let s = device.string(file, limit: 1024) { strings[index] = s }
+            }
+            let path = Sysfs.canonical(dir) ?? dir
+            if VHCI.isImported(sysfsPath: path) {
+                // Imported over USB/IP: named by where it really is. The
+                // usbip tool writes its attach record just after the
+                // device comes up on vhci.
+                _ = waitFor { remote = VHCI.origin(ofUSBDevice: path); return remote != nil || !isThisDevice() }
+                if remote == nil {
+                    problems.append("imported over USB/IP, but no attach record in \(VHCI.recordDirectory) names its vhci port: "
+                        + "named by its vhci port chain \(chain), which follows the order of attaching")
+                }
+            }
             // The kernel announces a device before its driver (the generic
             // "usb" driver, which chooses the configuration) is bound: wait
             // for the binding, then read bConfigurationValue, which takes the
             // device lock and so also waits out a configuration in progress.
-            if !waitFor({ Sysfs.exists(dir + "/driver") || !Sysfs.exists(dir) }) {
+            if !waitFor({ device.exists("driver") || !device.exists("dev") }) {
                 problems.append("no driver bound within \(options.readyWait): the configuration may not be final")
             }
-            if let text = Sysfs.string(dir + "/bConfigurationValue", limit: 16) {
+            if let text = device.string("bConfigurationValue", limit: 16) {
                 active = UInt8(text.trimmingASCIIWhitespace()) ?? 0
-            }
-            for (index, file) in [(raw.manufacturerIndex, "manufacturer"), (raw.productIndex, "product"),
-                                  (raw.serialIndex, "serial")] where index != 0 {
-                if let s = Sysfs.string("\(dir)/\(file)", limit: 1024) { strings[index] = s }
             }
             if let active, active != 0, let configuration = raw.configurations.first(where: { $0.value == active }) {
                 for number in Set(configuration.interfaces.map(\.descriptor.number)) {
                     // Interfaces are named after the device, except a root hub's
                     // (`usb1` has `1-0:1.0`).
                     let prefix = chain.ports.isEmpty ? "\(raw.bus)-0" : "\(chain)"
-                    let interfaceDir = "/sys/bus/usb/devices/\(prefix):\(active).\(number)"
-                    guard let alt = Sysfs.decimal(interfaceDir + "/bAlternateSetting"),
-                          let descriptor = configuration.interfaces.first(where: {
-                              $0.descriptor.number == number && Int($0.descriptor.alternateSetting) == alt })
+                    let interface = "\(prefix):\(active).\(number)"
+                    let settings = configuration.interfaces.filter { $0.descriptor.number == number }
+                    // One alternate setting: it is the current one, no read.
+                    let alt = settings.count == 1 ? Int(settings[0].descriptor.alternateSetting)
+                        : device.decimal(interface + "/bAlternateSetting")
+                    guard let alt, let descriptor = settings.first(where: { Int($0.descriptor.alternateSetting) == alt })
                     else { continue }
-                    if descriptor.stringIndex != 0, let s = Sysfs.string(interfaceDir + "/interface", limit: 1024) {
+                    if descriptor.stringIndex != 0, let s = device.string(interface + "/interface", limit: 1024) {
                         strings[descriptor.stringIndex] = s
                     }
                 }
             }
-            if sameDevice() {
-                let path = (try? Syscalls.realpath(dir)) ?? dir
+            if isThisDevice() {
                 sysfsPath = path
-                if VHCI.isImported(sysfsPath: path) {
-                    // Imported over USB/IP: named by where it really is. The
-                    // usbip tool writes its attach record just after the
-                    // device comes up on vhci.
-                    _ = waitFor { remote = VHCI.origin(ofUSBDevice: path); return remote != nil || !sameDevice() }
-                    if remote == nil {
-                        problems.append("imported over USB/IP, but no attach record in \(VHCI.recordDirectory) names its vhci port: "
-                            + "named by its vhci port chain \(chain), which follows the order of attaching")
-                    }
-                }
             } else {
                 strings = [:]
                 active = nil
+                remote = nil
             }
         }
         if sysfsPath == nil { problems.append("\(dir) is not this device (gone or replaced): no strings from sysfs") }
@@ -214,6 +224,7 @@ struct USBAssembler: Sendable {
     /// usually bound a few milliseconds after the announcement, and a fixed
     /// 5 ms step added up to that much to a plug's arrival.
     private func waitUntil(_ condition: () -> Bool) -> Bool {
+        if condition() { return true }  // the usual case: no clock read
         let clock = ContinuousClock()
         let deadline = clock.now + options.readyWait
         var pause: UInt32 = 500
