@@ -334,7 +334,9 @@ extension TransferEngineTests {
         let wrote = onThread { Result { () throws(USBError) in
             try chunk.withUnsafeBytes { b in Result { () throws(USBError) in try stream.write(from: b) } }.get()
         } }
-        fake.wait("four transfers queued") { $0.pending.count == 4 }
+        // Parked before the first completion: a writer that finds one done
+        // takes it without waiting, then waits for two more.
+        fake.wait("the writer held back") { $0.pending.count == 4 && stream.waitingWriters == 1 }
         fake.complete(.completed)
         // One back is not half the queue: the writer stays parked. The second
         // wakes it, and it refills both at once.

@@ -38,6 +38,8 @@ package final class USBOutStream: Sendable {
 
     /// The endpoint written.
     package var endpoint: UInt8 { queue.endpoint.address }
+    /// Writers parked for buffers to come back (tests see a writer held back).
+    package var waitingWriters: Int { queue.waiting }
     /// Bytes the device has taken so far (completed transfers).
     package var bytesSent: UInt64 { state.withLock { $0.bytesSent } }
 
