@@ -206,6 +206,15 @@ package final class SysfsDirectory: Sendable {
         string(name, limit: 64).flatMap { Int($0.trimmingASCIIWhitespace()) }
     }
 
+    /// The directory's canonical path (`/sys/devices/...`), as the kernel
+    /// names the open directory: one readlink, whatever link it was opened
+    /// by. Nil once the directory is gone.
+    package var canonicalPath: String? {
+        guard let target = try? Syscalls.readlink("/proc/self/fd/\(fd)"), target.hasPrefix("/sys/"),
+              !target.hasSuffix(" (deleted)") else { return nil }
+        return target
+    }
+
     /// Whether `name` exists in the directory (false once it is gone).
     package func exists(_ name: String) -> Bool { Syscalls.access(name, in: fd, F_OK) == nil }
 }

@@ -203,6 +203,7 @@ private func configuration(value: UInt8, wTotalLength: UInt16? = nil) -> [UInt8]
         #expect(null.exists("uevent") && !null.exists("no-such-file"))
         #expect(null.string("no-such-file") == nil && null.decimal("dev") == nil)
         #expect(null.string("subsystem/null/dev") == "1:3")  // a relative path
+        #expect(null.canonicalPath == (try Syscalls.realpath("/sys/dev/char/1:3")))
         #expect(SysfsDirectory("/sys/dev/char/1:3/dev") == nil)  // a file
         #expect(SysfsDirectory("/sys/no-such-directory") == nil)
     }

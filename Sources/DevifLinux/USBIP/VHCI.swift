@@ -28,8 +28,9 @@ package enum VHCI {
     /// on a vhci bus below its root hub, that is, imported over USB/IP (vhci's
     /// own root hubs are local).
     package static func isImported(sysfsPath: String) -> Bool {
-        guard sysfsPath.contains("/vhci_hcd."), let name = sysfsPath.split(separator: "/").last,
-              let chain = PortChain(parsing: name) else { return false }
+        // Bytes, not Characters: this runs for every USB arrival.
+        guard sysfsPath.utf8.firstRange(of: "/vhci_hcd.".utf8) != nil,
+              let chain = PortChain(parsing: Sysfs.name(of: sysfsPath)) else { return false }
         return !chain.ports.isEmpty
     }
 

@@ -77,7 +77,7 @@ struct USBAssembler: Sendable {
                                   (raw.serialIndex, "serial")] where index != 0 {
                 if let s = device.string(file, limit: 1024) { strings[index] = s }
             }
-            let path = Sysfs.canonical(dir) ?? dir
+            let path = device.canonicalPath ?? Sysfs.canonical(dir) ?? dir
             if VHCI.isImported(sysfsPath: path) {
                 // Imported over USB/IP: named by where it really is. The
                 // usbip tool writes its attach record just after the
