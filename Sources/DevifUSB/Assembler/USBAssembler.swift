@@ -59,7 +59,7 @@ struct USBAssembler: Sendable {
         let dir = "/sys/bus/usb/devices/\(chain)"
         let number = USBSource.usbfsMinor(bus: Int(raw.bus), devnum: Int(raw.address)).map { "\(USBSource.usbDeviceMajor):\($0)" }
         let device = number == nil ? nil : SysfsDirectory(dir)
-        let isThisDevice = { device?.string("dev", limit: 32) == number }
+        let isThisDevice = { number != nil && device?.string("dev", limit: 32) == number }
         // A device already gone never gets its node: waiting for it would
         // hold every later arrival up (a storm of short plugs queues many).
         if !waitFor({ Sysfs.exists(devnode) || !isThisDevice() }), isThisDevice() {
