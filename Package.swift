@@ -105,7 +105,7 @@ let package = Package(
                           path: "Tests/RegistryCrashWriter"),
         // Not a unit-test bundle: an executable that Lab/test runs inside the VM.
         .executableTarget(name: "devif-lab-suite",
-                          dependencies: ["Devif", "DevifHID", "CLibUSB", "CHIDAPI", "CUdev", "SeededRandom"],
+                          dependencies: ["Devif", "DevifHID", "DevifUSB", "CLibUSB", "CHIDAPI", "CUdev", "SeededRandom"],
                           path: "Tests/LabSuite"),
 
         // The benchmark's devif side (Benchmarks/README.md; run by Benchmarks/run,

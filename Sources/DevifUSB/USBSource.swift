@@ -8,10 +8,13 @@ import Synchronization
 /// the assembler and reported through one sink.
 ///
 /// It owns a libusb context with its own event thread, a libusb hotplug
-/// callback that only hands devices on, a thread that keeps the order per
-/// device and calls the sink, and workers that make each device ready
-/// (descriptors, strings, access) side by side, so a slow device holds up no
-/// other. A device that leaves before it is ready is still reported
+/// callback, workers that make each device ready (descriptors, strings,
+/// access) side by side, so a slow device holds up no other, and one book
+/// (under a lock) that keeps the order per device: the callback records an
+/// announcement and hands the device to a worker, the worker records its
+/// result and calls the sink, each on its own thread, one at a time. A
+/// thread of the source's own takes what comes through its queue (the
+/// kernel's uevents, `.enumerated`, notices). A device that leaves before it is ready is still reported
 /// (``DeviceSnapshot/leftBeforeReady``), then removed. Without udevd
 /// (containers), libusb sees no hotplug; the source then follows the kernel's
 /// own uevents and reads descriptors from sysfs, and says so once.
@@ -97,7 +100,7 @@ package final class USBSource: DeviceSource {
 }
 
 /// What the hotplug callback, the uevent monitor and the workers hand to the
-/// source's thread.
+/// source's book (directly, or through the source's thread).
 enum USBWork: Sendable {
     /// libusb mode: a device arrived or left.
     case arrived(USBDeviceReference)
@@ -115,6 +118,10 @@ enum USBWork: Sendable {
     case kernelAssembled(devnode: String, USBAssembler.Result, fromWalk: Bool)
     case notice(Notice)
     case enumerated
+    /// A device to make ready on the source's thread, outside the book: no
+    /// worker thread could be had (the book's holder may be libusb's event
+    /// thread, where a device must not be opened).
+    case readyHere(@Sendable () -> USBWork)
 }
 
 /// One start-to-stop lifetime of a USBSource.
@@ -133,8 +140,14 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
     let teardownOnExit = Flag(false)
     private let stopped = Flag(false)
 
+    /// The book of every device, taken by one thread at a time: the hotplug
+    /// callback (on libusb's event thread), a worker with its result, the
+    /// source's thread. Its holder, so that stop() from inside the sink knows.
+    private let book = Mutex(LoopState())
+    private let bookHolder = Atomic<UInt>(0)
+
     private var hotplugHandle: libusb_hotplug_callback_handle?
-    private var queueRetained: Unmanaged<WorkQueue<USBWork>>?
+    private var selfRetained: Unmanaged<USBSourceRun>?
     private var assemblerThread: JoinableThread?
     private var monitorThread: JoinableThread?
     private var monitorWake: WakeBox?
@@ -179,18 +192,20 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         guard LibUSB.hasHotplug else {
             throw SourceError(source: source, message: "this libusb has no hotplug support: USB devices are not listed; HID devices still are")
         }
-        let retained = Unmanaged.passRetained(queue)
-        queueRetained = retained
+        // Released by teardown(), once libusb's event thread is gone.
+        let retained = Unmanaged.passRetained(self)
+        selfRetained = retained
         // Registered with ENUMERATE before the event thread runs: the present
-        // devices are queued here, in this thread, and every live event is
+        // devices are booked here, in this thread, and every live event is
         // dispatched after them (a departure can never overtake its arrival).
         do {
             hotplugHandle = try LibUSB.registerHotplug(context.raw, enumerate: true, callback: { _, dev, event, user in
                 guard let dev, let user else { return 0 }
-                // libusb forbids synchronous libusb calls here: take a
-                // reference and hand the device on, nothing else.
-                let queue = Unmanaged<WorkQueue<USBWork>>.fromOpaque(user).takeUnretainedValue()
-                _ = queue.postIfOpen {
+                // No synchronous libusb call here (libusb forbids them): the
+                // book reads the descriptors libusb holds and hands the device
+                // to a worker, without a hop through the source's thread.
+                let run = Unmanaged<USBSourceRun>.fromOpaque(user).takeUnretainedValue()
+                run.announce {
                     let device = USBDeviceReference.retaining(dev)
                     return event == LIBUSB_HOTPLUG_EVENT_DEVICE_ARRIVED ? .arrived(device) : .left(device)
                 }
@@ -295,29 +310,36 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
     func stop() {
         guard !stopped.value.exchange(true, ordering: .acquiringAndReleasing) else { return }
         running.value.store(false, ordering: .releasing)
+        // Called from inside the sink (which holds the book): that call is
+        // the last one, and this thread may be one that the teardown waits
+        // for (libusb's event thread, a worker): the source's thread tears
+        // down once it ends, and nothing is waited for here.
+        let fromSink = bookHolder.load(ordering: .acquiring) == Self.threadID
+        if fromSink { teardownOnExit.value.store(true, ordering: .releasing) }
         if let handle = hotplugHandle { LibUSB.deregisterHotplug(context.raw, handle) }
         queue.close()
+        if fromSink {
+            // Not joined: its JoinableThread lets it go when it ends.
+            monitorWake?.eventFD.signal()
+            return
+        }
+        // A sink call in progress on another thread ends before this returns;
+        // later ones see `running` false.
+        book.withLock { _ in }
         if let monitorThread {
             monitorWake?.eventFD.signal()
             monitorThread.join()
-        }
-        if let assemblerThread, assemblerThread.isCurrent {
-            // Called from the sink: the source thread finishes the
-            // teardown when the sink returns.
-            teardownOnExit.value.store(true, ordering: .releasing)
-            assemblerThread.join()  // detaches
-            return
         }
         assemblerThread?.join()
         teardown()
     }
 
     /// After every thread that uses libusb is gone: the event thread, then
-    /// libusb_exit, then the callback's reference to the queue.
+    /// libusb_exit, then the callback's reference to this run.
     private func teardown() {
         context.shutdown()
-        queueRetained?.release()
-        queueRetained = nil
+        selfRetained?.release()
+        selfRetained = nil
     }
 
     /// A failed start: nothing was reported yet.
@@ -326,10 +348,11 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         stopped.value.store(true, ordering: .releasing)
         if let handle = hotplugHandle { LibUSB.deregisterHotplug(context.raw, handle) }
         queue.close()
-        workers.stop()
         monitorWake?.eventFD.signal()
         monitorThread?.join()
         assemblerThread?.join()
+        // The devices booked by the enumeration, if the thread never ran.
+        closeBook()
         teardown()
     }
 
@@ -340,19 +363,75 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         sink(event)
     }
 
-    /// The source's thread: takes announcements and departures in order,
-    /// hands each device to a worker, and reports what the book says. Every
-    /// sink call is made here, so the order per device is the book's.
+    /// The source's thread: takes what comes through the queue (the kernel's
+    /// uevents, `.enumerated`, notices, a result made ready without a
+    /// worker) into the book, in order.
     private func assemblerLoop() {
-        var state = LoopState()
-        while let item = queue.next() { handle(item, &state) }
-        for flag in state.abandons.values { flag.value.store(true, ordering: .releasing) }
-        workers.stop()
-        state = LoopState()  // drops the device references before libusb goes
+        while let item = queue.next() {
+            let work = if case .readyHere(let job) = item { job() } else { item }
+            withBook { t in
+                handle(work, &t)
+                // Every announcement queued so far is booked: later ones
+                // come straight into the book, after them.
+                if !t.live, queue.isEmpty { t.live = true }
+            }
+        }
+        closeBook()
         if teardownOnExit.value.load(ordering: .acquiring) { teardown() }
     }
 
+    /// The hotplug callback's announcement or departure: into the book on
+    /// this thread once the source's thread has booked what the enumeration
+    /// queued (so nothing overtakes it); until then, queued behind it. So
+    /// the enumeration's calls (on the thread in `USBSource.start`, which
+    /// holds its lock) find the book free: no worker has anything yet, and
+    /// none holds the book while its sink call waits for that start to end.
+    func announce(_ make: () -> USBWork) {
+        withBook { t in
+            guard !t.closed else { return }
+            if t.live { handle(make(), &t) } else { queue.post(make()) }
+        }
+    }
+
+    /// A worker's result into the book on this thread, unless the source
+    /// has stopped: then `make` is not called.
+    func direct(_ make: () -> USBWork) {
+        withBook { t in
+            guard !t.closed else { return }
+            handle(make(), &t)
+        }
+    }
+
+    private func withBook(_ body: (inout LoopState) -> Void) {
+        book.withLock { t in
+            bookHolder.store(Self.threadID, ordering: .releasing)
+            defer { bookHolder.store(0, ordering: .releasing) }
+            body(&t)
+        }
+    }
+
+    private static var threadID: UInt { UInt(pthread_self()) }
+
+    /// Ends the book: running assemblies are abandoned, later work is
+    /// dropped, the workers end, and the device references go before libusb
+    /// does. Idempotent.
+    private func closeBook() {
+        let state = book.withLock { t -> LoopState? in
+            guard !t.closed else { return nil }
+            for flag in t.abandons.values { flag.value.store(true, ordering: .releasing) }
+            defer { t = LoopState(); t.closed = true }
+            return t
+        }
+        workers.stop()
+        withExtendedLifetime(state) {}
+    }
+
     private struct LoopState {
+        /// Set when the source stops: nothing more is booked.
+        var closed = false
+        /// Set once the queue has run empty: the hotplug callback then books
+        /// directly.
+        var live = false
         /// libusb mode: devices by libusb device.
         var usb = AssemblyBook<USBDeviceReference>()
         /// Kernel mode: devices by node, and each present node's devpath.
@@ -409,6 +488,8 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
             if kernelMode { perform(t.kernel.enumerationEnded(), &t) } else { perform(t.usb.enumerationEnded(), &t) }
         case .notice(let notice):
             emit(.notice(notice))
+        case .readyHere(let job):
+            handle(job(), &t)  // (the loop runs these outside the book)
         }
     }
 
@@ -436,26 +517,25 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
     }
 
     private func perform(_ steps: [AssemblyBook<USBDeviceReference>.Step], _ t: inout LoopState) {
-        let assembler = assembler, queue = queue
+        let assembler = assembler
         perform(steps, &t) { device, raw, _, abandoned in
-            let result = assembler.assemble(raw, opener: .libusb(device.raw), abandoned: abandoned)
-            queue.post(.assembled(device, result))
+            .assembled(device, assembler.assemble(raw, opener: .libusb(device.raw), abandoned: abandoned))
         }
     }
 
     private func perform(_ steps: [AssemblyBook<String>.Step], _ t: inout LoopState) {
-        let assembler = assembler, queue = queue, context = LibUSBPointer(context.raw)
+        let assembler = assembler, context = LibUSBPointer(context.raw)
         perform(steps, &t) { devnode, raw, fromWalk, abandoned in
-            let result = assembler.assemble(raw, opener: .wrap(context: context.raw), abandoned: abandoned)
-            queue.post(.kernelAssembled(devnode: devnode, result, fromWalk: fromWalk))
+            .kernelAssembled(devnode: devnode, assembler.assemble(raw, opener: .wrap(context: context.raw), abandoned: abandoned),
+                             fromWalk: fromWalk)
         }
     }
 
     /// Emits, starts and abandons as the book says; `job` makes one device
-    /// ready and posts the result back to this thread.
+    /// ready, and the worker takes its result into the book.
     private func perform<Key: Hashable & Sendable>(
         _ steps: [AssemblyBook<Key>.Step], _ t: inout LoopState,
-        job: @escaping @Sendable (Key, RawDevice, _ fromWalk: Bool, _ abandoned: Flag) -> Void
+        job: @escaping @Sendable (Key, RawDevice, _ fromWalk: Bool, _ abandoned: Flag) -> USBWork
     ) {
         for step in steps {
             switch step {
@@ -465,9 +545,13 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
                 guard let (raw, fromWalk) = t.toAssemble.removeValue(forKey: key) else { continue }
                 let abandoned = Flag()
                 t.abandons[key] = abandoned
-                let work: AssemblyWorkers.Job = { job(key, raw, fromWalk, abandoned) }
-                // No worker thread to be had: made ready here, in turn.
-                if !workers.submit(work) { work() }
+                let submitted = workers.submit { [self] in
+                    let result = job(key, raw, fromWalk, abandoned)
+                    direct { result }
+                }
+                // No worker thread to be had: made ready in turn on the
+                // source's thread.
+                if !submitted { queue.post(.readyHere { job(key, raw, fromWalk, abandoned) }) }
             case .abandon(let key):
                 t.abandons.removeValue(forKey: key)?.value.store(true, ordering: .releasing)
             }
