@@ -69,10 +69,10 @@ public final class SQLiteRegistryStore: RegistryStore {
                                 environment: [String: String] = ProcessInfo.processInfo.environment)
         throws(RegistryError) -> RegistryLocation {
         let uid = geteuid()
-        var home: String?
-        if let entry = getpwuid(uid), let dir = entry.pointee.pw_dir { home = String(cString: dir) }
-        return try RegistryLocation.resolve(explicitPath: path, environment: environment,
-                                            effectiveUID: uid, home: home)
+        // The password database only when neither a path nor HOME says where
+        // (reading it costs more than the rest of the lookup).
+        return try RegistryLocation.resolve(explicitPath: path, environment: environment, effectiveUID: uid,
+                                            home: getpwuid(uid).flatMap { $0.pointee.pw_dir.map { String(cString: $0) } })
     }
 
     /// Creates the location's folder (and missing parents) with its mode, if it is missing.
@@ -144,9 +144,10 @@ public final class SQLiteRegistryStore: RegistryStore {
             // from one snapshot: outside one, another process creating the
             // schema can commit between them (seen: application_id 0 read
             // before its commit, user_version 1 after).
+            let found: Identity
             try db.execute("BEGIN")
             do {
-                _ = try identity(of: db, path: path)
+                found = try identity(of: db, path: path)
                 try db.execute("COMMIT")
             } catch {
                 try? db.execute("ROLLBACK")
@@ -193,6 +194,8 @@ public final class SQLiteRegistryStore: RegistryStore {
                                     recovery: corruptRecovery)
             }
 
+            // A new file gets the schema (an existing registry needs no write).
+            guard found == .empty else { return db }
             try db.execute("BEGIN IMMEDIATE")
             do {
                 // Again inside the write lock: another process may have created the schema meanwhile.
@@ -290,10 +293,12 @@ public final class SQLiteRegistryStore: RegistryStore {
             do {
                 let last = try lastSequence(db)
                 let path = self.path
+                // One statement for every lookup of this commit (a burst is one commit).
+                let select = try db.prepare(Self.selectRecord)
                 let changes = try RegistryChangePlanner.plan(
                     intents, after: last, time: time,
                     lookup: { link throws(RegistryError) in
-                        try Self.mapped(path: path) { try self.readRecord(db, link: link) }
+                        try Self.mapped(path: path) { try self.readRecord(select, link: link) }
                     },
                     presentLinks: { () throws(RegistryError) in
                         try Self.mapped(path: path) { try self.readPresentLinks(db) }
@@ -409,8 +414,11 @@ public final class SQLiteRegistryStore: RegistryStore {
         return RegistrySequence(last)
     }
 
-    private func readRecord(_ db: borrowing SQLiteConnection, link: String) throws -> RegistryRecord? {
-        let statement = try db.prepare("SELECT \(Self.recordColumns) FROM instances WHERE link = ?1")
+    private static let selectRecord = "SELECT \(recordColumns) FROM instances WHERE link = ?1"
+
+    /// `statement` is ``selectRecord``, reset here before its next use.
+    private func readRecord(_ statement: borrowing SQLiteStatement, link: String) throws -> RegistryRecord? {
+        statement.reset()
         try statement.bind(1, link)
         guard try statement.step() else { return nil }
         return try decodeRecord(statement, from: 0)

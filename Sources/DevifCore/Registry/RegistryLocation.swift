@@ -36,7 +36,7 @@ public struct RegistryLocation: Sendable, Equatable {
     ///   - effectiveUID: 0 selects the system location.
     ///   - home: the user's home directory when `HOME` is unset (from the password database).
     public static func resolve(explicitPath: String? = nil, environment: [String: String],
-                               effectiveUID: UInt32, home: String? = nil) throws(RegistryError) -> RegistryLocation {
+                               effectiveUID: UInt32, home: @autoclosure () -> String? = nil) throws(RegistryError) -> RegistryLocation {
         let isRoot = effectiveUID == 0
         let mode: UInt16 = isRoot ? 0o755 : 0o700
         if let explicitPath, !explicitPath.isEmpty {
@@ -56,7 +56,7 @@ public struct RegistryLocation: Sendable, Equatable {
         if let xdg = environment["XDG_STATE_HOME"], xdg.hasPrefix("/") {
             state = xdg
         } else if let home = environment["HOME"].flatMap({ $0.hasPrefix("/") ? $0 : nil })
-                    ?? home.flatMap({ $0.hasPrefix("/") ? $0 : nil }) {
+                    ?? home().flatMap({ $0.hasPrefix("/") ? $0 : nil }) {
             state = joinPath(home, ".local/state")
         } else {
             throw RegistryError(.location,
