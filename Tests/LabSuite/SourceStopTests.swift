@@ -53,6 +53,19 @@ private final class SinkLog: Sendable {
     }
 }
 
+/// Starts `source` with a sink that stops it, from inside the sink call,
+/// at the first event `stopsOn` picks.
+private func startStopping(_ source: USBSource, on stopsOn: @escaping @Sendable (SourceEvent) -> Bool) throws -> SinkLog {
+    let log = SinkLog()
+    try source.start { [source] event in
+        guard log.record(event), stopsOn(event) else { return }
+        let start = ContinuousClock.now
+        source.stop()
+        log.stopped(after: ContinuousClock.now - start)
+    }
+    return log
+}
+
 func registerSourceStopTests(_ r: inout LabRunner) {
     r.add("discovery: the USB source stopped from inside its sink, on a worker (an arrival) and on libusb's event thread (a removal), returns at once, calls the sink no more and starts again") {
         try Devlab.run(["create", "ss1", "loopback", "--vid", "1209", "--pid", "0b40", "--serial", "LAB-SS-1"])
@@ -60,26 +73,14 @@ func registerSourceStopTests(_ r: inout LabRunner) {
         let source = USBSource()
 
         // 1. On a worker: the first arrival of the enumeration stops it.
-        let first = SinkLog()
-        try source.start { [source] event in
-            guard first.record(event), case .arrived = event else { return }
-            let start = ContinuousClock.now
-            source.stop()
-            first.stopped(after: ContinuousClock.now - start)
-        }
+        let first = try startStopping(source) { if case .arrived = $0 { true } else { false } }
         _ = try await first.inbox.next(within: 30, "stop() called from the first arrival's sink call to return") { $0 == "stop returned" }
         let took = try first.stopTook.orFail("stop() inside the sink returned no time")
         try expect(took < .seconds(1), "stop() inside the sink on a worker took \(took)")
 
         // 2. Started again: it enumerates the gadget; then its removal
         // (libusb's event thread calls the sink) stops it.
-        let second = SinkLog()
-        try source.start { [source] event in
-            guard second.record(event), case .removed = event else { return }
-            let start = ContinuousClock.now
-            source.stop()
-            second.stopped(after: ContinuousClock.now - start)
-        }
+        let second = try startStopping(source) { if case .removed = $0 { true } else { false } }
         _ = try await second.inbox.next(within: 30, "the restarted source's arrival of 1209:0b40") { $0 == "arrived 1209:0b40" }
         _ = try await second.inbox.next(within: 30, "the restarted source's .enumerated") { $0 == "enumerated" }
         // The first start's workers were long done: a late call would have come.
