@@ -14,7 +14,8 @@ import Synchronization
 /// announcement and hands the device to a worker, the worker records its
 /// result and calls the sink, each on its own thread, one at a time. A
 /// thread of the source's own takes what comes through its queue (the
-/// kernel's uevents, `.enumerated`, notices). A device that leaves before it is ready is still reported
+/// enumeration, the kernel's uevents, `.enumerated`, notices). A device that
+/// leaves before it is ready is still reported
 /// (``DeviceSnapshot/leftBeforeReady``), then removed. Without udevd
 /// (containers), libusb sees no hotplug; the source then follows the kernel's
 /// own uevents and reads descriptors from sysfs, and says so once.
@@ -318,18 +319,13 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         if fromSink { teardownOnExit.value.store(true, ordering: .releasing) }
         if let handle = hotplugHandle { LibUSB.deregisterHotplug(context.raw, handle) }
         queue.close()
-        if fromSink {
-            // Not joined: its JoinableThread lets it go when it ends.
-            monitorWake?.eventFD.signal()
-            return
-        }
+        monitorWake?.eventFD.signal()
+        // Not joined from the sink: each JoinableThread lets its thread go when it ends.
+        if fromSink { return }
         // A sink call in progress on another thread ends before this returns;
         // later ones see `running` false.
         book.withLock { _ in }
-        if let monitorThread {
-            monitorWake?.eventFD.signal()
-            monitorThread.join()
-        }
+        monitorThread?.join()
         assemblerThread?.join()
         teardown()
     }

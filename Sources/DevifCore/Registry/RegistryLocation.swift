@@ -34,7 +34,8 @@ public struct RegistryLocation: Sendable, Equatable {
     ///   - explicitPath: a path the caller chose; wins over everything.
     ///   - environment: the process environment (`DEVIF_REGISTRY`, `XDG_STATE_HOME`, `HOME`).
     ///   - effectiveUID: 0 selects the system location.
-    ///   - home: the user's home directory when `HOME` is unset (from the password database).
+    ///   - home: the user's home directory when `HOME` is unset (from the password database);
+    ///     evaluated only when needed.
     public static func resolve(explicitPath: String? = nil, environment: [String: String],
                                effectiveUID: UInt32, home: @autoclosure () -> String? = nil) throws(RegistryError) -> RegistryLocation {
         let isRoot = effectiveUID == 0
