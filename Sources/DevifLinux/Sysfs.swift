@@ -241,6 +241,20 @@ public func udevIsRunning(controlSocket: String = "/run/udev/control") -> Bool {
 }
 
 extension String {
+    /// Whether `needle` (ASCII) occurs in the string's bytes.
+    package func containsASCII(_ needle: StaticString) -> Bool {
+        let n = UnsafeBufferPointer(start: needle.utf8Start, count: needle.utf8CodeUnitCount)
+        guard let first = n.first else { return true }
+        var copy = self
+        return copy.withUTF8 { h in
+            guard h.count >= n.count else { return false }
+            for i in 0...(h.count - n.count) where h[i] == first {
+                if (1..<n.count).allSatisfy({ h[i + $0] == n[$0] }) { return true }
+            }
+            return false
+        }
+    }
+
     /// Without leading and trailing ASCII whitespace (space, tab, newline,
     /// vertical tab, form feed, carriage return).
     package func trimmingASCIIWhitespace() -> String {

@@ -449,7 +449,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
                 return
             }
             t.toAssemble[device] = (raw, false)
-            perform(t.usb.announced(device, known: assembler.known(raw)), &t)
+            perform(t.usb.announced(device, known: USBAssembler.known(raw)), &t)
         case .left(let device):
             perform(t.usb.left(device), &t)
         case .assembled(let device, let result):
@@ -509,7 +509,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         }
         t.nodes[devnode] = devpath
         t.toAssemble[devnode] = (raw, announced == nil)
-        perform(t.kernel.announced(devnode, known: assembler.known(raw)), &t)
+        perform(t.kernel.announced(devnode, known: USBAssembler.known(raw)), &t)
     }
 
     private func perform(_ steps: [AssemblyBook<USBDeviceReference>.Step], _ t: inout LoopState) {

@@ -5,6 +5,7 @@
 @testable import DevifUSB
 import DevifCore
 import SeededRandom
+import Synchronization
 import Testing
 
 private func device(_ address: UInt8, serial: String? = nil) -> DeviceSnapshot {
@@ -52,6 +53,24 @@ struct AssemblyBookTests {
         #expect(describe(book.left(7)) == ["abandon 7", "+007(left)", "-007"])
         #expect(describe(book.assembled(7, ready(7))).isEmpty)
         #expect(book.assemblingCount == 0)
+    }
+
+    @Test("what the announcement told is made only for a device that leaves before it is ready")
+    func knownMadeOnlyWhenNeeded() {
+        let made = Mutex(0)
+        let counted = { @Sendable (address: UInt8) -> DeviceSnapshot in
+            made.withLock { $0 += 1 }
+            return device(address)
+        }
+        var book = AssemblyBook<Int>()
+        _ = book.announced(1, known: counted(1))
+        _ = book.announced(2, known: counted(2))
+        #expect(made.withLock { $0 } == 0, "announcing builds nothing")
+        _ = book.assembled(1, ready(1))
+        _ = book.left(1)
+        #expect(made.withLock { $0 } == 0, "a device made ready never needs it")
+        #expect(describe(book.left(2)) == ["abandon 2", "+002(left)", "-002"])
+        #expect(made.withLock { $0 } == 1)
     }
 
     @Test("a worker that finds its device gone reports it marked, without its problems; the departure removes it")

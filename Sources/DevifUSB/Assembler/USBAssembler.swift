@@ -183,7 +183,7 @@ struct USBAssembler: Sendable {
 
     /// What the announcement alone tells (descriptors, ids, place), reported
     /// as is when the device leaves before it is ready.
-    func known(_ raw: RawDevice) -> DeviceSnapshot {
+    static func known(_ raw: RawDevice) -> DeviceSnapshot {
         DeviceSnapshot(
             kind: .usb, portChain: raw.portChain, deviceAddress: raw.address, vendorID: raw.vendorID,
             productID: raw.productID, bcdDevice: raw.bcdDevice, deviceClass: raw.deviceClass,
