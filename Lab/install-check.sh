@@ -73,6 +73,11 @@ p=$prefix
 program=$p/bin/devif-usb
 manifest=$p/share/devif/install-manifest.txt
 check "binary: $program --help runs" runs "$program" --help
+prints_version() {
+  local out; out=$("$program" --version 2>&1) || why "--version exited $?: $out"
+  [[ $out =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || why "--version printed '$out', not a version number"
+}
+check "binary: $program --version prints a version number" prints_version
 binary_is_executable() { [[ -x $program ]] || why "not executable"; }
 check "binary is executable" binary_is_executable
 check "rules: lib/udev/rules.d/70-devif.rules runs $program" \

@@ -22,6 +22,10 @@ import Synchronization
 /// }
 /// ```
 public final class DeviceManager: Sendable {
+    /// This devif's version (`devif-usb --version` prints it): worth a line
+    /// in a bug report.
+    public static let version = "0.1.0"
+
     /// How a manager is set up; the defaults suit a command-line tool.
     public struct Options: Sendable {
         /// The registry file; nil: `$DEVIF_REGISTRY`, else the default

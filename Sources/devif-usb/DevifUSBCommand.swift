@@ -22,6 +22,7 @@ struct DevifUSBCommand: AsyncParsableCommand {
               70  internal error
               77  permission denied (the message names the udev rule that fixes it)
             """,
+        version: DeviceManager.version,
         subcommands: [ListCommand.self, WatchCommand.self, InfoCommand.self, ClassesCommand.self, RulesCommand.self,
                       AttachCommand.self, DetachCommand.self, ExportCommand.self, UnexportCommand.self],
         defaultSubcommand: nil)
