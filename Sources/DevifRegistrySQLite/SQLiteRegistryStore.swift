@@ -140,27 +140,21 @@ public final class SQLiteRegistryStore: RegistryStore {
             // Check what the file is before changing anything in it: a foreign
             // database or a newer devif's registry must be left as it is.
             // Reading the header is also where a garbage file fails (SQLITE_NOTADB).
-            // One read transaction, so the pragmas and the schema count come
-            // from one snapshot: outside one, another process creating the
-            // schema can commit between them (seen: application_id 0 read
-            // before its commit, user_version 1 after).
-            let found: Identity
-            try db.execute("BEGIN")
-            do {
-                found = try identity(of: db, path: path)
-                try db.execute("COMMIT")
-            } catch {
-                try? db.execute("ROLLBACK")
-                throw error
-            }
+            // One statement, so the pragmas and the schema count come from one
+            // snapshot: read apart, another process creating the schema can
+            // commit between them (seen: application_id 0 read before its
+            // commit, user_version 1 after).
+            let (found, journalMode) = try identity(of: db, path: path)
 
             // Switching to WAL needs an exclusive lock, and SQLite may answer
             // SQLITE_BUSY at once, without its busy handler, while another
             // process is creating the same new file (seen under load): retry
-            // until the busy timeout. A file already in WAL mode needs no lock.
+            // until the busy timeout. A registry already in WAL mode (it stays
+            // in it) is not asked again: each statement costs a few
+            // milliseconds of `devif-usb list` in the lab VM.
             let walDeadline = ContinuousClock.now + busyTimeout
-            var mode: String?
-            while true {
+            var mode: String? = journalMode
+            while mode?.lowercased() != "wal" {
                 let result = Result { () throws(SQLiteError) -> String? in try db.scalarText("PRAGMA journal_mode=WAL") }
                 if case .failure(let error) = result, error.primaryCode == SQLITE_BUSY, ContinuousClock.now < walDeadline {
                     usleep(1000)
@@ -199,7 +193,7 @@ public final class SQLiteRegistryStore: RegistryStore {
             try db.execute("BEGIN IMMEDIATE")
             do {
                 // Again inside the write lock: another process may have created the schema meanwhile.
-                if try identity(of: db, path: path) == .empty {
+                if try identity(of: db, path: path).found == .empty {
                     try db.execute(schema)
                 }
                 try db.execute("COMMIT")
@@ -214,10 +208,22 @@ public final class SQLiteRegistryStore: RegistryStore {
     private enum Identity { case empty, registry }
 
     /// Whether the file is empty (new) or a registry of a schema this build
-    /// understands; any other file is an error.
-    private static func identity(of db: borrowing SQLiteConnection, path: String) throws -> Identity {
-        let application = try db.scalarInt("PRAGMA application_id") ?? 0
-        let version = try db.scalarInt("PRAGMA user_version") ?? 0
+    /// understands (any other file is an error), and its journal mode.
+    private static func identity(of db: borrowing SQLiteConnection, path: String) throws
+        -> (found: Identity, journalMode: String?) {
+        let read = try db.prepare("""
+            SELECT (SELECT application_id FROM pragma_application_id), (SELECT user_version FROM pragma_user_version),
+                   (SELECT count(*) FROM sqlite_master), (SELECT journal_mode FROM pragma_journal_mode)
+            """)
+        guard try read.step() else {
+            throw RegistryError(.storage, path: path, message: "reading the file's identity returned no row",
+                                recovery: "Check that the file is an SQLite database devif may read")
+        }
+        let (application, version, objects, mode) = (read.int64(0), read.int64(1), read.int64(2), read.text(3))
+        return (try identity(application: application, version: version, objects: objects, path: path), mode)
+    }
+
+    private static func identity(application: Int64, version: Int64, objects: Int64, path: String) throws -> Identity {
         if application == applicationID {
             if version > Int64(schemaVersion) {
                 throw RegistryError(.newerSchema(found: Int(clamping: version), supported: schemaVersion),
@@ -227,7 +233,6 @@ public final class SQLiteRegistryStore: RegistryStore {
             }
             if version == Int64(schemaVersion) { return .registry }
         }
-        let objects = try db.scalarInt("SELECT count(*) FROM sqlite_master") ?? 0
         if application == 0 && version == 0 && objects == 0 { return .empty }
         throw RegistryError(.notARegistry, path: path,
                             message: "the file is an SQLite database but not a devif registry (application_id \(application), user_version \(version), \(objects) schema objects)",

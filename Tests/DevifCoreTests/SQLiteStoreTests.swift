@@ -68,6 +68,18 @@ private func makeRegistryFile(_ path: String, instances: Int) throws {
         #expect(rawQuery(path, "SELECT count(*) FROM instances") == "3")
     }
 
+    @Test func aRegistrySwitchedOutOfWALModeIsSwitchedBackWhenOpened() throws {
+        let folder = try RegistryTestFolder(); defer { folder.cleanUp() }
+        let path = folder.file("registry.sqlite")
+        try makeRegistryFile(path, instances: 2)
+        #expect(rawExecute(path, "PRAGMA journal_mode=DELETE"))
+        #expect(rawQuery(path, "PRAGMA journal_mode") == "delete")
+        let reopened = try InstanceRegistry(store: SQLiteRegistryStore(path: path))
+        #expect(rawQuery(path, "PRAGMA journal_mode") == "wal")
+        #expect(reopened.lastSequence == 2)
+        #expect(try reopened.recordArrival(registryTestRecord("X"))?.seq == 3)
+    }
+
     @Test func theFileIsInWALModeWithItsIdentity() throws {
         let folder = try RegistryTestFolder(); defer { folder.cleanUp() }
         let path = folder.file("registry.sqlite")
