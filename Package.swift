@@ -27,10 +27,17 @@ let exampleDependencies: [Target.Dependency] = [
 // FoundationEssentials, not Foundation, which would bring CoreFoundation and
 // ICU's tables (37 MB) into the binary (85 MB with them, 36 MB without). Its archives
 // depend on each other in a cycle, hence the linker group.
+// Not position-independent: as a PIE, the dynamic loader first patched the
+// binary's 45,000 relative relocations, writing to some thousand pages
+// (2 ms of a 10 ms `devif-usb list` on the host, 65 ms of every run in the
+// lab VM), on every start, including the ones udev makes per device event.
+// Its image then sits at a fixed address; the stack, the heap and the C
+// libraries it loads (libusb, libudev, hidapi, SQLite) are still placed at
+// random, and its own code is Swift, bounds-checked.
 let staticSwiftRuntime: [LinkerSetting] = [
     .unsafeFlags(["-static-stdlib", "-Xlinker", "--start-group"]
         + ["FoundationEssentials", "_FoundationCollections", "_FoundationCShims"].flatMap { ["-Xlinker", "-l:lib\($0).a"] }
-        + ["-Xlinker", "--end-group", "-lstdc++"],
+        + ["-Xlinker", "--end-group", "-lstdc++", "-Xclang-linker", "-no-pie"],
         .when(platforms: [.linux])),
 ]
 
