@@ -30,11 +30,9 @@ struct BurstArrivalBench: AsyncParsableCommand {
         let rig = try await ArrivalRig(device, gadgetPrefix: gadgetPrefix, gadgets: gadgets)
         defer { rig.stop() }
         let (callbacks, recorder, udcFiles) = (rig.callbacks, rig.recorder, rig.udcFiles)
-        func waitUntil(_ what: String, _ done: () -> Bool) async throws {
-            let deadline = ContinuousClock.now + .seconds(60)
-            while !done() {
-                guard ContinuousClock.now < deadline else { throw BenchFailure("burst-arrival: \(what) within 60 s") }
-                try await Task.sleep(for: .milliseconds(5))  // a benchmark's poll, outside the timed span
+        func waitUntil(_ what: String, _ done: @escaping @Sendable () -> Bool) async throws {
+            guard try await rig.changes.wait(for: .seconds(60), until: done) else {
+                throw BenchFailure("burst-arrival: \(what) within 60 s")
             }
         }
         for _ in 0..<count {
@@ -59,14 +57,16 @@ struct ArrivalRig {
     let manager: DeviceManager
     let udcFiles: [String]
     let recorder: ArrivalRecorder
+    /// Told of every callback and every arrival or removal devif published.
+    let changes = Changes()
 
     init(_ device: DeviceOptions, gadgetPrefix: String, gadgets: Int) async throws {
-        callbacks = try LibUSBCallbacks(vendorID: device.vid, productID: device.pid)
+        callbacks = try LibUSBCallbacks(vendorID: device.vid, productID: device.pid, changes: changes)
         var options = DeviceManager.Options()
         options.inMemoryRegistry = true
         manager = try await startedManager(options)
         udcFiles = (0..<gadgets).map { gadgetPrefix + String(format: "%02d", $0) + "/UDC" }
-        recorder = ArrivalRecorder(manager, device)
+        recorder = ArrivalRecorder(manager, device, changes: changes)
         do {
             for file in udcFiles { try writeUDCFile(file, "") }
         } catch {
@@ -84,6 +84,45 @@ struct ArrivalRig {
     func stop() {
         recorder.stop()
         manager.stop()
+        changes.finish()
+    }
+}
+
+/// What the rows wait on between bursts: no poll and no wake-up while devif
+/// works. The thread that makes the awaited condition true (libusb's
+/// callback or devif's arrival, whichever comes second) checks it and wakes
+/// the waiter. With a 5 ms poll instead, the process's dispatch threads
+/// (the poll's timers among them) took most of its CPU samples in the lab,
+/// on the two vCPUs devif's threads need.
+final class Changes: Sendable {
+    private let stream: AsyncStream<Void>
+    private let continuation: AsyncStream<Void>.Continuation
+    private let awaited = Mutex<(@Sendable () -> Bool)?>(nil)
+
+    init() { (stream, continuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1)) }
+
+    /// Something changed (any thread): wakes the waiter if its condition holds now.
+    func changed() {
+        if awaited.withLock({ $0?() ?? false }) { continuation.yield() }
+    }
+
+    func finish() { continuation.finish() }
+
+    /// Waits until `done()` holds; false after `limit`. One waiter at a time.
+    func wait(for limit: Duration, until done: @escaping @Sendable () -> Bool) async throws -> Bool {
+        awaited.withLock { $0 = done }
+        defer { awaited.withLock { $0 = nil } }
+        let timer = Task { [continuation] in
+            try await Task.sleep(for: limit)
+            continuation.yield()
+        }
+        defer { timer.cancel() }
+        let deadline = ContinuousClock.now + limit
+        var changes = stream.makeAsyncIterator()
+        while !done() {
+            guard ContinuousClock.now < deadline, await changes.next() != nil else { return done() }
+        }
+        return true
     }
 }
 
@@ -95,7 +134,7 @@ final class ArrivalRecorder: Sendable {
     let removals = Atomic<Int>(0)
     private let subscriber = Mutex<Task<Void, Never>?>(nil)
 
-    init(_ manager: DeviceManager, _ device: DeviceOptions) {
+    init(_ manager: DeviceManager, _ device: DeviceOptions, changes: Changes) {
         let watch = manager.watch(InterfaceFilter(vendorId: device.vid, productId: device.pid, kind: .usb))
         // Holds this recorder until stop() cancels it.
         let task = Task { [self] in
@@ -104,6 +143,7 @@ final class ArrivalRecorder: Sendable {
                 let parts = node.split(separator: "/").suffix(2).compactMap { Int($0) }
                 guard parts.count == 2 else { continue }
                 if e.event == .arrival { published.withLock { $0["\(parts[0])/\(parts[1])"] = e.time } } else { removals.add(1, ordering: .relaxed) }
+                changes.changed()
             }
         }
         subscriber.withLock { $0 = task }
@@ -133,7 +173,10 @@ final class LibUSBCallbacks: @unchecked Sendable {  // ctx is thread-safe; `stam
     private let running = Atomic<Bool>(true)
     private var thread: Thread?
 
-    init(vendorID: UInt16, productID: UInt16) throws {
+    private let changes: Changes
+
+    init(vendorID: UInt16, productID: UInt16, changes: Changes) throws {
+        self.changes = changes
         var c: OpaquePointer?
         guard libusb_init(&c) == 0, let c else { throw BenchFailure("libusb_init failed") }
         ctx = c
@@ -143,6 +186,7 @@ final class LibUSBCallbacks: @unchecked Sendable {  // ctx is thread-safe; `stam
                 let now = Date()
                 let me = Unmanaged<LibUSBCallbacks>.fromOpaque(user!).takeUnretainedValue()
                 me.stamps.withLock { $0["\(libusb_get_bus_number(dev))/\(libusb_get_device_address(dev))"] = now }
+                me.changes.changed()
                 return 0
             }, Unmanaged.passUnretained(self).toOpaque(), &handle)
         guard rc == 0 else { libusb_exit(ctx); throw BenchFailure("libusb_hotplug_register_callback failed: \(rc)") }
