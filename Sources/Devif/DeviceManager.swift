@@ -66,8 +66,10 @@ public final class DeviceManager: Sendable {
     public let catalog: ClassCatalog
     /// Problems found in class files (file, line, what was expected).
     public let catalogDiagnostics: [CatalogDiagnostic]
-    /// The registry of every instance ever seen.
-    public let registry: InstanceRegistry
+    /// The registry of every instance ever seen. It is opened on a thread of
+    /// its own while the sources start; the first use waits for it.
+    public var registry: InstanceRegistry { registryOpening.registry }
+    private let registryOpening: RegistryOpening
     /// The logger given in ``Options/logger``.
     public let logger: Logger
 
@@ -80,11 +82,14 @@ public final class DeviceManager: Sendable {
 
     /// Sets up the catalog, the registry and the sources; starts nothing.
     ///
-    /// A registry that cannot be opened (read-only file system, corrupt file)
-    /// does not stop the manager: it remembers in memory only and says why
-    /// through ``onNotice(_:)``.
+    /// A registry that cannot be opened or loaded (read-only file system,
+    /// corrupt file) does not stop the manager: it remembers in memory only
+    /// and says why through ``onNotice(_:)``.
     public init(options: Options = Options()) throws(ManagerError) {
         logger = options.logger
+        // First: it opens while the catalog loads and the sources start.
+        registryOpening = options.inMemoryRegistry ? RegistryOpening(ready: RegistryOpening.inMemory())
+            : RegistryOpening(path: options.registryPath)
         var notices: [Notice] = []
         if let catalog = options.catalog {
             self.catalog = catalog
@@ -95,32 +100,17 @@ public final class DeviceManager: Sendable {
             self.catalogDiagnostics = loaded.diagnostics
             notices += loaded.diagnostics.map { Notice(.catalog, "class file problem: \($0)") }
         }
-        let store: any RegistryStore
-        if options.inMemoryRegistry {
-            store = InMemoryRegistryStore()
-        } else {
-            do {
-                store = try SQLiteRegistryStore(defaultLocationOverriding: options.registryPath)
-            } catch {
-                notices.append(Notice(.registry, "the instance registry is unavailable (\(error)); remembering instances in memory only"))
-                store = InMemoryRegistryStore()
-            }
-        }
-        do {
-            registry = try InstanceRegistry(store: store)
-        } catch {
-            throw ManagerError("cannot load the instance registry: \(error)")
-        }
         // The USB source asks for MS OS 1.0 descriptors only where this
         // catalog allows, and remembers the answers in this registry.
         var usbOptions = USBSource.Options(msOS10ProbeRules: catalog.msOS10Probes,
-                                           msOS10ProbeMemory: MSOS10ProbeMemory(store: registry.store))
+                                           msOS10ProbeMemory: MSOS10ProbeMemory(store: OpeningRegistryStore(opening: registryOpening)))
         usbOptions.followChanges = options.followChanges
         sources = options.sources ?? [USBSource(options: usbOptions), HIDSource()]
-        pipeline = Pipeline(classifier: Classifier(catalog: catalog), registry: registry,
+        pipeline = Pipeline(classifier: Classifier(catalog: catalog), registry: registryOpening,
                             sourceNames: sources.map(\.name), watchCapacity: options.watchCapacity,
                             logger: options.logger)
         for n in notices { pipeline.notice(n) }
+        registryOpening.report(to: { [pipeline] in pipeline.notice($0) })
         pipeline.onDeviceLeft { [weak self] key in self?.devicesLeft(key) }
     }
 
@@ -149,6 +139,7 @@ public final class DeviceManager: Sendable {
     public func stop() {
         for source in sources { source.stop() }
         pipeline.stop()
+        registryOpening.wait()
     }
 
     deinit { stop() }

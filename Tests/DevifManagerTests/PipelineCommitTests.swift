@@ -25,7 +25,7 @@ private final class CountingStore: RegistryStore, Sendable {
     func groupCommit() async throws {
         let store = CountingStore()
         let registry = try InstanceRegistry(store: store)
-        let pipeline = Pipeline(classifier: Classifier(catalog: .builtIn), registry: registry, sourceNames: ["usb"], watchCapacity: 4096)
+        let pipeline = Pipeline(classifier: Classifier(catalog: .builtIn), registry: RegistryOpening(ready: registry), sourceNames: ["usb"], watchCapacity: 4096)
         defer { pipeline.stop() }
         let noticed = Recorder<String>()
         pipeline.onNotice { noticed.append($0.description) }

@@ -37,7 +37,6 @@ final class Pipeline: Sendable {
     }
 
     private let classifier: Classifier
-    private let registry: InstanceRegistry
     /// Arrivals are rare and their subscribers wait for them: the pipeline
     /// thread resumes a waiting subscriber itself (one thread hop less than
     /// through the fan-out's resumer thread).
@@ -58,11 +57,10 @@ final class Pipeline: Sendable {
     /// A burst is handed over at the latest after this many changes.
     private static let maximumUnhanded = 256
 
-    init(classifier: Classifier, registry: InstanceRegistry, sourceNames: [String], watchCapacity: Int,
+    init(classifier: Classifier, registry: RegistryOpening, sourceNames: [String], watchCapacity: Int,
          logger: Logger = .discarding) {
         self.logger = logger
         self.classifier = classifier
-        self.registry = registry
         writer = RegistryWriter(registry: registry)
         self.watchCapacity = watchCapacity
         state = Mutex(State(pendingSources: Set(sourceNames)))

@@ -14,13 +14,14 @@ final class RegistryWriter: Sendable {
         /// Signalled once everything before it is committed.
         case barrier(DispatchSemaphore)
     }
-    private let registry: InstanceRegistry
+    /// Waited for at the first commit: the pipeline publishes meanwhile.
+    private let registry: RegistryOpening
     private let queue = WorkQueue<Item>()
     private let thread = Mutex<JoinableThread?>(nil)
     /// The first commit failure, for the pipeline to say once.
     private let failure = Mutex<(error: RegistryError?, said: Bool)>((nil, false))
 
-    init(registry: InstanceRegistry) {
+    init(registry: RegistryOpening) {
         self.registry = registry
         // Without a thread to spare, commits run on the caller's thread.
         let t = try? JoinableThread { [self] in run() }
@@ -73,7 +74,7 @@ final class RegistryWriter: Sendable {
 
     private func write(_ intents: [RegistryIntent]) {
         guard !intents.isEmpty else { return }
-        do { _ = try registry.commit(intents) } catch {
+        do { _ = try registry.registry.commit(intents) } catch {
             failure.withLock { if $0.error == nil { $0.error = error } }
         }
     }
