@@ -110,7 +110,7 @@ public final class DeviceManager: Sendable {
                             sourceNames: sources.map(\.name), watchCapacity: options.watchCapacity,
                             logger: options.logger)
         for n in notices { pipeline.notice(n) }
-        registryOpening.report(to: { [pipeline] in pipeline.notice($0) })
+        registryOpening.report(to: { [weak pipeline] in pipeline?.notice($0) })
         pipeline.onDeviceLeft { [weak self] key in self?.devicesLeft(key) }
     }
 

@@ -47,6 +47,40 @@ struct RegistryOpeningTests {
         #expect(reopened.present().map(\.serialNumber) == ["OPENING-1"])
     }
 
+    @Test("a manager let go is freed, stopped or not, with its registry in a file or in memory",
+          arguments: [false, true])
+    func aManagerLetGoIsFreed(inMemory: Bool) throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        weak var stopped: DeviceManager?
+        weak var notStopped: DeviceManager?
+        // The registry too: nothing the manager made may hold itself (the
+        // pipeline reaches the registry's opening, which reported to it).
+        weak var stoppedRegistry: InstanceRegistry?
+        weak var notStoppedRegistry: InstanceRegistry?
+        do {
+            var options = DeviceManager.Options()
+            options.sources = []
+            options.catalog = .builtIn
+            options.registryPath = folder + "/registry.sqlite"
+            options.inMemoryRegistry = inMemory
+            let first = try DeviceManager(options: options)
+            first.start()
+            _ = first.registry
+            first.stop()
+            stopped = first
+            stoppedRegistry = first.registry
+            let second = try DeviceManager(options: options)
+            second.onNotice { _ in }
+            notStopped = second
+            notStoppedRegistry = second.registry
+        }
+        #expect(stopped == nil)
+        #expect(notStopped == nil)
+        #expect(stoppedRegistry == nil)
+        #expect(notStoppedRegistry == nil)
+    }
+
     @Test("a registry that cannot be opened leaves one in memory and a notice; devices are still reported")
     func unavailableRegistry() async throws {
         let folder = try temporaryFolder()

@@ -44,9 +44,11 @@ final class RegistryOpening: Sendable {
     }
 
     /// Where the opening's notices go; those said already are passed at once.
+    /// Kept only until the opening ends (the pipeline it reaches holds this
+    /// opening through its registry writer).
     func report(to report: @escaping @Sendable (Notice) -> Void) {
         let said = state.withLock { s in
-            s.report = report
+            if s.opened == nil { s.report = report }
             defer { s.notices = [] }
             return s.notices
         }
@@ -63,6 +65,7 @@ final class RegistryOpening: Sendable {
         let report = state.withLock { s in
             s.opened = result.0
             if s.report == nil { s.notices += result.1 }
+            defer { s.report = nil }
             return s.report
         }
         done.signal()
