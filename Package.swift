@@ -7,7 +7,7 @@
 //   DevifCore            pure Swift: classes, catalog, snapshots, classifier,
 //                        symbolic links, registry, fan-out, handle table
 //   DevifRegistrySQLite  the registry's storage (SQLite, WAL) behind a core protocol
-//   DevifLinux           syscalls, eventfd, kernel uevents, sysfs (shared by the sources)
+//   DevifLinux           syscalls, eventfd, kernel uevents, sysfs (shared by the sources)   (CLinux)
 //   DevifUSB             the libusb source and USB handles   (CLibUSB)
 //   DevifHID             the hidraw source and HID handles   (CHIDAPI, CUdev)
 //   Devif                the manager that wires sources to the core
@@ -64,12 +64,14 @@ let package = Package(
                        providers: [.apt(["libudev-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3",
                        providers: [.apt(["libsqlite3-dev"])]),
+        // libc calls Swift cannot make (variadic ones), as static inline functions.
+        .systemLibrary(name: "CLinux"),
 
         .target(name: "DevifCore", exclude: ["Catalog/CATALOG-FORMAT.md", "Links/LINK-FORMAT.md"]),
         .target(name: "DevifRegistrySQLite", dependencies: ["DevifCore", "CSQLite"]),
         // Linux plumbing both sources share: syscall wrappers, eventfd, netlink
         // kernel uevents (the fallback when udevd is absent), sysfs reading.
-        .target(name: "DevifLinux", dependencies: ["DevifCore"]),
+        .target(name: "DevifLinux", dependencies: ["DevifCore", "CLinux"]),
         .target(name: "DevifUSB", dependencies: ["DevifCore", "DevifLinux", "CLibUSB"]),
         .target(name: "DevifHID", dependencies: ["DevifCore", "DevifLinux", "CHIDAPI", "CUdev"]),
         .target(name: "Devif", dependencies: [

@@ -64,7 +64,7 @@ package final class HIDSource: DeviceSource {
             let loop = try MonitorLoop(options: options, sink: sink)
             let thread: JoinableThread
             do throws(LinuxError) {
-                thread = try JoinableThread { loop.run() }
+                thread = try JoinableThread(name: "devif-hid-src") { loop.run() }
             } catch {
                 throw SourceError(source: "hid", message: "cannot start the monitor thread: \(error)", code: error.code)
             }

@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 import Synchronization
 
@@ -9,8 +10,12 @@ public final class JoinableThread: @unchecked Sendable {  // `thread` is written
     private let joined = Atomic<Bool>(false)
 
     private final class Body {
+        let name: String
         let run: @Sendable () -> Void
-        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+        init(_ name: String, _ run: @escaping @Sendable () -> Void) {
+            self.name = name
+            self.run = run
+        }
     }
 
     /// The stack of every such thread: 1 MiB, not glibc's 8 MiB. An 8 MiB
@@ -21,16 +26,21 @@ public final class JoinableThread: @unchecked Sendable {  // `thread` is written
     /// recursion; a notice handler of the application runs on one too.
     public static let stackSize = 1 << 20
 
-    /// Starts `run` on a new thread. Fails only when the process is out of
-    /// threads or memory.
-    public init(_ run: @escaping @Sendable () -> Void) throws(LinuxError) {
-        let body = Unmanaged.passRetained(Body(run)).toOpaque()
+    /// Starts `run` on a new thread named `name` (what `top -H`, `ps -L`,
+    /// `perf` and debuggers show; the kernel keeps its first 15 bytes).
+    /// Fails only when the process is out of threads or memory.
+    public init(name: String, _ run: @escaping @Sendable () -> Void) throws(LinuxError) {
+        let body = Unmanaged.passRetained(Body(name, run)).toOpaque()
         var attributes = pthread_attr_t()
         pthread_attr_init(&attributes)
         defer { pthread_attr_destroy(&attributes) }
         pthread_attr_setstacksize(&attributes, Self.stackSize)
         let rc = pthread_create(&thread, &attributes, { raw in
-            Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue().run()
+            let body = Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue()
+            // Otherwise it inherits its creator's name (a Dispatch worker's
+            // "com.apple.root..." under Swift concurrency).
+            _ = devif_name_thread(body.name)
+            body.run()
             return nil
         }, body)
         if rc != 0 {

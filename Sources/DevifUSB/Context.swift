@@ -77,7 +77,9 @@ package final class USBContext: @unchecked Sendable {  // `raw` is immutable; li
             running.value.store(true, ordering: .releasing)
             self.onDemand.value.store(onDemand, ordering: .releasing)
             let ctx = LibUSBPointer(raw)
-            s.thread = try JoinableThread { [running, eventThread, demand, wake] in
+            // The handles' transfers complete on "devif-usb-io"; a source's hotplug callbacks on "devif-hotplug".
+            s.thread = try JoinableThread(name: onDemand ? "devif-usb-io" : "devif-hotplug") {
+                [running, eventThread, demand, wake] in
                 eventThread.recordCurrent()
                 while running.value.load(ordering: .acquiring) {
                     if onDemand, demand.value.load(ordering: .acquiring) == 0 {

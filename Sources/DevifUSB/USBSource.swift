@@ -176,7 +176,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         workers = options.followChanges ? AssemblyWorkers() : AssemblyWorkers(limit: 2)
         do {
             if !options.followChanges { startWalkOnly() } else if kernelMode { try startKernelMode() } else { try startLibUSBMode() }
-            assemblerThread = try JoinableThread { [self] in assemblerLoop() }
+            assemblerThread = try JoinableThread(name: "devif-usb-src") { [self] in assemblerLoop() }
             try context.startEventThread()
         } catch let error as SourceError {
             abandon()
@@ -233,7 +233,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         let box = MonitorBox(monitor)
         monitorWake = wake
         do {
-            monitorThread = try JoinableThread { [queue] in Self.monitorLoop(box.monitor, wake: wake, queue: queue) }
+            monitorThread = try JoinableThread(name: "devif-uevents") { [queue] in Self.monitorLoop(box.monitor, wake: wake, queue: queue) }
         } catch {
             throw SourceError(source: source, message: "cannot start the uevent thread: \(error)", code: error.code)
         }

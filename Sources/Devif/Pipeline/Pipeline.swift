@@ -71,7 +71,7 @@ final class Pipeline: Sendable {
     @discardableResult
     func start() -> Bool {
         do {
-            let t = try JoinableThread { [self] in
+            let t = try JoinableThread(name: "devif-pipeline") { [self] in
                 while let (source, event) = queue.next() {
                     apply(source, event)
                     // Group commit: a burst of events (a hub, a storm) is one

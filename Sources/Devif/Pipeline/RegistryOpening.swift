@@ -27,7 +27,7 @@ final class RegistryOpening: Sendable {
     /// thread; without a thread to spare, here.
     init(path: String?) {
         let open = { @Sendable [self] in finish(Self.open(path: path)) }
-        if let t = try? JoinableThread(open) { thread.withLock { $0 = t } } else { open() }
+        if let t = try? JoinableThread(name: "devif-registry", open) { thread.withLock { $0 = t } } else { open() }
     }
 
     /// A registry open already (one kept in memory, a test's).

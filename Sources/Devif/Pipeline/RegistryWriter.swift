@@ -24,7 +24,7 @@ final class RegistryWriter: Sendable {
     init(registry: RegistryOpening) {
         self.registry = registry
         // Without a thread to spare, commits run on the caller's thread.
-        let t = try? JoinableThread { [self] in run() }
+        let t = try? JoinableThread(name: "devif-reg-write") { [self] in run() }
         thread.withLock { $0 = t }
     }
 

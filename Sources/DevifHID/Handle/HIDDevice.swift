@@ -348,7 +348,7 @@ final class HIDDeviceCore: Sendable {
             state.withLock { $0.reportCapacity = capacity }
             modeChanged.signal()
             do throws(LinuxError) {
-                slot = try JoinableThread { [self] in runReader(reportCapacity: capacity) }
+                slot = try JoinableThread(name: "devif-hid-read") { [self] in runReader(reportCapacity: capacity) }
             } catch {
                 // Out of threads: the stream cannot run; end the handle.
                 let end = HIDError.io(error)

@@ -218,7 +218,11 @@ package struct TCPListener: ~Copyable, Sendable {
             }
         }
         guard rc == 0 else { return "a client" }
-        let h = String(cString: host)
-        return (h.contains(":") ? "[\(h)]" : h) + ":" + String(cString: service)
+        // Both NUL-terminated within their arrays (getnameinfo succeeded).
+        func text(_ chars: [CChar]) -> String {
+            String(decoding: chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        let h = text(host)
+        return (h.contains(":") ? "[\(h)]" : h) + ":" + text(service)
     }
 }

@@ -26,7 +26,7 @@ final class AssemblyWorkers: Sendable {
         self.limit = max(1, limit)
         state.withLock { s in
             for _ in 0..<min(ready, self.limit) {
-                guard let thread = try? JoinableThread({ [self] in work() }) else { break }
+                guard let thread = try? JoinableThread(name: "devif-assembly", { [self] in work() }) else { break }
                 s.threads.append(thread)
             }
         }
@@ -40,7 +40,7 @@ final class AssemblyWorkers: Sendable {
             guard !s.stopped else { return false }
             s.unfinished += 1
             if s.unfinished > s.threads.count, s.threads.count < limit,
-               let thread = try? JoinableThread({ [self] in work() }) {
+               let thread = try? JoinableThread(name: "devif-assembly", { [self] in work() }) {
                 s.threads.append(thread)
             }
             guard !s.threads.isEmpty else { s.unfinished -= 1; return false }
