@@ -25,6 +25,7 @@ from pathlib import Path
 ROWS = [
     ("bulk-in", "devif", "libusb-c", "bulk IN MB/s from SourceSink", "min-ratio", 0.95),
     ("bulk-in-stream", "devif", "libusb-c", "bulk IN MB/s from SourceSink, devif reading an IN stream as an AsyncSequence", "min-ratio", 0.95),
+    ("bulk-in-stream-executor", "devif", "libusb-c", "bulk IN MB/s from SourceSink, devif reading an IN stream as an AsyncSequence in a task on USBHandle.completionExecutor", "min-ratio", 0.95),
     ("bulk-out", "devif", "libusb-c", "bulk OUT MB/s to SourceSink, devif's OUT stream", "min-ratio", 0.95),
     ("usbip-bulk-in", "devif", "libusb-c", "bulk IN MB/s from SourceSink over USB/IP (vhci, loopback TCP)", "min-ratio", 0.95),
     ("bulk-loopback", "devif", "libusb-c", "bulk loopback MB/s", "min-ratio", 0.95),

@@ -104,10 +104,12 @@ struct BulkInBench: AsyncParsableCommand {
             --mode push (USBHandle.startReading): --transfers transfers of --transfer-size bytes \
             in flight, each handed to a handler on devif's event thread and resubmitted at once, \
             as the C baseline (raw libusb async) does. --mode stream: the same transfers through \
-            USBHandle.inStream, read with `for try await chunk in stream` (each chunk an array). \
+            USBHandle.inStream, read with `for try await chunk in stream` (each chunk lends its \
+            transfer's buffer) in a task on Swift's global executor; --mode stream-on-completions: \
+            the same loop in a task that prefers USBHandle.completionExecutor. \
             Counts bytes for --seconds after a 0.5 s warm-up.
             """)
-    enum Mode: String, ExpressibleByArgument, CaseIterable { case push, stream }
+    enum Mode: String, ExpressibleByArgument, CaseIterable { case push, stream, streamOnCompletions = "stream-on-completions" }
     @OptionGroup var device: DeviceOptions
     @Option(help: "IN endpoint, hex.", transform: parseEndpoint) var endpoint: EndpointAddress = 0x81
     @Option(help: "Bytes per transfer.") var transferSize = 16384
@@ -131,13 +133,15 @@ struct BulkInBench: AsyncParsableCommand {
                 reader.stop()
                 if let error = await reader.wait() { throw BenchFailure("bulk-in: \(error)") }
             }
-        case .stream:
+        case .stream, .streamOnCompletions:
             let stream = try handle.inStream(endpoint: endpoint, transferSize: transferSize, transfers: transfers)
-            let consumer = Task {
+            let read = { @Sendable () async throws -> Int in
                 var total = 0
                 for try await chunk in stream { total &+= chunk.count }
                 return total
             }
+            let consumer = mode == .stream ? Task { try await read() }
+                : Task(executorPreference: USBHandle.completionExecutor) { try await read() }
             bytes = { stream.bytesReceived }
             finish = {
                 stream.stop()
@@ -146,7 +150,7 @@ struct BulkInBench: AsyncParsableCommand {
         }
         let rate = try await megabytesPerSecond(over: seconds, counting: bytes)
         try await finish()
-        Sample(measure: "bulk-in", impl: "devif", value: rate, unit: "MB/s", note: "\(transfers)x\(transferSize) \(mode)").emit()
+        Sample(measure: "bulk-in", impl: "devif", value: rate, unit: "MB/s", note: "\(transfers)x\(transferSize) \(mode.rawValue)").emit()
     }
 }
 

@@ -8,7 +8,7 @@
 #   DEVIF_USB    devif-usb (idle-rss, list-32 and rules-names rows); missing: those devif rows skipped
 #   BASELINES    folder of the C baselines (Benchmarks/baselines/build.sh OUT_DIR)
 #   RUNS         runs per row (default 5); DEVLAB_BIN: devlab's helpers (default Lab/.cache/bin)
-#   ROWS         which rows (default all): bulk-in bulk-in-stream bulk-out bulk-loopback bulk-loopback-64 hid-echo usbip-bulk-in plug-arrival plug-lag idle-rss burst-arrival storm-arrival list-32 rules-names
+#   ROWS         which rows (default all): bulk-in bulk-in-stream bulk-in-stream-executor bulk-out bulk-loopback bulk-loopback-64 hid-echo usbip-bulk-in plug-arrival plug-lag idle-rss burst-arrival storm-arrival list-32 rules-names
 #
 # Every sample line goes to $LAB_RESULTS/samples.jsonl (appended); progress to
 # stderr and $LAB_RESULTS/device-bench.log. Each row alternates C and devif
@@ -19,7 +19,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 : "${LAB_RESULTS:?LAB_RESULTS is not set: run this through Lab/run}"
 : "${BASELINES:?BASELINES is not set: the folder of the C baselines (Benchmarks/baselines/build.sh OUT_DIR)}"
 RUNS=${RUNS:-5}
-ROWS=" ${ROWS:-bulk-in bulk-in-stream bulk-out bulk-loopback bulk-loopback-64 hid-echo usbip-bulk-in plug-arrival plug-lag idle-rss burst-arrival storm-arrival list-32 rules-names} "
+ROWS=" ${ROWS:-bulk-in bulk-in-stream bulk-in-stream-executor bulk-out bulk-loopback bulk-loopback-64 hid-echo usbip-bulk-in plug-arrival plug-lag idle-rss burst-arrival storm-arrival list-32 rules-names} "
 want() { [[ $ROWS == *" $1 "* ]]; }
 DEVIF_BENCH=${DEVIF_BENCH:-}
 DEVIF_USB=${DEVIF_USB:-}
@@ -137,6 +137,7 @@ log "gadgets plugged: sourcesink IN $ss_in OUT $ss_out, loopback OUT $lb_out IN 
 want bulk-in && row bulk-in 60 --vid $VID --pid $PID_SS --endpoint "$ss_in" --transfer-size 16384 --transfers 8 --seconds 3
 # The same transfers read the way README shows first: an IN stream as an AsyncSequence.
 want bulk-in-stream && SAMPLE_MEASURE=bulk-in-stream row bulk-in 60 --vid $VID --pid $PID_SS --endpoint "$ss_in" --transfer-size 16384 --transfers 8 --seconds 3 --mode stream
+want bulk-in-stream-executor && SAMPLE_MEASURE=bulk-in-stream-executor row bulk-in 60 --vid $VID --pid $PID_SS --endpoint "$ss_in" --transfer-size 16384 --transfers 8 --seconds 3 --mode stream-on-completions
 want bulk-out && row bulk-out 60 --vid $VID --pid $PID_SS --endpoint "$ss_out" --transfer-size 16384 --transfers 8 --seconds 3
 want bulk-loopback && row bulk-loopback 60 --vid $VID --pid $PID_LB --out "$lb_out" --in "$lb_in" --chunk 4096 --seconds 3
 # The command/response pattern most devices speak: 64-byte round trips.

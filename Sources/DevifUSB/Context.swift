@@ -45,6 +45,11 @@ package final class USBContext: @unchecked Sendable {  // `raw` is immutable; li
             do throws(LinuxError) { try created.startEventThread(onDemand: true) } catch {
                 throw USBError(errno: error.code, like: LIBUSB_ERROR_OTHER.rawValue, operation: "starting the libusb event thread (\(error))")
             }
+            let raw = LibUSBPointer(created.raw)
+            EventThreadExecutor.shared.attach(wake: { [wake = created.wake] in
+                wake.signal()
+                LibUSB.interruptEventHandler(raw.raw)
+            }, isCurrent: { [eventThread = created.eventThread] in eventThread.isCurrent })
             context = created
             return created
         }
@@ -78,17 +83,24 @@ package final class USBContext: @unchecked Sendable {  // `raw` is immutable; li
             self.onDemand.value.store(onDemand, ordering: .releasing)
             let ctx = LibUSBPointer(raw)
             // The handles' transfers complete on "devif-usb-io"; a source's hotplug callbacks on "devif-hotplug".
+            // The handles' thread also runs the tasks that prefer it.
+            let executor = onDemand ? EventThreadExecutor.shared : nil
             s.thread = try JoinableThread(name: onDemand ? "devif-usb-io" : "devif-hotplug") {
                 [running, eventThread, demand, wake] in
                 eventThread.recordCurrent()
+                var batch: [UnownedJob] = []
+                batch.reserveCapacity(16)
                 while running.value.load(ordering: .acquiring) {
-                    if onDemand, demand.value.load(ordering: .acquiring) == 0 {
+                    executor?.runJobs(into: &batch)
+                    let jobs = executor?.hasJobs ?? false
+                    if onDemand, demand.value.load(ordering: .acquiring) == 0, !jobs {
                         // Idle: leave libusb's event lock to synchronous callers.
                         wake.wait()
                         continue
                     }
-                    // A 1 s slice bounds how long a lost interrupt could delay stop.
-                    do { try LibUSB.handleEvents(ctx.raw, milliseconds: 1000) } catch {
+                    // A 1 s slice bounds how long a lost interrupt could delay
+                    // stop; with jobs waiting, only what is ready now.
+                    do { try LibUSB.handleEvents(ctx.raw, milliseconds: jobs ? 0 : 1000) } catch {
                         // Persistent failures (e.g. the poll fd went bad) must not spin.
                         usleep(10_000)
                     }

@@ -341,6 +341,65 @@ func registerIOTests(_ r: inout LabRunner) {
         try expectEqual(dd3, dd, "device descriptor after the replug")
     }
 
+    r.add("io: an IN stream read as an AsyncSequence in a task on USBHandle.completionExecutor runs on devif's event thread, gets SourceSink data intact, refuses a synchronous transfer there (busy) but not an async one, and ends with deviceRemoved within 100 ms of an unplug") {
+        let f = try await ManagerFixture()
+        defer { f.stop() }
+        // pattern=1: the gadget fills every packet with (i % wMaxPacketSize) % 63.
+        try Devlab.run(["create", "ix1", "sourcesink", "--vid", "1209", "--pid", "0d0b", "--serial", "LAB-IX-1",
+                        "--fattr", "pattern=1"])
+        let link = "usb#vid_1209&pid_0d0b#LAB-IX-1#\(LabClasses.vendorBulk)"
+        try Devlab.plug("ix1")
+        _ = try await f.next(1, "the arrival", where: { $0.event == .arrival && $0.interface.symbolicLink.rawValue == link })
+        let h = try f.manager.openUSB(link)
+        defer { h.close() }
+        let inp = try h.endpoints.first { $0.isIn && $0.kind == .bulk }.orFail("no bulk IN endpoint")
+        let packet = inp.maxPacketSize
+        let stream = try h.inStream(endpoint: inp.address, transferSize: 16384, transfers: 8)
+        let target = 4 << 20
+        let reached = Inbox<Int>()
+        struct Seen: Sendable { var bytes = 0, bad = 0, threads: Set<String> = [], syncRefusal: HandleError?, asyncDescriptor: [UInt8] = [] }
+        let reading = Task(executorPreference: USBHandle.completionExecutor) { () async -> (Seen, HandleError?) in
+            var seen = Seen()
+            do {
+                for try await chunk in stream {
+                    seen.threads.insert(currentThreadName())
+                    var wrong = chunk.count % packet == 0 ? 0 : 1
+                    chunk.withUnsafeBytes { b in
+                        for k in 0..<b.count where b[k] != UInt8((k % packet) % 63) { wrong += 1 }
+                    }
+                    seen.bad += wrong
+                    seen.bytes += chunk.count
+                    if seen.bytes >= target, seen.bytes - chunk.count < target {
+                        // From here: a synchronous transfer would wait for this very thread.
+                        do { _ = try deviceDescriptor(h) } catch { seen.syncRefusal = error as? HandleError ?? .io }
+                        seen.asyncDescriptor = (try? await h.controlIn(.getDescriptor(type: 1), length: 18)) ?? []
+                        reached.post(seen.bytes)
+                    }
+                }
+                return (seen, nil)
+            } catch {
+                return (seen, error as? HandleError ?? .io)
+            }
+        }
+        _ = try await reached.next(within: 60, "4 MiB through the stream on the completion executor")
+        let t0 = try unplugNow("ix1")
+        let (seen, error) = try await within(5, "the stream's loop to end after the unplug") { await reading.value }
+        let t1 = ContinuousClock.now
+        try expect(error == .deviceRemoved, "the loop ended with \(String(describing: error)), not deviceRemoved")
+        try expectEqual(error?.link, link, "the error names the link")
+        try expect(ms(t1 - t0) <= 100, "the loop ended \(ms(t1 - t0)) ms after the unplug (limit 100 ms)")
+        try expectEqual(seen.threads, ["devif-usb-io"], "the threads the loop ran on")
+        try expectEqual(seen.bad, 0, "bytes off the SourceSink pattern")
+        try expect(seen.bytes >= target, "bytes read: \(seen.bytes)")
+        try expectEqual(seen.syncRefusal?.code, .busy, "a synchronous transfer from the completion executor")
+        try expect(seen.syncRefusal?.detail.contains("use the async form") == true,
+                   "the refusal says what to do: \(String(describing: seen.syncRefusal))")
+        try expectEqual(Array(seen.asyncDescriptor.prefix(12).suffix(4)), [0x09, 0x12, 0x0b, 0x0d], "the async device descriptor from the completion executor")
+        figure("IN stream on the completion executor: \(seen.bytes >> 20) MiB intact, unplug to deviceRemoved \(ms(t1 - t0)) ms")
+        try Devlab.unplug("ix1")
+        _ = try await f.next(1, "the removal", where: { $0.event == .removal && $0.interface.symbolicLink.rawValue == link })
+    }
+
     r.add("io: a blocked HID read ends at once on close, and with deviceRemoved within 100 ms of an unplug; the link opens again") {
         let f = try await ManagerFixture()
         defer { f.stop() }
@@ -775,6 +834,12 @@ func unplugNow(_ name: String) throws -> ContinuousClock.Instant {
     let t0 = ContinuousClock.now
     guard write(fd, "\n", 1) == 1 else { throw LabFailure("write \(path): \(String(cString: strerror(errno)))") }
     return t0
+}
+
+/// The calling thread's name (its comm), as `top -H` shows it.
+func currentThreadName() -> String {
+    (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8))?
+        .trimmingCharacters(in: .newlines) ?? "?"
 }
 
 func ms(_ d: Duration) -> Int {

@@ -48,6 +48,25 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         public var isIn: Bool { address.isIn }
     }
 
+    /// The thread on which USB transfers complete, as a task executor: a
+    /// task that prefers it runs there between two rounds of libusb's
+    /// events, and each completion that resumes it costs no thread wake-up.
+    /// The way to read an ``InStream`` as an AsyncSequence at full speed:
+    ///
+    /// ```swift
+    /// let reading = Task(executorPreference: USBHandle.completionExecutor) {
+    ///     for try await chunk in stream { consume(chunk) }
+    /// }
+    /// ```
+    ///
+    /// What runs there holds up every transfer of the process while it
+    /// runs, as a push reader's handler does: keep it short, never block
+    /// (a synchronous transfer from it fails with
+    /// ``/DevifCore/HandleError/busy``: use the async form), and hand slow work to
+    /// another task. One executor per process; before the first handle is
+    /// opened its jobs run on Swift's global executor.
+    public static var completionExecutor: some TaskExecutor { EventThreadExecutor.shared }
+
     /// What a push-mode reader's handler returns.
     public enum ReadAction: Sendable {
         /// Resubmit the transfer and go on reading.

@@ -584,7 +584,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
                                zlp: Bool) throws(USBError) -> Int {
         guard !transport.isEventThread else {
             throw USBError(refusing: LIBUSB_ERROR_BUSY.rawValue,
-                           operation: "a synchronous transfer from a completion handler (use the async form)")
+                           operation: "a synchronous transfer on devif's event thread (from a completion handler or a task on USBHandle.completionExecutor): use the async form")
         }
         slot.waiter.reset()
         try submit(slot.box, type: type, endpoint: endpoint, length: length, timeout: timeout, zlp: zlp, pumped: true,
