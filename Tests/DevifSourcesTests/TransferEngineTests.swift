@@ -227,6 +227,24 @@ final class TransferEngineTests: XCTestCase {
         }
     }
 
+    func testAnAsyncWriteFilledInPlaceSuspendsWhileEveryTransferIsInFlight() async throws {
+        let (dev, fake) = device()
+        let stream = try dev.outStream(endpoint: 0x02, transferSize: 64, transfers: 2)
+        let wrote = Task { () async throws -> Void in
+            try await stream.write(count: 64 * 3) { region, offset in
+                for i in 0..<region.count { region[i] = UInt8(truncatingIfNeeded: offset + i) }
+            }
+        }
+        // Suspended, not failed or gone on: parked for a transfer to come back.
+        fake.wait("two transfers queued and the writer held back") { $0.pending.count == 2 && stream.waitingWriters == 1 }
+        // It waits for half the queue (one of two) before refilling.
+        fake.complete(.completed)
+        try await wrote.value
+        XCTAssertEqual(fake.snapshot.submitted.map(\.length), [64, 64, 64])
+        XCTAssertEqual(fake.snapshot.submitted[2].bytes, (128..<192).map { UInt8(truncatingIfNeeded: $0) })
+        stream.cancel()
+    }
+
     func testOutStreamPartialLastTransferCarriesTheZeroLengthPacketFlag() async throws {
         let (dev, fake) = device()
         let stream = try dev.outStream(endpoint: 0x02, transferSize: 128, transfers: 4)
@@ -382,11 +400,15 @@ extension TransferEngineTests {
         let (dev, fake) = device()
         let stream = try dev.outStream(endpoint: 0x02, transferSize: 64, transfers: 4)
         var regions: [Range<Int>] = []
-        try stream.write(count: 40) { region, offset in
-            regions.append(offset..<(offset + region.count))
-            for i in 0..<region.count { region[i] = UInt8(truncatingIfNeeded: offset + i) }
+        // The blocking form (from a synchronous function), then the async one.
+        func writeBlocking() throws(USBError) {
+            try stream.write(count: 40) { region, offset in
+                regions.append(offset..<(offset + region.count))
+                for i in 0..<region.count { region[i] = UInt8(truncatingIfNeeded: offset + i) }
+            }
         }
-        try stream.write(count: 110) { region, offset in
+        try writeBlocking()
+        try await stream.write(count: 110) { region, offset in
             regions.append(offset..<(offset + region.count))
             for i in 0..<region.count { region[i] = UInt8(truncatingIfNeeded: 40 + offset + i) }
         }

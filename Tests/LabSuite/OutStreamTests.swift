@@ -10,7 +10,7 @@ import Foundation
 import SeededRandom
 
 func registerOutStreamTests(_ r: inout LabRunner) {
-    r.add("io streams: an OUT stream written in random-size pieces (copied, or filled in place) reaches a loopback gadget whole and in order (read back as an AsyncSequence of lent chunks); ending on a packet boundary it sends a zero-length packet (the IN side gets an empty transfer), otherwise none") {
+    r.add("io streams: an OUT stream written in random-size pieces (copied, or filled in place blocking or async) reaches a loopback gadget whole and in order (read back as an AsyncSequence of lent chunks); ending on a packet boundary it sends a zero-length packet (the IN side gets an empty transfer), otherwise none") {
         let f = try await ManagerFixture()
         defer { f.stop() }
         try Devlab.run(["create", "ko1", "loopback", "--vid", "1209", "--pid", "0d50", "--serial", "LAB-KO-1"])
@@ -36,15 +36,16 @@ func registerOutStreamTests(_ r: inout LabRunner) {
             let pieces = cuts
             let written = Task.detached { () throws -> UInt64 in
                 for (i, piece) in pieces.enumerated() {
-                    if i % 2 == 0 {
-                        try data[piece].withUnsafeBytes { b in Result { () throws(HandleError) in try writer.write(from: b) } }.get()
-                    } else {
-                        // Filled in place, straight into the transfers' buffers.
-                        try writer.write(count: piece.count) { region, offset in
-                            data[(piece.lowerBound + offset)...].withUnsafeBytes {
-                                region.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<region.count]))
-                            }
+                    // Filled in place, straight into the transfers' buffers.
+                    let fill = { (region: UnsafeMutableRawBufferPointer, offset: Int) in
+                        data[(piece.lowerBound + offset)...].withUnsafeBytes {
+                            region.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<region.count]))
                         }
+                    }
+                    switch i % 3 {
+                    case 0: try data[piece].withUnsafeBytes { b in Result { () throws(HandleError) in try writer.write(from: b) } }.get()
+                    case 1: try writer.write(count: piece.count, filling: fill)
+                    default: try await writer.write(count: piece.count, filling: fill)  // suspends instead of blocking
                     }
                 }
                 return try writer.finish(timeout: .seconds(10))

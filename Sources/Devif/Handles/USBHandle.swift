@@ -249,6 +249,11 @@ public struct USBHandle: Sendable, CustomStringConvertible {
         public func write(_ bytes: [UInt8]) async throws(HandleError) {
             try await ref.performAsync { () async throws(USBError) in try await stream.write(bytes) }
         }
+        /// The async form of ``write(count:filling:)``: suspends while every
+        /// transfer is in flight.
+        public func write(count: Int, filling fill: (UnsafeMutableRawBufferPointer, _ offset: Int) -> Void) async throws(HandleError) {
+            try await ref.performAsync { () async throws(USBError) in try await stream.write(count: count, filling: fill) }
+        }
         /// Sends what is gathered (and the zero-length packet the rule asks
         /// for), waits for every transfer (each at most `timeout`), and
         /// returns the bytes the device took. Later writes fail.

@@ -85,23 +85,25 @@ package final class USBOutStream: Sendable {
         }
     }
 
-    /// The async form of ``write(from:)``, for an array.
-    package func write(_ bytes: [UInt8]) async throws(USBError) {
+    /// The async form of ``write(count:filling:)``: suspends while every
+    /// transfer is in flight.
+    package func write(count: Int, filling fill: (UnsafeMutableRawBufferPointer, Int) -> Void) async throws(USBError) {
         var offset = 0
         while true {
-            // withUnsafeBytes rethrows untyped: the typed error goes out as a Result.
-            let step = bytes.withUnsafeBytes { b in
-                Result { () throws(USBError) in
-                    try place(b.count, from: &offset) { region, at in
-                        region.copyMemory(from: UnsafeRawBufferPointer(rebasing: b[at..<(at + region.count)]))
-                    }
-                }
-            }
-            switch try step.get() {
+            switch try place(count, from: &offset, fill) {
             case .done: return
             case .needBuffer:
                 try reap(await queue.nextComplete(batch: refillBatch))
                 try reapCompleted()
+            }
+        }
+    }
+
+    /// The async form of ``write(from:)``, for an array.
+    package func write(_ bytes: [UInt8]) async throws(USBError) {
+        try await write(count: bytes.count) { region, offset in
+            bytes.withUnsafeBytes { b in
+                region.copyMemory(from: UnsafeRawBufferPointer(rebasing: b[offset..<(offset + region.count)]))
             }
         }
     }
