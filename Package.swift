@@ -4,10 +4,10 @@
 //
 // Linux only (libusb, hidraw, udev, usbfs). Targets follow the pipeline in
 // ARCHITECTURE.md:
-//   DevifCore            pure Swift: classes, catalog, snapshots, classifier,
+//   DevifCore            pure Swift (and CLinux, a header for prctl): classes, catalog, snapshots, classifier,
 //                        symbolic links, registry, fan-out, handle table
 //   DevifRegistrySQLite  the registry's storage (SQLite, WAL) behind a core protocol
-//   DevifLinux           syscalls, eventfd, kernel uevents, sysfs (shared by the sources)   (CLinux)
+//   DevifLinux           syscalls, eventfd, kernel uevents, sysfs (shared by the sources)
 //   DevifUSB             the libusb source and USB handles   (CLibUSB)
 //   DevifHID             the hidraw source and HID handles   (CHIDAPI, CUdev)
 //   Devif                the manager that wires sources to the core
@@ -67,11 +67,11 @@ let package = Package(
         // libc calls Swift cannot make (variadic ones), as static inline functions.
         .systemLibrary(name: "CLinux"),
 
-        .target(name: "DevifCore", exclude: ["Catalog/CATALOG-FORMAT.md", "Links/LINK-FORMAT.md"]),
+        .target(name: "DevifCore", dependencies: ["CLinux"], exclude: ["Catalog/CATALOG-FORMAT.md", "Links/LINK-FORMAT.md"]),
         .target(name: "DevifRegistrySQLite", dependencies: ["DevifCore", "CSQLite"]),
         // Linux plumbing both sources share: syscall wrappers, eventfd, netlink
         // kernel uevents (the fallback when udevd is absent), sysfs reading.
-        .target(name: "DevifLinux", dependencies: ["DevifCore", "CLinux"]),
+        .target(name: "DevifLinux", dependencies: ["DevifCore"]),
         .target(name: "DevifUSB", dependencies: ["DevifCore", "DevifLinux", "CLibUSB"]),
         .target(name: "DevifHID", dependencies: ["DevifCore", "DevifLinux", "CHIDAPI", "CUdev"]),
         .target(name: "Devif", dependencies: [

@@ -1,4 +1,4 @@
-import CLinux
+import DevifCore
 import Glibc
 import Synchronization
 
@@ -39,7 +39,7 @@ public final class JoinableThread: @unchecked Sendable {  // `thread` is written
             let body = Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue()
             // Otherwise it inherits its creator's name (a Dispatch worker's
             // "com.apple.root..." under Swift concurrency).
-            _ = devif_name_thread(body.name)
+            nameCurrentThread(body.name)
             body.run()
             return nil
         }, body)

@@ -34,7 +34,7 @@ func registerOutStreamTests(_ r: inout LabRunner) {
                 at += n
             }
             let pieces = cuts
-            let written = Task.detached { () throws -> UInt64 in
+            let written = Task.detached { () async throws -> UInt64 in
                 for (i, piece) in pieces.enumerated() {
                     // Filled in place, straight into the transfers' buffers.
                     let fill = { (region: UnsafeMutableRawBufferPointer, offset: Int) in
@@ -42,10 +42,18 @@ func registerOutStreamTests(_ r: inout LabRunner) {
                             region.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<region.count]))
                         }
                     }
-                    switch i % 3 {
-                    case 0: try data[piece].withUnsafeBytes { b in Result { () throws(HandleError) in try writer.write(from: b) } }.get()
-                    case 1: try writer.write(count: piece.count, filling: fill)
-                    default: try await writer.write(count: piece.count, filling: fill)  // suspends instead of blocking
+                    // The blocking forms from a synchronous function (in async code the async one is chosen).
+                    func blocking() throws(HandleError) {
+                        if i % 3 == 0 {
+                            try data[piece].withUnsafeBytes { b in Result { () throws(HandleError) in try writer.write(from: b) } }.get()
+                        } else {
+                            try writer.write(count: piece.count, filling: fill)
+                        }
+                    }
+                    if i % 3 == 2 {
+                        try await writer.write(count: piece.count, filling: fill)  // suspends instead of blocking
+                    } else {
+                        try blocking()
                     }
                 }
                 return try writer.finish(timeout: .seconds(10))

@@ -196,12 +196,7 @@ public final class FanOut<Event: Sendable>: Sendable {
     @usableFromInline
     static func startThread(named name: String, _ body: @escaping @Sendable () -> Void) {
         DispatchQueue(label: name).async {
-            // What pthread_setname_np does (Glibc's module hides it).
-            let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
-            if fd >= 0 {
-                _ = name.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
-                close(fd)
-            }
+            nameCurrentThread(name)
             body()
         }
     }

@@ -41,10 +41,17 @@ func readmeHandles(_ manager: DeviceManager, payload: [UInt8],
     let stream = try usb.inStream(endpoint: 0x81, transferSize: 16384, transfers: 8)
     for try await chunk in stream { print(chunk.count) }  // ends after stop() (from anywhere); throws on removal
     await stream.wait()        // every transfer back: the endpoint is free again
+    // Read where the transfers complete (devif's event thread): no thread wake-up
+    // per chunk, the fast way to read a stream as an AsyncSequence.
+    let fast = try usb.inStream(endpoint: 0x81)
+    let reading = Task(executorPreference: USBHandle.completionExecutor) {
+        for try await chunk in fast { chunk.withUnsafeBytes { consume($0) } }  // short: it holds up every transfer
+    }
+    fast.stop(); try await reading.value                  // the loop ends after stop()
     // An OUT stream keeps transfers queued; writes wait only while all are in flight.
     let out = try usb.outStream(endpoint: 0x02, transferSize: 16384, transfers: 8)
     try await out.write(payload)
-    try out.write(count: 4096) { region, offset in region.initializeMemory(as: UInt8.self, repeating: 0) }  // in place
+    try await out.write(count: 4096) { region, offset in region.initializeMemory(as: UInt8.self, repeating: 0) }  // in place
     let total = try await out.finish()   // the rest, a zero-length packet if the data ends on a packet boundary
 
     // Push mode, the fastest way to stream: the handler sees each transfer's bytes
