@@ -106,6 +106,31 @@ final class TransferEngineTests: XCTestCase {
         XCTAssertEqual(dev.endReason, .deviceRemoved)
     }
 
+    func testRemovalOrCloseBetweenRegistrationAndSubmissionStillCancelsTheTransfer() throws {
+        // The device's lock is not held across libusb's submission: a removal
+        // (or close) that comes after the box is registered and before it is
+        // submitted finds it idle, so the submission must cancel it itself.
+        for closing in [false, true] {
+            let (dev, fake) = device()
+            let closed = Outcome<Void>()
+            dev.core.afterRegistering.set { [dev] in
+                if closing { Thread { dev.close(); closed.set(()) }.start() } else { dev.markRemoved() }
+                if closing { fake.wait("close's phase") { _ in dev.core.state.withLock { $0.phase == .closing } } }
+            }
+            let read = Outcome<Result<[UInt8], USBError>>()
+            Task { read.set(await Result { () async throws(USBError) in try await dev.read(endpoint: 0x81, length: 64) }) }
+            fake.wait("the late cancel request") { $0.cancelRequests == 1 }
+            dev.core.afterRegistering.set(nil)
+            fake.completeCancelled()
+            XCTAssertThrowsError(try read.wait().get()) { XCTAssertEqual($0 as? USBError, closing ? .closed : .deviceRemoved) }
+            if closing {
+                try closed.wait()
+                XCTAssertEqual(fake.snapshot.closes, 1, "the close waited for the transfer, then closed")
+            }
+            XCTAssertEqual(fake.snapshot.demand, 0)
+        }
+    }
+
     func testASubmissionRefusedForNoDeviceMarksTheDeviceRemoved() {
         let (dev, fake) = device()
         fake.state.withLock { $0.failNextSubmit = .noDevice }

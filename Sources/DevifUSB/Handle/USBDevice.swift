@@ -289,6 +289,11 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     let transport: any USBTransport
     let state = Mutex(State())
     let endpoints = Mutex<[UInt8: USBDevice.Endpoint]>([:])
+    #if DEBUG
+    /// Unit tests only: called between a transfer's registration and its
+    /// submission (a removal or close there finds the box idle).
+    let afterRegistering = CallbackSlot<Void>()
+    #endif
 
     init(path: String, transport: any USBTransport) {
         self.path = path
@@ -474,22 +479,37 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     private func submitRegistered(_ box: TransferBox, type: USBEndpoint.TransferType, endpoint: UInt8, length: Int, timeout: Duration?,
                                   zlp: Bool, wrapped: @escaping TransferBox.Completion) throws(USBError) {
         let id = ObjectIdentifier(box)
-        let failure = state.withLock { s -> USBError? in
+        // Registered first and submitted outside the lock: the submission is
+        // an ioctl that takes usbfs's device lock, and holding this one
+        // across it made the completions of the device's other transfers (on
+        // the event thread) wait for every submission from another thread.
+        if let refused = state.withLock({ s -> USBError? in
             if let r = refusal(s.phase, name(of: box)) { return r }
-            do throws(USBError) {
-                try box.submit(type: type, endpoint: endpoint, length: length, timeout: timeout,
-                               zeroLengthPacket: zlp, completion: wrapped)
-            } catch {
-                return error
-            }
             s.pending[id] = box
             return nil
-        }
-        if let failure {
+        }) { throw refused }
+        #if DEBUG
+        afterRegistering.call(())
+        #endif
+        do throws(USBError) {
+            try box.submit(type: type, endpoint: endpoint, length: length, timeout: timeout,
+                           zeroLengthPacket: zlp, completion: wrapped)
+        } catch {
+            // A close that came meanwhile waits for this box to leave `pending`.
+            let teardown = state.withLock { s -> Bool in
+                s.pending[id] = nil
+                return shouldTearDown(&s)
+            }
+            if teardown { DispatchQueue.global().async { self.tearDown() } }
             // Submitting to a leaving device can fail with an I/O error too.
-            if failure == .noDevice || (failure == .io && transport.hungUp()) { markRemoved(); throw USBError.removed(name(of: box)) }
-            throw failure
+            if error == .noDevice || (error == .io && transport.hungUp()) { markRemoved(); throw USBError.removed(name(of: box)) }
+            throw error
         }
+        // A removal or close between the registration and the submission
+        // found the box idle, and its cancel did nothing: cancel it now, or it
+        // would stay in flight with nobody to end it. (One that comes after
+        // this check finds the box pending.)
+        if state.withLock({ $0.phase != .open }) { box.cancel() }
     }
 
     private func finished(_ id: ObjectIdentifier, _ box: TransferBox, _ result: TransferResult,
