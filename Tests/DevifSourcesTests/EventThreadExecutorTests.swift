@@ -6,21 +6,11 @@ import Synchronization
 import Testing
 
 @Suite struct EventThreadExecutorTests {
-    /// The calling thread's name as the kernel has it.
-    private static func threadName() -> String {
-        let fd = open("/proc/thread-self/comm", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return "?" }
-        defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: 32)
-        let n = read(fd, &bytes, bytes.count)
-        return n > 0 ? String(decoding: bytes[..<n].prefix { $0 != 0x0A }, as: UTF8.self) : "?"
-    }
-
     @Test func aTaskThatPrefersItRunsOnTheIdleEventThread() async throws {
         let context = try USBContext.shared()
         // Nothing in flight: the thread waits for demand and must be woken by the job.
         let (name, onEventThread) = await Task(executorPreference: EventThreadExecutor.shared) {
-            (Self.threadName(), context.isEventThread)
+            (currentThreadName(), context.isEventThread)
         }.value
         #expect(name == "devif-usb-io")
         #expect(onEventThread)
@@ -32,7 +22,7 @@ import Testing
             var seen: Set<String> = []
             for _ in 0..<200 {
                 await Task.yield()
-                seen.insert(Self.threadName())
+                seen.insert(currentThreadName())
             }
             return seen
         }.value
@@ -68,7 +58,7 @@ import Testing
             }
             return rounds
         }
-        let other = await Task(executorPreference: EventThreadExecutor.shared) { Self.threadName() }.value
+        let other = await Task(executorPreference: EventThreadExecutor.shared) { currentThreadName() }.value
         stop.value.store(true, ordering: .relaxed)
         #expect(other == "devif-usb-io")
         #expect(await spinner.value > 0)

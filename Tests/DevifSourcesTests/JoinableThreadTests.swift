@@ -4,21 +4,20 @@ import Glibc
 import Synchronization
 import Testing
 
-@Suite struct JoinableThreadTests {
-    /// The calling thread's name as the kernel has it (its comm, newline-ended).
-    private static func ownName() -> String {
-        let fd = open("/proc/thread-self/comm", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return "?" }
-        defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: 32)
-        let n = read(fd, &bytes, bytes.count)
-        guard n > 0 else { return "?" }
-        return String(decoding: bytes[..<n].prefix { $0 != 0x0A }, as: UTF8.self)
-    }
+/// The calling thread's name as the kernel has it (its comm).
+func currentThreadName() -> String {
+    let fd = open("/proc/thread-self/comm", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return "?" }
+    defer { close(fd) }
+    var bytes = [UInt8](repeating: 0, count: 32)
+    let n = read(fd, &bytes, bytes.count)
+    return n > 0 ? String(decoding: bytes[..<n].prefix { $0 != 0x0A }, as: UTF8.self) : "?"
+}
 
+@Suite struct JoinableThreadTests {
     private static func nameSeen(starting name: String) throws -> String {
         let seen = Mutex("")
-        let thread = try JoinableThread(name: name) { seen.withLock { $0 = ownName() } }
+        let thread = try JoinableThread(name: name) { seen.withLock { $0 = currentThreadName() } }
         thread.join()
         return seen.withLock { $0 }
     }
