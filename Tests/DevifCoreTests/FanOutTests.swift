@@ -270,6 +270,19 @@ struct FanOutTests {
         box.withLock { $0 = nil }
     }
 
+    @Test func aCallbackSubscriptionsThreadCarriesItsName() async throws {
+        let fan = FanOut<Int>()
+        let started = DispatchSemaphore(value: 0)
+        let name = Mutex("")
+        let token = fan.subscribe(name: "probe", onStart: {
+            name.withLock { $0 = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "?" }
+            started.signal()
+        }) { _ in }
+        try await S.wait(started, seconds: 10, "the delivery thread's start")
+        #expect(name.withLock { $0 } == "fanout-probe\n")
+        _ = token
+    }
+
     @Test func releasingACallbackTokenCancels() async throws {
         let fan = FanOut<Int>()
         let ended = DispatchSemaphore(value: 0)
