@@ -18,7 +18,7 @@
 #define DIRECTION "IN"
 #define DEFAULT_ENDPOINT "0x81"
 /* devif's side reads in push mode or as an AsyncSequence; raw libusb has one way. */
-#define MODE_OPTION " [--mode push|stream]"
+#define MODE_OPTION " [--mode push|stream|stream-on-completions]"
 #endif
 
 static const char *usage =
