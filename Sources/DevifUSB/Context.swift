@@ -1,4 +1,5 @@
 import CLibUSB
+import DevifCore
 import Dispatch
 import DevifLinux
 import Glibc
@@ -35,6 +36,9 @@ package final class USBContext: @unchecked Sendable {  // `raw` is immutable; li
     /// The event thread's `pthread_self()`, 0 before it runs: a synchronous
     /// transfer started on that thread could never complete.
     private let eventThread = ThreadID()
+    /// Unit tests only: called on the on-demand event thread just before it
+    /// blocks idle (after its last look for work). Unset, a load.
+    package let beforeIdle = CallbackSlot<Void>()
 
     /// The process's context for handles (``USBDevice``), created with its
     /// event thread on first use and kept for the life of the process.
@@ -86,7 +90,7 @@ package final class USBContext: @unchecked Sendable {  // `raw` is immutable; li
             // The handles' thread also runs the tasks that prefer it.
             let executor = onDemand ? EventThreadExecutor.shared : nil
             s.thread = try JoinableThread(name: onDemand ? "devif-usb-io" : "devif-hotplug") {
-                [running, eventThread, demand, wake] in
+                [running, eventThread, demand, wake, beforeIdle] in
                 eventThread.recordCurrent()
                 var batch: [UnownedJob] = []
                 batch.reserveCapacity(16)
@@ -95,6 +99,7 @@ package final class USBContext: @unchecked Sendable {  // `raw` is immutable; li
                     let jobs = executor?.hasJobs ?? false
                     if onDemand, demand.value.load(ordering: .acquiring) == 0, !jobs {
                         // Idle: leave libusb's event lock to synchronous callers.
+                        beforeIdle.call(())
                         wake.wait()
                         continue
                     }

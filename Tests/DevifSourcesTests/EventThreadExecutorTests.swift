@@ -1,19 +1,32 @@
 // Tasks that prefer the completion executor run on the handles' libusb
 // event thread, wake it when it idles, and never starve it.
 @testable import DevifUSB
+import Dispatch
 import Glibc
 import Synchronization
 import Testing
 
-@Suite struct EventThreadExecutorTests {
-    @Test func aTaskThatPrefersItRunsOnTheIdleEventThread() async throws {
+// Serialized: tests running at once would keep the thread busy, and the
+// idle case would prove nothing.
+@Suite(.serialized) struct EventThreadExecutorTests {
+    @Test(.timeLimit(.minutes(1))) func aTaskThatPrefersItRunsOnTheIdleEventThread() async throws {
         let context = try USBContext.shared()
-        // Nothing in flight: the thread waits for demand and must be woken by the job.
-        let (name, onEventThread) = await Task(executorPreference: EventThreadExecutor.shared) {
-            (currentThreadName(), context.isEventThread)
-        }.value
-        #expect(name == "devif-usb-io")
-        #expect(onEventThread)
+        // The thread about to block idle (after its last look for work):
+        // only the enqueue's wake-up can make it run the next job.
+        let idle = DispatchSemaphore(value: 0)
+        context.beforeIdle.set { idle.signal() }
+        defer { context.beforeIdle.set(nil) }
+        for round in 0..<3 {
+            _ = await Task(executorPreference: EventThreadExecutor.shared) { 0 }.value
+            // Blocks this test's thread until the event thread goes idle again.
+            #expect(idle.wait(timeout: .now() + .seconds(10)) == .success, "round \(round): the thread never went idle")
+            let (name, onEventThread) = await Task(executorPreference: EventThreadExecutor.shared) {
+                (currentThreadName(), context.isEventThread)
+            }.value
+            #expect(name == "devif-usb-io")
+            #expect(onEventThread)
+            _ = idle.wait(timeout: .now() + .seconds(10))  // the idle after that job
+        }
     }
 
     @Test func itStaysOnTheEventThreadAcrossSuspensions() async throws {
