@@ -19,53 +19,50 @@ import Synchronization
 ///
 /// Until the handles' context exists (the first handle opened) and after it
 /// failed, jobs go to Swift's global concurrent executor.
-package final class EventThreadExecutor: TaskExecutor, @unchecked Sendable {  // state under `lock`; `runner` set once under it
+package final class EventThreadExecutor: TaskExecutor, @unchecked Sendable {  // all state under `lock`
     /// The one executor of the process (the handles' context is one too).
     package static let shared = EventThreadExecutor()
 
+    /// The thread that runs the jobs: how to wake it and how to know it.
+    private struct Runner {
+        let wake: @Sendable () -> Void
+        let isCurrent: @Sendable () -> Bool
+    }
     private struct State {
         var jobs: [UnownedJob] = []
-        /// Wakes the event thread: set when the context's thread starts.
-        var wake: (@Sendable () -> Void)?
-        var isCurrent: (@Sendable () -> Bool)?
+        /// Set when the handles' context starts its thread.
+        var runner: Runner?
     }
     private let lock = Mutex(State())
-    /// Jobs queued: read by the event thread before it blocks in libusb.
-    private let queued = Atomic<Int>(0)
 
     private init() {}
 
     /// The thread that runs the jobs, told how to wake it and how to know it.
     func attach(wake: @escaping @Sendable () -> Void, isCurrent: @escaping @Sendable () -> Bool) {
-        lock.withLock { s in
-            s.wake = wake
-            s.isCurrent = isCurrent
-        }
+        lock.withLock { $0.runner = Runner(wake: wake, isCurrent: isCurrent) }
     }
 
     package func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
-        let (attached, first, isCurrent, wake) = lock.withLock { s in
-            guard let wake = s.wake else { return (false, false, nil as (@Sendable () -> Bool)?, nil as (@Sendable () -> Void)?) }
+        let (runner, first) = lock.withLock { s -> (Runner?, Bool) in
+            guard let runner = s.runner else { return (nil, false) }
             s.jobs.append(job)
-            return (true, s.jobs.count == 1, s.isCurrent, wake)
+            return (runner, s.jobs.count == 1)
         }
-        guard attached else { return globalConcurrentExecutor.enqueue(job) }
-        queued.add(1, ordering: .releasing)
+        guard let runner else { return globalConcurrentExecutor.enqueue(job) }
         // From the event thread it runs after this round; from elsewhere
         // the thread may be idle or blocked in libusb's poll.
-        if first, let wake, isCurrent?() != true { wake() }
+        if first, !runner.isCurrent() { runner.wake() }
     }
 
     /// Whether jobs are waiting (the event thread does not block in libusb then).
-    var hasJobs: Bool { queued.load(ordering: .acquiring) > 0 }
+    var hasJobs: Bool { lock.withLock { !$0.jobs.isEmpty } }
 
     /// Runs the jobs queued now (not those they queue: the next round's).
     /// On the event thread only.
     func runJobs(into batch: inout [UnownedJob]) {
         lock.withLock { swap(&$0.jobs, &batch) }
         guard !batch.isEmpty else { return }
-        queued.subtract(batch.count, ordering: .relaxed)
         let me = asUnownedTaskExecutor()
         for job in batch { job.runSynchronously(on: me) }
         batch.removeAll(keepingCapacity: true)
