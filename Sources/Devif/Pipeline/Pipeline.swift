@@ -42,7 +42,14 @@ final class Pipeline: Sendable {
     /// through the fan-out's resumer thread).
     private let fanOut = FanOut<InterfaceEvent>(resumesOnPublisherThread: true)
     private let state: Mutex<State>
-    private let queue = WorkQueue<(String, SourceEvent)>()
+    private let queue = PipelineQueue<Work>()
+    private enum Work: Sendable {
+        /// A source's event.
+        case event(source: String, SourceEvent)
+        /// A notice found while applying an event on a source's thread, given
+        /// on the pipeline's thread.
+        case say(Notice)
+    }
     private let watchCapacity: Int
     /// Diagnostics for the application's log: notices at `.notice`, every
     /// published change at `.debug` (the typed events stay the API to act on).
@@ -72,19 +79,24 @@ final class Pipeline: Sendable {
     func start() -> Bool {
         do {
             let t = try JoinableThread(name: "devif-pipeline") { [self] in
-                while let (source, event) = queue.next() {
-                    apply(source, event)
+                while let work = queue.next() {
+                    switch work {
+                    case .event(let source, let event): apply(source, event, say: notice)
+                    case .say(let n): notice(n)
+                    }
                     // Group commit: a burst of events (a hub, a storm) is one
                     // registry transaction. A commit (two fsyncs) was most of
                     // this thread's time per event (lab: 14.8 of 24.3 ms
                     // median) and delayed the next arrival behind it: the
                     // writer commits on its own thread.
                     if queue.isEmpty || unhanded.withLock({ $0.count }) >= Self.maximumUnhanded { handOver() }
-                    sayRegistryFailure()
+                    sayRegistryFailure(say: notice)
+                    queue.finishTaken()
                 }
                 flushRegistry()
             }
             thread.withLock { $0 = t }
+            queue.markStarted()
             // With no sources there is nothing to wait for.
             if state.withLock({ $0.pendingSources.isEmpty }) { finishEnumeration() }
             return true
@@ -94,8 +106,24 @@ final class Pipeline: Sendable {
         }
     }
 
-    /// Called on a source's thread: hands the event on and returns.
-    func submit(source: String, _ event: SourceEvent) { queue.post((source, event)) }
+    /// Called on a source's thread. An arrival or a removal is applied right
+    /// here when the pipeline is idle (nothing queued, nothing applying);
+    /// everything else, and everything while it is busy, goes to the
+    /// pipeline's thread in order. Notices found on the way (and every
+    /// notice handler) still run on the pipeline's thread: a handler never
+    /// runs on a source's thread.
+    func submit(source: String, _ event: SourceEvent) {
+        let inlineAllowed = switch event {
+        case .arrived, .removed: true
+        case .enumerated, .notice: false
+        }
+        guard case .inline = queue.submit(.event(source: source, event), inlineAllowed: inlineAllowed) else { return }
+        let later = { (n: Notice) in _ = self.queue.submit(.say(n), inlineAllowed: false) }
+        apply(source, event, say: later)
+        handOver()
+        sayRegistryFailure(say: later)
+        queue.finishInline()
+    }
 
     /// A pipeline never started still has its writer's thread to end.
     deinit { writer.stop() }
@@ -117,10 +145,11 @@ final class Pipeline: Sendable {
 
     // MARK: Applying source events (pipeline thread only)
 
-    private func apply(_ source: String, _ event: SourceEvent) {
+    /// Applies one event; `say` gives the notices it finds.
+    private func apply(_ source: String, _ event: SourceEvent, say: (Notice) -> Void) {
         switch event {
         case .arrived(let snapshot):
-            arrive(source, snapshot)
+            arrive(source, snapshot, say: say)
         case .removed(let key):
             remove(key: DeviceKey(source: source, key: key))
         case .enumerated:
@@ -135,11 +164,11 @@ final class Pipeline: Sendable {
         case .notice(var n):
             flushRegistry()
             n.source = n.source ?? source
-            notice(n)
+            say(n)
         }
     }
 
-    private func arrive(_ source: String, _ snapshot: DeviceSnapshot) {
+    private func arrive(_ source: String, _ snapshot: DeviceSnapshot, say: (Notice) -> Void) {
         let key = DeviceKey(source: source, key: snapshot.sourceKey)
         // A second arrival for a key still present replaces the first.
         if state.withLock({ $0.linksByKey[key] != nil }) { remove(key: key) }
@@ -164,7 +193,7 @@ final class Pipeline: Sendable {
             }
             s.linksByKey[key] = links
         }
-        for text in told { notice(Notice(source: source, .naming, text)) }
+        for text in told { say(Notice(source: source, .naming, text)) }
         commit(records.map { .arrival($0) })
     }
 
@@ -245,12 +274,12 @@ final class Pipeline: Sendable {
     private func flushRegistry() {
         handOver()
         writer.flush()
-        sayRegistryFailure()
+        sayRegistryFailure(say: notice)
     }
 
-    private func sayRegistryFailure() {
+    private func sayRegistryFailure(say: (Notice) -> Void) {
         guard let error = writer.takeFailure() else { return }
-        notice(Notice(.registry, "cannot record changes in the instance registry (\(error)); arrivals and removals are still delivered"))
+        say(Notice(.registry, "cannot record changes in the instance registry (\(error)); arrivals and removals are still delivered"))
     }
 
     // MARK: Enumeration and notices
