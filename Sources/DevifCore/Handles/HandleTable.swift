@@ -70,6 +70,10 @@ public final class HandleTable<Resource: Sendable>: Sendable {
     /// (low 32 bits; 0 when empty). The tag changes on every push and pop, so a
     /// compare-exchange with a stale top always fails (no ABA).
     private let freeTop: Atomic<UInt64>
+    /// Slots off the free stack (open, or closed with uses still running):
+    /// with none, a device's removal has nothing to scan (the scan of every
+    /// slot cost a removal about 7 us natively, far more in the lab VM).
+    private let taken = Atomic<Int>(0)
     private let onRelease: @Sendable (Resource) -> Void
 
     /// Creates an empty table.
@@ -170,6 +174,9 @@ public final class HandleTable<Resource: Sendable>: Sendable {
     @discardableResult
     public func markRemoved(where belongsToRemovedDevice: (Resource) -> Bool) -> [Handle] {
         var marked: [Handle] = []
+        // Acquire: pairs with the release in `takeFreeSlot`; a handle opened
+        // after this load is one opened after the removal (its opener checks).
+        guard taken.load(ordering: .acquiring) > 0 else { return marked }
         for index in slots.indices {
             let slot = slots[index]
             let word = slot.word.load(ordering: .relaxed)
@@ -277,12 +284,16 @@ public final class HandleTable<Resource: Sendable>: Sendable {
             let newTop = ((top >> 32) &+ 1) << 32 | UInt64(next)
             let (done, current) = freeTop.weakCompareExchange(
                 expected: top, desired: newTop, ordering: .acquiring)
-            if done { return Int(first - 1) }
+            if done {
+                taken.add(1, ordering: .releasing)
+                return Int(first - 1)
+            }
             top = current
         }
     }
 
     private func putFreeSlot(_ slot: HandleSlot<Resource>) {
+        taken.subtract(1, ordering: .relaxed)
         var top = freeTop.load(ordering: .relaxed)
         while true {
             slot.nextFree.store(UInt32(truncatingIfNeeded: top), ordering: .relaxed)
