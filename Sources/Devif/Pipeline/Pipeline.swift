@@ -6,11 +6,12 @@ import Glibc
 import Logging
 import Synchronization
 
-/// The middle of the pipeline: takes source events on one thread, in order,
+/// The middle of the pipeline: takes source events one at a time, in order,
 /// classifies snapshots into instances, names them, keeps the present set,
 /// numbers and publishes changes, and records them in the registry.
 ///
-/// Ordering is the point: one thread applies changes, and a watch takes its
+/// Ordering is the point: one turn at a time applies changes (the pipeline's
+/// thread, or an idle pipeline's submitter: ``PipelineQueue``), and a watch takes its
 /// snapshot and subscribes under the same lock that applying and publishing
 /// hold, so a watcher's snapshot and its changes neither overlap nor leave a
 /// gap (the race libusb's ENUMERATE flag leaves to its callers).
@@ -143,7 +144,7 @@ final class Pipeline: Sendable {
         submit(source: name, .enumerated)
     }
 
-    // MARK: Applying source events (pipeline thread only)
+    // MARK: Applying source events (one turn at a time: PipelineQueue)
 
     /// Applies one event; `say` gives the notices it finds.
     private func apply(_ source: String, _ event: SourceEvent, say: (Notice) -> Void) {
@@ -239,7 +240,8 @@ final class Pipeline: Sendable {
         commit(links.map { .removal(link: $0) })
     }
 
-    /// Calls `handler` (on the pipeline thread) with the key of every device
+    /// Calls `handler` (where the removal is applied: the pipeline thread, or
+    /// the source thread that submitted it) with the key of every device
     /// that leaves, as ``deviceKey(link:)`` gives it.
     func onDeviceLeft(_ handler: @escaping @Sendable (DeviceKey) -> Void) {
         deviceLeft.set(handler)

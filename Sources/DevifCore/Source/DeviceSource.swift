@@ -3,7 +3,9 @@
 ///
 /// A source owns its thread(s): nobody outside ever pumps its event loop. It
 /// reports through one sink, from one thread at a time, in the order things
-/// happened; the sink must return quickly (it only hands work on).
+/// happened; the sink returns quickly (it hands the event on, or, when the
+/// manager is idle, applies an arrival or removal right there; notice
+/// handlers never run in it).
 public protocol DeviceSource: AnyObject, Sendable {
     /// A short name for logs and errors: `usb`, `hid`.
     var name: String { get }
