@@ -256,6 +256,37 @@ struct DeviceManagerTests {
         #expect(links() == [b.devnode!: Self.serialLink, a.devnode!: "usb#vid_1209&pid_0001#SER@1-1#\(usbDeviceGUIDText)"])
     }
 
+    @Test("an arrival applied on the source's thread still gives its notice on the pipeline's thread, after the arrival and before what the source sent next")
+    func inlineArrivalNoticeOnThePipelineThread() async throws {
+        let hid = FakeSource("hid")
+        let h = try Harness([hid])
+        #expect(await h.barrier(hid), "the manager started")
+        let threads = Recorder<String>()
+        h.manager.onNotice { n in
+            // /proc names the calling thread (devif names its threads).
+            let name = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "?"
+            if n.message.contains("ordinal") { threads.append(name.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        func twin(_ node: Int) -> DeviceSnapshot {
+            DeviceSnapshot(kind: .hid, vendorID: 0x1209, productID: 0x0e21, product: "twin", serialNumber: "SAME",
+                           hid: HIDProperties(usages: [], reportDescriptor: [], interfaceNumber: nil,
+                                              busType: BusType(rawValue: 6), physicalLocation: "uhid"),
+                           devnode: "/dev/hidraw\(node)", sysfsPath: "/sys/class/hidraw/hidraw\(node)", access: .ok)
+        }
+        // One at a time, each after the pipeline has gone idle: the third
+        // (serial and location both taken) is named with an ordinal and said so.
+        for node in 1...3 {
+            hid.arrive(twin(node))
+            #expect(await h.barrier(hid))
+        }
+        #expect(await threads.wait { items, _ in !items.isEmpty })
+        #expect(threads.items == ["devif-pipeline"], "the naming notice ran its handler on \(threads.items)")
+        let order = h.notices.items.filter { $0.contains("ordinal") || $0.hasPrefix("hid: barrier") }
+        // Barrier 1 at start, one after each arrival: the ordinal notice comes
+        // after the third arrival and before the barrier sent after it.
+        #expect(order.count == 5 && order[3].contains("ordinal"), "\(order)")
+    }
+
     @Test("identical devices (same serial and location) are all named: the ordinal !N, and a notice saying why")
     func identicalDevicesGetOrdinals() async throws {
         let hid = FakeSource("hid")
