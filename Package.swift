@@ -106,7 +106,7 @@ let package = Package(
         ]),
         // Unit tests of the sources' pure helpers (descriptor parsing, strings, errors).
         .testTarget(name: "DevifSourcesTests", dependencies: [
-            "DevifUSB", "DevifLinux", "DevifHID", "SeededRandom", "AllocationCounting",
+            "DevifCore", "DevifUSB", "DevifLinux", "DevifHID", "SeededRandom", "AllocationCounting",
         ]),
         // A child process the registry's crash test kills with SIGKILL mid-commit.
         .executableTarget(name: "registry-crash-writer",

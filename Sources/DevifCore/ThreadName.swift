@@ -7,3 +7,10 @@ import CLinux
 package func nameCurrentThread(_ name: String) {
     _ = devif_name_thread(name)
 }
+
+/// The calling thread's name as the kernel keeps it ("?" if it cannot be read).
+package func currentThreadName() -> String {
+    var name = [CChar](repeating: 0, count: 16)
+    guard devif_thread_name(&name) == 0 else { return "?" }
+    return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

@@ -263,9 +263,8 @@ struct DeviceManagerTests {
         #expect(await h.barrier(hid), "the manager started")
         let threads = Recorder<String>()
         h.manager.onNotice { n in
-            // /proc names the calling thread (devif names its threads).
-            let name = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "?"
-            if n.message.contains("ordinal") { threads.append(name.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            // devif names its threads.
+            if n.message.contains("ordinal") { threads.append(currentThreadName()) }
         }
         func twin(_ node: Int) -> DeviceSnapshot {
             DeviceSnapshot(kind: .hid, vendorID: 0x1209, productID: 0x0e21, product: "twin", serialNumber: "SAME",

@@ -1,5 +1,6 @@
 // Tasks that prefer the completion executor run on the handles' libusb
 // event thread, wake it when it idles, and never starve it.
+import DevifCore
 @testable import DevifUSB
 import Dispatch
 import Glibc

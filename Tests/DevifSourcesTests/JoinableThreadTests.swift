@@ -1,18 +1,9 @@
 // devif's threads carry names (what top -H, perf and debuggers show).
+import DevifCore
 import DevifLinux
 import Glibc
 import Synchronization
 import Testing
-
-/// The calling thread's name as the kernel has it (its comm).
-func currentThreadName() -> String {
-    let fd = open("/proc/thread-self/comm", O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return "?" }
-    defer { close(fd) }
-    var bytes = [UInt8](repeating: 0, count: 32)
-    let n = read(fd, &bytes, bytes.count)
-    return n > 0 ? String(decoding: bytes[..<n].prefix { $0 != 0x0A }, as: UTF8.self) : "?"
-}
 
 @Suite struct JoinableThreadTests {
     private static func nameSeen(starting name: String) throws -> String {
