@@ -7,8 +7,7 @@ import Synchronization
 /// A FIFO that one thread (or a few workers) drains, blocking while it is empty.
 public final class WorkQueue<Item: Sendable>: Sendable {
     private struct State {
-        var items: [Item] = []
-        var head = 0
+        var items = FIFO<Item>()
         var closed = false
     }
     private let state = Mutex(State())
@@ -47,13 +46,7 @@ public final class WorkQueue<Item: Sendable>: Sendable {
             ready.wait()
             let item: Item?? = state.withLock { s in
                 if s.closed { return .some(nil) }  // (and wake the next waiter, below)
-                guard s.head < s.items.count else { return nil }  // a leftover wake-up
-                let item = s.items[s.head]
-                s.head += 1
-                if s.head > 64, s.head * 2 > s.items.count {
-                    s.items.removeFirst(s.head)
-                    s.head = 0
-                }
+                guard let item = s.items.popFirst() else { return nil }  // a leftover wake-up
                 return .some(item)
             }
             if let item {
@@ -65,24 +58,12 @@ public final class WorkQueue<Item: Sendable>: Sendable {
 
     /// Whether nothing is queued now (the consumer uses it to tell a burst
     /// from a lone item).
-    public var isEmpty: Bool { state.withLock { $0.head >= $0.items.count } }
-
-    /// Removes and returns the first queued item matching `predicate`.
-    public func removeFirst(where predicate: (Item) -> Bool) -> Item? {
-        state.withLock { s in
-            guard let i = s.items[s.head...].firstIndex(where: predicate) else { return nil }
-            return s.items.remove(at: i)
-        }
-        // The semaphore keeps one extra count; next() skips it.
-    }
+    public var isEmpty: Bool { state.withLock { $0.items.isEmpty } }
 
     /// Removes and returns everything queued now, without blocking (a
     /// consumer gathering a batch after `next()`).
     public func takeAll() -> [Item] {
-        state.withLock { s in
-            defer { s.items = []; s.head = 0 }
-            return Array(s.items[s.head...])
-        }
+        state.withLock { $0.items.removeAll() }
         // The semaphore keeps the counts; next() skips them.
     }
 
@@ -91,10 +72,7 @@ public final class WorkQueue<Item: Sendable>: Sendable {
     public func close() -> [Item] {
         let rest = state.withLock { s in
             s.closed = true
-            let rest = Array(s.items[s.head...])
-            s.items = []
-            s.head = 0
-            return rest
+            return s.items.removeAll()
         }
         ready.signal()
         return rest

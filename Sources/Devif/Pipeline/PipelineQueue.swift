@@ -1,3 +1,4 @@
+import DevifLinux
 import Dispatch
 import Synchronization
 
@@ -12,8 +13,7 @@ import Synchronization
 /// inline: taking an item and claiming the turn are one step.
 final class PipelineQueue<Item: Sendable>: Sendable {
     private struct State {
-        var items: [Item] = []
-        var head = 0
+        var items = FIFO<Item>()
         /// Someone (the thread or a submitter) is applying an item.
         var busy = false
         /// Inline turns only once the thread runs: until then, everything
@@ -24,7 +24,6 @@ final class PipelineQueue<Item: Sendable>: Sendable {
         var inline = false
         /// Signalled when an inline turn ends after `close()`.
         var closeWaiter: DispatchSemaphore?
-        var isEmpty: Bool { head >= items.count }
     }
     private let state = Mutex(State())
     /// Signalled at each change that may let the thread take an item.
@@ -47,7 +46,7 @@ final class PipelineQueue<Item: Sendable>: Sendable {
     func submit(_ item: Item, inlineAllowed: Bool) -> Turn {
         let turn = state.withLock { s -> Turn in
             if s.closed { return .dropped }
-            if inlineAllowed, s.started, !s.busy, s.isEmpty {
+            if inlineAllowed, s.started, !s.busy, s.items.isEmpty {
                 s.busy = true
                 s.inline = true
                 return .inline
@@ -65,7 +64,7 @@ final class PipelineQueue<Item: Sendable>: Sendable {
             s.busy = false
             s.inline = false
             defer { s.closeWaiter = nil }
-            return (!s.isEmpty, s.closeWaiter)
+            return (!s.items.isEmpty, s.closeWaiter)
         }
         if pending { ready.signal() }
         waiter?.signal()
@@ -80,13 +79,7 @@ final class PipelineQueue<Item: Sendable>: Sendable {
         while true {
             let taken = state.withLock { s -> Item?? in
                 if s.closed { return .some(nil) }
-                guard !s.busy, !s.isEmpty else { return nil }
-                let item = s.items[s.head]
-                s.head += 1
-                if s.head > 64, s.head * 2 > s.items.count {
-                    s.items.removeFirst(s.head)
-                    s.head = 0
-                }
+                guard !s.busy, let item = s.items.popFirst() else { return nil }
                 s.busy = true
                 return .some(item)
             }
@@ -102,7 +95,7 @@ final class PipelineQueue<Item: Sendable>: Sendable {
     func finishTaken() { state.withLock { $0.busy = false } }
 
     /// Whether nothing is queued now (the thread tells a burst from a lone item).
-    var isEmpty: Bool { state.withLock { $0.isEmpty } }
+    var isEmpty: Bool { state.withLock { $0.items.isEmpty } }
 
     /// Closes the queue (what is queued is dropped), wakes the thread and
     /// returns once no submitter applies an item: nothing is applied inline
@@ -110,8 +103,7 @@ final class PipelineQueue<Item: Sendable>: Sendable {
     func close() {
         let waiter = state.withLock { s -> DispatchSemaphore? in
             s.closed = true
-            s.items = []
-            s.head = 0
+            _ = s.items.removeAll()
             guard s.inline else { return nil }
             let waiter = DispatchSemaphore(value: 0)
             s.closeWaiter = waiter
