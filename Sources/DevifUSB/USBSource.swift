@@ -543,7 +543,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
                 t.abandons[key] = abandoned
                 let submitted = workers.submit { [self] in
                     let result = job(key, raw, fromWalk, abandoned)
-                    direct { result }
+                    return { [self] in direct { result } }
                 }
                 // No worker thread to be had: made ready in turn on the
                 // source's thread.

@@ -85,7 +85,7 @@ func registerLeakTests(_ r: inout LabRunner) {
         try end.expectBack(to: baseline, "after \(cycles) open/close cycles")
     }
 
-    r.add("reliability: leaks: \(rounds * 10) plug/unplug operations (\(rounds) rounds of 4 HID gadgets and 6 Loopback/SourceSink gadgets, handles opened on some, some kept open through the unplug) each give their arrivals and removals, and leave fds and threads exactly as after a warm-up, heap within 512 KiB and RSS within 8 MiB besides SQLite's bounded page cache") {
+    r.add("reliability: leaks: \(rounds * 10) plug/unplug operations (\(rounds) rounds of 4 HID gadgets and 6 Loopback/SourceSink gadgets, handles opened on some, some kept open through the unplug) each give their arrivals and removals, and leave fds and threads exactly as after a warm-up (devif's assembly pool within the devices plugged at once), heap within 512 KiB and RSS within 8 MiB besides SQLite's bounded page cache") {
         // The manager keeps every notice it was given (to replay them to a
         // later onNotice handler): counted, as a possible growth per plug.
         let notices = Shared((count: 0, bytes: 0, last: ""))
@@ -202,7 +202,7 @@ func registerLeakTests(_ r: inout LabRunner) {
                + "(settled in \(ms(settle)) ms); RSS \(end.rssDelta(from: baseline)); every 100: \(samples.joined(separator: "; ")); "
                + "UDC writes of a round to its last arrival: \(distribution(plugTimes)); to its last removal: \(distribution(unplugTimes)); "
                + "notices: \(notices.withLock { "\($0.count), \($0.bytes) bytes, the last: \($0.last.prefix(300))" })")
-        try end.expectBack(to: baseline, "after \(tally.operations) plug/unplug operations")
+        try end.expectBack(to: baseline, "after \(tally.operations) plug/unplug operations", assemblyPeak: devices.count)
     }
 }
 
@@ -504,7 +504,13 @@ struct ProcessUsage: Equatable, CustomStringConvertible {
         return "\(signed(d)) KiB, \(signed(d - q)) KiB without SQLite's growth (tolerance \(Self.rssToleranceKiB) KiB); heap in use \(signed(h)) KiB, \(signed(h - q)) KiB without SQLite's (tolerance \(Self.heapToleranceKiB) KiB)"
     }
 
-    func expectBack(to baseline: ProcessUsage, _ what: String) throws {
+    /// `assemblyPeak`: how many devices were plugged at once, when some
+    /// were. devif's assembly workers are made as plugs need them and kept
+    /// (up to 16), so a round whose plugs overlap more than the warm-up's did
+    /// adds one: that pool is counted apart, never fewer than after the
+    /// warm-up and never more than devices plugged at once; every other
+    /// thread exactly as after the warm-up.
+    func expectBack(to baseline: ProcessUsage, _ what: String, assemblyPeak: Int? = nil) throws {
         if fds != baseline.fds {
             var gone = baseline.fdTargets, added: [String] = []
             for t in fdTargets { if let k = gone.firstIndex(of: t) { gone.remove(at: k) } else { added.append(t) } }
@@ -517,9 +523,18 @@ struct ProcessUsage: Equatable, CustomStringConvertible {
         // pending sleeps (up to 60 s) keep giving. Counted apart, bounded.
         let pool = threadNames.filter { $0.hasSuffix("default-qos") }.count
         let basePool = baseline.threadNames.filter { $0.hasSuffix("default-qos") }.count
-        try expect(threads - pool == baseline.threads - basePool,
-                   "threads \(what): \(threads - pool) besides libdispatch's \(pool) pool workers, after the warm-up \(baseline.threads - basePool) besides \(basePool) "
-                   + "(names now \(threadNames), after the warm-up \(baseline.threadNames))")
+        let assembly = assemblyPeak == nil ? 0 : threadNames.filter { $0 == "devif-assembly" }.count
+        let baseAssembly = assemblyPeak == nil ? 0 : baseline.threadNames.filter { $0 == "devif-assembly" }.count
+        try expect(threads - pool - assembly == baseline.threads - basePool - baseAssembly,
+                   "threads \(what): \(threads - pool - assembly) besides libdispatch's \(pool) pool workers"
+                   + (assemblyPeak == nil ? "" : " and \(assembly) assembly workers")
+                   + ", after the warm-up \(baseline.threads - basePool - baseAssembly) besides \(basePool)"
+                   + (assemblyPeak == nil ? "" : " and \(baseAssembly)")
+                   + " (names now \(threadNames), after the warm-up \(baseline.threadNames))")
+        if let assemblyPeak {
+            try expect(assembly >= baseAssembly && assembly <= max(baseAssembly, assemblyPeak),
+                       "devif's assembly workers \(what): \(assembly), after the warm-up \(baseAssembly), with at most \(assemblyPeak) devices plugged at once")
+        }
         try expect(pool <= basePool + 4, "libdispatch's worker pool \(what): \(pool) threads, after the warm-up \(basePool) (names now \(threadNames))")
         // SQLite's page cache is bounded by its cache_size; it is counted
         // apart (its growth is taken off), and checked against that bound.

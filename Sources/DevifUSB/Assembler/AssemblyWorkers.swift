@@ -10,7 +10,12 @@ import Synchronization
 /// the lab VM). With more devices than `limit` at once, the rest wait their
 /// turn in order. The threads hold their pool: `stop()` must be called.
 final class AssemblyWorkers: Sendable {
-    typealias Job = @Sendable () -> Void
+    /// Makes a device ready and returns what hands the result on. The job
+    /// counts as finished before the hand-over runs: handing on may apply
+    /// the arrival in the pipeline in place (when it is idle), which is not
+    /// assembly and should not make the next plug start another thread.
+    typealias Job = @Sendable () -> Deliver
+    typealias Deliver = @Sendable () -> Void
 
     let limit: Int
     private let jobs = WorkQueue<Job>()
@@ -50,8 +55,9 @@ final class AssemblyWorkers: Sendable {
 
     private func work() {
         while let job = jobs.next() {
-            job()
+            let deliver = job()
             state.withLock { $0.unfinished -= 1 }
+            deliver()
         }
     }
 
