@@ -51,7 +51,8 @@ public struct USBHandle: Sendable, CustomStringConvertible {
     /// The thread on which USB transfers complete, as a task executor: a
     /// task that prefers it runs there between two rounds of libusb's
     /// events, and each completion that resumes it costs no thread wake-up.
-    /// The way to read an ``InStream`` as an AsyncSequence at full speed:
+    /// The faster way to read an ``InStream`` as an AsyncSequence (the push
+    /// reader, ``startReading(endpoint:transferSize:transfers:timeout:_:)``, is faster still):
     ///
     /// ```swift
     /// let reading = Task(executorPreference: USBHandle.completionExecutor) {
