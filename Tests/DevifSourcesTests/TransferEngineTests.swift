@@ -53,6 +53,43 @@ final class TransferEngineTests: XCTestCase {
         XCTAssertEqual(fake.snapshot.released, [0])
     }
 
+    func testSynchronousTransfersFromAndIntoTheCallersMemoryLendItOnlyUntilTheCompletion() throws {
+        let (dev, fake) = device()
+        // Where each submission's bytes were, seen by the transport.
+        let seen = Mutex<[UInt]>([])
+        fake.onSubmit.withLock { $0 = { sub in seen.withLock { $0.append(UInt(bitPattern: sub.box.buffer.baseAddress)) } } }
+        fake.onPump.withLock { $0 = { f in
+            guard let first = f.snapshot.pending.first else { return }
+            if first.endpoint == 0x81 { f.complete(first.length == 3 ? .timedOut : .completed, data: [4, 5, 6, 7]) }
+            else { f.complete(.completed) }
+        } }
+        let out: [UInt8] = [9, 8, 7, 6, 5]
+        var into = [UInt8](repeating: 0, count: 16)
+        let sent = try out.withUnsafeBytes { b in
+            XCTAssertEqual(try dev.write(endpoint: 0x02, from: b), 5)
+            return UInt(bitPattern: b.baseAddress)
+        }
+        let (n, target) = try into.withUnsafeMutableBytes { b in
+            (try dev.read(endpoint: 0x81, into: b), UInt(bitPattern: b.baseAddress))
+        }
+        XCTAssertEqual(n, 4)
+        XCTAssertEqual(Array(into[0..<4]), [4, 5, 6, 7], "libusb filled the caller's memory itself")
+        XCTAssertEqual(fake.snapshot.submitted[0].bytes, out)
+        XCTAssertEqual(seen.withLock { $0 }, [sent, target], "the transfers were given the caller's memory, not a copy")
+        // A transfer that ends in a timeout has completed too: then the
+        // endpoint's transfer has its own buffer back.
+        var short = [UInt8](repeating: 0, count: 3)
+        XCTAssertThrowsError(try short.withUnsafeMutableBytes { b in try dev.read(endpoint: 0x81, into: b) }) {
+            XCTAssertEqual($0 as? USBError, .timeout)
+        }
+        let boxes = fake.snapshot.submitted.map(\.box)
+        XCTAssertTrue(boxes[1] === boxes[2], "the endpoint's synchronous transfer is reused")
+        let kept = UInt(bitPattern: boxes[2].buffer.baseAddress)
+        XCTAssertFalse([sent, target].contains(kept) || short.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) } == kept,
+                       "a transfer keeps no caller's memory after the call")
+        dev.close()
+    }
+
     /// An async read pending on the fake, and a close() on another thread
     /// that has asked for its cancel.
     private func closingWithAReadPending() -> (USBDevice, FakeTransport, Outcome<Result<[UInt8], USBError>>, Outcome<Void>) {

@@ -133,9 +133,9 @@ package final class USBDevice: Sendable {
     package func write(endpoint: UInt8, from buffer: UnsafeRawBufferPointer, timeout: Duration? = .seconds(5),
                       zeroLengthPacket: Bool = false) throws(USBError) -> Int {
         let ep = try core.endpoint(endpoint, wantIn: false)
-        return try core.transferSync(ep, length: buffer.count, timeout: timeout, zlp: zeroLengthPacket, fill: {
-            if buffer.count > 0 { $0.copyMemory(from: buffer) }
-        }, take: { $0.count })
+        // libusb only reads an OUT transfer's buffer.
+        return try core.transferSync(ep, memory: UnsafeMutableRawBufferPointer(mutating: buffer), timeout: timeout,
+                                     zlp: zeroLengthPacket)
     }
 
     /// Receives at most `buffer.count` bytes from an IN endpoint into the
@@ -143,10 +143,7 @@ package final class USBDevice: Sendable {
     package func read(endpoint: UInt8, into buffer: UnsafeMutableRawBufferPointer,
                      timeout: Duration? = .seconds(5)) throws(USBError) -> Int {
         let ep = try core.endpoint(endpoint, wantIn: true)
-        return try core.transferSync(ep, length: buffer.count, timeout: timeout, zlp: false, fill: { _ in }) { received in
-            if received.count > 0 { buffer.copyMemory(from: received) }
-            return received.count
-        }
+        return try core.transferSync(ep, memory: buffer, timeout: timeout, zlp: false)
     }
 
     /// The async form of ``write(endpoint:_:timeout:zeroLengthPacket:)``;
@@ -570,6 +567,22 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         let n = try submitAndWait(slot, type: transferType(ep), endpoint: ep.address, length: length,
                                   timeout: timeout, zlp: zlp)
         return take(UnsafeRawBufferPointer(rebasing: slot.box.buffer[0..<n]))
+    }
+
+    /// A synchronous transfer out of or into the caller's memory, which
+    /// libusb reads or fills directly (the call returns only after the
+    /// completion); returns the bytes transferred.
+    func transferSync(_ ep: USBDevice.Endpoint, memory: UnsafeMutableRawBufferPointer, timeout: Duration?,
+                      zlp: Bool) throws(USBError) -> Int {
+        guard memory.count > 0 else {
+            return try transferSync(ep, length: 0, timeout: timeout, zlp: zlp, fill: { _ in }, take: { $0.count })
+        }
+        let slot = try syncSlot(ep.address, capacity: 0) { describe(ep) }
+        defer { giveBack(slot, ep.address) }
+        return try slot.box.lending(memory) { () throws(USBError) in
+            try submitAndWait(slot, type: transferType(ep), endpoint: ep.address, length: memory.count, timeout: timeout,
+                              zlp: zlp)
+        }
     }
 
     /// The endpoint's idle synchronous transfer, grown to `capacity`, or a

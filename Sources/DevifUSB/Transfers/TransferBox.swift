@@ -70,6 +70,19 @@ package final class TransferBox: @unchecked Sendable {  // fields are written on
         buffer = .allocate(byteCount: capacity, alignment: 16)
     }
 
+    /// Runs `body` with `memory` as the box's buffer instead of its own
+    /// (idle only): a synchronous transfer that libusb reads from or fills
+    /// in the caller's memory, with no copy. `body` must not return before
+    /// the completion of whatever it submitted (a synchronous call waits
+    /// for it, even after a timeout or a removal), so libusb never holds the
+    /// memory after it.
+    func lending<R, E: Error>(_ memory: UnsafeMutableRawBufferPointer, _ body: () throws(E) -> R) throws(E) -> R {
+        let own = buffer
+        buffer = memory
+        defer { buffer = own }
+        return try body()
+    }
+
     /// Fills and submits (idle only). On failure the box stays idle.
     func submit(type: USBEndpoint.TransferType, endpoint: UInt8, length: Int, timeout: Duration?,
                 zeroLengthPacket: Bool, completion: @escaping Completion) throws(USBError) {
