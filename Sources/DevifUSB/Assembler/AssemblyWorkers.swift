@@ -27,6 +27,9 @@ final class AssemblyWorkers: Sendable {
     }
     private let state = Mutex(State())
 
+    /// Threads made so far (kept until `stop()`).
+    var threadCount: Int { state.withLock { $0.threads.count } }
+
     init(limit: Int = 16, ready: Int = 2) {
         self.limit = max(1, limit)
         state.withLock { s in
