@@ -414,7 +414,8 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
     private func closeBook() {
         let state = book.withLock { t -> LoopState? in
             guard !t.closed else { return nil }
-            for flag in t.abandons.values { flag.value.store(true, ordering: .releasing) }
+            for flag in t.usbAssemblies.abandons.values { flag.value.store(true, ordering: .releasing) }
+            for flag in t.kernelAssemblies.abandons.values { flag.value.store(true, ordering: .releasing) }
             defer { t = LoopState(); t.closed = true }
             return t
         }
@@ -433,10 +434,17 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         /// Kernel mode: devices by node, and each present node's devpath.
         var kernel = AssemblyBook<String>()
         var nodes: [String: String] = [:]
+        /// Each mode's assemblies, by the key its book uses (typed: an
+        /// AnyHashable key cost a dynamic cast per use, seen in `perf`).
+        var usbAssemblies = Assemblies<USBDeviceReference>()
+        var kernelAssemblies = Assemblies<String>()
+    }
+
+    private struct Assemblies<Key: Hashable> {
         /// Descriptors read at the announcement, until a worker takes them.
-        var toAssemble: [AnyHashable: (raw: RawDevice, fromWalk: Bool)] = [:]
+        var toAssemble: [Key: (raw: RawDevice, fromWalk: Bool)] = [:]
         /// The abandon flag of each assembly running.
-        var abandons: [AnyHashable: Flag] = [:]
+        var abandons: [Key: Flag] = [:]
     }
 
     private func handle(_ item: USBWork, _ t: inout LoopState) {
@@ -448,12 +456,12 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
                 emit(.notice(Notice(.device, "a USB device on bus \(LibUSB.busNumber(device.raw)) is skipped: its descriptors cannot be read (\(error))")))
                 return
             }
-            t.toAssemble[device] = (raw, false)
+            t.usbAssemblies.toAssemble[device] = (raw, false)
             perform(t.usb.announced(device, known: USBAssembler.known(raw)), &t)
         case .left(let device):
             perform(t.usb.left(device), &t)
         case .assembled(let device, let result):
-            t.abandons[device] = nil
+            t.usbAssemblies.abandons[device] = nil
             perform(t.usb.assembled(device, result), &t)
         case .kernelAdded(let devpath, let announced):
             kernelAdded(devpath, announced: announced, &t)
@@ -461,7 +469,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
             t.nodes[devnode] = nil
             perform(t.kernel.left(devnode), &t)
         case .kernelAssembled(let devnode, let result, let fromWalk):
-            t.abandons[devnode] = nil
+            t.kernelAssemblies.abandons[devnode] = nil
             // Walked, then gone before it was read: no uevent announced it,
             // and its removal may have passed before the walk: report nothing.
             if fromWalk, result.gone {
@@ -508,20 +516,20 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
             perform(t.kernel.left(devnode), &t)
         }
         t.nodes[devnode] = devpath
-        t.toAssemble[devnode] = (raw, announced == nil)
+        t.kernelAssemblies.toAssemble[devnode] = (raw, announced == nil)
         perform(t.kernel.announced(devnode, known: USBAssembler.known(raw)), &t)
     }
 
     private func perform(_ steps: [AssemblyBook<USBDeviceReference>.Step], _ t: inout LoopState) {
         let assembler = assembler
-        perform(steps, &t) { device, raw, _, abandoned in
+        perform(steps, &t.usbAssemblies) { device, raw, _, abandoned in
             .assembled(device, assembler.assemble(raw, opener: .libusb(device.raw), abandoned: abandoned))
         }
     }
 
     private func perform(_ steps: [AssemblyBook<String>.Step], _ t: inout LoopState) {
         let assembler = assembler, context = LibUSBPointer(context.raw)
-        perform(steps, &t) { devnode, raw, fromWalk, abandoned in
+        perform(steps, &t.kernelAssemblies) { devnode, raw, fromWalk, abandoned in
             .kernelAssembled(devnode: devnode, assembler.assemble(raw, opener: .wrap(context: context.raw), abandoned: abandoned),
                              fromWalk: fromWalk)
         }
@@ -530,7 +538,7 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
     /// Emits, starts and abandons as the book says; `job` makes one device
     /// ready, and the worker takes its result into the book.
     private func perform<Key: Hashable & Sendable>(
-        _ steps: [AssemblyBook<Key>.Step], _ t: inout LoopState,
+        _ steps: [AssemblyBook<Key>.Step], _ t: inout Assemblies<Key>,
         job: @escaping @Sendable (Key, RawDevice, _ fromWalk: Bool, _ abandoned: Flag) -> USBWork
     ) {
         for step in steps {

@@ -422,7 +422,10 @@ extension DeviceInterface {
         self.init(symbolicLink: link, classGuid: m.interfaceClass.guid, className: m.interfaceClass.name,
                   kind: id.kind, vendorId: id.vendorID, productId: id.productID, serialNumber: id.serialNumber,
                   interfaceNumber: id.interfaceNumber.map(Int.init),
-                  portChain: id.portChain ?? snapshot.portChain,
+                  // The snapshot's own chain first: the identity's is its
+                  // location parsed again (the same chain, or a USB/IP
+                  // location that is none).
+                  portChain: snapshot.portChain ?? id.portChain,
                   devnode: instance.devnode, manufacturer: instance.manufacturer, product: instance.product,
                   present: true, access: access, snapshot: snapshot)
     }

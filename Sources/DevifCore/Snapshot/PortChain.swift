@@ -33,7 +33,16 @@ public struct PortChain: Hashable, Comparable, Sendable, Codable, CustomStringCo
     }
 
     public var description: String {
-        ports.isEmpty ? "usb\(bus)" : "\(bus)-" + ports.map(String.init).joined(separator: ".")
+        if ports.isEmpty { return "usb" + String(bus) }
+        // Built by hand: `joined(separator:)` went through generic witness
+        // lookups, a few percent of a plug's assembly in `perf`.
+        var text = String(bus)
+        text.reserveCapacity(4 * (ports.count + 1))
+        for (i, port) in ports.enumerated() {
+            text.append(i == 0 ? "-" : ".")
+            text.append(String(port))
+        }
+        return text
     }
 
     public static func < (lhs: PortChain, rhs: PortChain) -> Bool {

@@ -65,7 +65,7 @@ struct USBAssembler: Sendable {
         if !waitFor({ Sysfs.exists(devnode) || !isThisDevice() }), isThisDevice() {
             problems.append("\(devnode) did not appear within \(options.readyWait)")
         }
-        var strings: [UInt8: String] = [:]
+        var strings = [UInt8: String](minimumCapacity: 4)
         var sysfsPath: String?
         var remote: RemoteOrigin?
         var active: UInt8?
@@ -126,7 +126,8 @@ struct USBAssembler: Sendable {
         if sysfsPath == nil { problems.append("\(dir) is not this device (gone or replaced): no strings from sysfs") }
 
         var access = accessState(devnode, raw)
-        let missing = raw.stringIndexes.subtracting(strings.keys).sorted()
+        let wanted = raw.stringIndexes
+        let missing = wanted.subtracting(strings.keys).sorted()
         let msos = opener.mayOpen ? msOSFetcher(for: raw) : nil
         var firmwareGUIDs: [FirmwareGUID] = []
         if msos != nil, case .denied = access {
@@ -158,7 +159,7 @@ struct USBAssembler: Sendable {
                 problems.append("opening \(devnode): \(error)")
             }
         }
-        let unread = raw.stringIndexes.subtracting(strings.keys)
+        let unread = wanted.subtracting(strings.keys)
         if !unread.isEmpty, case .ok = access {
             problems.append("string descriptor(s) \(unread.sorted().map(String.init).joined(separator: ", ")) could not be read or are empty: reported as absent")
         }
