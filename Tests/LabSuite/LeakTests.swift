@@ -508,8 +508,8 @@ struct ProcessUsage: Equatable, CustomStringConvertible {
     /// were. devif's assembly workers are made as plugs need them and kept
     /// (up to 16), so a round whose plugs overlap more than the warm-up's did
     /// adds one: that pool is counted apart, never fewer than after the
-    /// warm-up and never more than devices plugged at once; every other
-    /// thread exactly as after the warm-up.
+    /// warm-up and never more than devices plugged at once (without plugs,
+    /// exactly as many); every other thread exactly as after the warm-up.
     func expectBack(to baseline: ProcessUsage, _ what: String, assemblyPeak: Int? = nil) throws {
         if fds != baseline.fds {
             var gone = baseline.fdTargets, added: [String] = []
@@ -523,18 +523,15 @@ struct ProcessUsage: Equatable, CustomStringConvertible {
         // pending sleeps (up to 60 s) keep giving. Counted apart, bounded.
         let pool = threadNames.filter { $0.hasSuffix("default-qos") }.count
         let basePool = baseline.threadNames.filter { $0.hasSuffix("default-qos") }.count
-        let assembly = assemblyPeak == nil ? 0 : threadNames.filter { $0 == "devif-assembly" }.count
-        let baseAssembly = assemblyPeak == nil ? 0 : baseline.threadNames.filter { $0 == "devif-assembly" }.count
+        let assembly = threadNames.filter { $0 == "devif-assembly" }.count
+        let baseAssembly = baseline.threadNames.filter { $0 == "devif-assembly" }.count
         try expect(threads - pool - assembly == baseline.threads - basePool - baseAssembly,
-                   "threads \(what): \(threads - pool - assembly) besides libdispatch's \(pool) pool workers"
-                   + (assemblyPeak == nil ? "" : " and \(assembly) assembly workers")
-                   + ", after the warm-up \(baseline.threads - basePool - baseAssembly) besides \(basePool)"
-                   + (assemblyPeak == nil ? "" : " and \(baseAssembly)")
-                   + " (names now \(threadNames), after the warm-up \(baseline.threadNames))")
-        if let assemblyPeak {
-            try expect(assembly >= baseAssembly && assembly <= max(baseAssembly, assemblyPeak),
-                       "devif's assembly workers \(what): \(assembly), after the warm-up \(baseAssembly), with at most \(assemblyPeak) devices plugged at once")
-        }
+                   "threads \(what): \(threads - pool - assembly) besides libdispatch's \(pool) pool workers and \(assembly) assembly workers, "
+                   + "after the warm-up \(baseline.threads - basePool - baseAssembly) besides \(basePool) and \(baseAssembly) "
+                   + "(names now \(threadNames), after the warm-up \(baseline.threadNames))")
+        try expect(assembly >= baseAssembly && assembly <= max(baseAssembly, assemblyPeak ?? baseAssembly),
+                   "devif's assembly workers \(what): \(assembly), after the warm-up \(baseAssembly)"
+                   + (assemblyPeak.map { ", with at most \($0) devices plugged at once" } ?? ", with no device plugged"))
         try expect(pool <= basePool + 4, "libdispatch's worker pool \(what): \(pool) threads, after the warm-up \(basePool) (names now \(threadNames))")
         // SQLite's page cache is bounded by its cache_size; it is counted
         // apart (its growth is taken off), and checked against that bound.
