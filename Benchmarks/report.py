@@ -49,6 +49,9 @@ ROWS = [
     ("control-transfer-allocations", "devif", None, "allocations per warm synchronous control transfer into the caller's memory (libusb's URB array included)", "max", 1.0),
     ("publish-p99", "devif-stalled", "devif-no-stalled", "publish p99 (ns), one stalled subscriber vs none", "max-ratio", 1.1),
     ("idle-rss", "devif-usb-watch", "udevadm-monitor", "idle RSS (KiB) of devif-usb watch", "max-ratio", 3.0),
+    # The same processes' anonymous memory (heap, stacks, written data),
+    # without the file pages they map (shared, reclaimable).
+    ("idle-rss-anon", "devif-usb-watch", "udevadm-monitor", "idle anonymous RSS (KiB) of devif-usb watch", None, None),
     ("burst-lag", "devif", None, "burst of 24: arrival after libusb's callback, median (ms)", "max", 10.0),
     ("burst-lag-p95", "devif", None, "burst of 24: arrival after libusb's callback, p95 (ms)", "max", 50.0),
     ("storm-reported", "devif", None, "storm (300 random plugs and unplugs of 24): devices libusb's callback saw that devif reported (%)", "min", 99.0),

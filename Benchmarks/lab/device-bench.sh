@@ -199,12 +199,14 @@ fi
 
 # ---- idle RSS ------------------------------------------------------------
 # rss IMPL READY-PATTERN CMD...: start CMD, wait for its first line (or the
-# READY pattern), stay idle 3 s (the measured period), read VmRSS, SIGINT it.
+# READY pattern), stay idle 3 s (the measured period), read VmRSS and
+# RssAnon (the process's own memory, without the file pages it maps: a
+# binary's code is mapped in 64 KiB windows around each page first used), SIGINT it.
 # The start wait is bounded at 20 s: a debug devif-usb in the loaded,
 # emulated VM once needed more than 5 s to enumerate and print.
 rss() {
   local impl=$1 ready=$2; shift 2
-  local fifo=$scratch/rss.fifo line kib pid rc
+  local fifo=$scratch/rss.fifo line kib anon pid rc
   rm -f "$fifo"; mkfifo "$fifo" || { log "idle-rss $impl: FAILED: mkfifo $fifo"; failures+=("idle-rss $impl"); return 1; }
   # A background job of a script starts with SIGINT ignored; restore it, or
   # the SIGINT below would be lost (env execs, so $! is the program itself).
@@ -222,8 +224,11 @@ rss() {
   local drain=$!
   sleep 3   # the idle period being measured, not a synchronisation
   local key value _
-  kib=""
-  while read -r key value _; do [[ $key == VmRSS: ]] && kib=$value; done 2>/dev/null <"/proc/$pid/status"
+  kib="" anon=""
+  while read -r key value _; do
+    [[ $key == VmRSS: ]] && kib=$value
+    [[ $key == RssAnon: ]] && anon=$value
+  done 2>/dev/null <"/proc/$pid/status"
   kill -INT "$pid" 2>/dev/null
   # Bounded wait for the exit: SIGKILL after 10 s.
   { sleep 10; kill -KILL "$pid" 2>/dev/null; } &
@@ -235,7 +240,8 @@ rss() {
   rm -f "$fifo"
   if [[ -z $kib ]]; then log "idle-rss $impl: FAILED: the process had exited before the reading (exit $rc): $(tail -n 2 "$work/rss-stderr.txt" | tr '\n' ' ')"; failures+=("idle-rss $impl"); return 1; fi
   printf '{"impl":"%s","measure":"idle-rss","unit":"KiB","value":%s}\n' "$impl" "$kib" >>"$samples"
-  log "idle-rss $impl: $kib KiB (exit $rc after SIGINT)"
+  [[ -n $anon ]] && printf '{"impl":"%s","measure":"idle-rss-anon","unit":"KiB","value":%s}\n' "$impl" "$anon" >>"$samples"
+  log "idle-rss $impl: $kib KiB, of which anonymous $anon KiB (exit $rc after SIGINT)"
 }
 want idle-rss && for ((i = 1; i <= RUNS; i++)); do
   # --enumerate: its first line (a device already present) shows it has
@@ -285,9 +291,12 @@ fi
 # event) is timed on the first gadget's node with it alone plugged (besides
 # the root hubs), then with all 32: its time must not grow with the devices
 # present. Then lsusb and `devif-usb list` alternate with 32.
-rules_names() { # IMPL NODE: RUNS timed `devif-usb rules names NODE`
-  for ((i = 1; i <= RUNS; i++)); do
-    run "rules-names $1 $i/$RUNS" 60 "$BASELINES/walltime" --measure rules-names --impl "$1" --note "node $2" -- \
+# Three calls a run: each is one process start of 130-200 ms in this VM,
+# whose spread alone moved five-call medians by 20-30%.
+rules_names() { # IMPL NODE: 3 x RUNS timed `devif-usb rules names NODE`
+  local calls=$((3 * RUNS))
+  for ((i = 1; i <= calls; i++)); do
+    run "rules-names $1 $i/$calls" 60 "$BASELINES/walltime" --measure rules-names --impl "$1" --note "node $2" -- \
       "$DEVIF_USB" rules names --builtin-classes-only "$2"
   done
 }
