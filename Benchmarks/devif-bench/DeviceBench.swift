@@ -173,12 +173,16 @@ struct BulkOutBench: AsyncParsableCommand {
     @Option(help: "Bytes per transfer.") var transferSize = 16384
     @Option(help: "Transfers in flight.") var transfers = 8
     @Option(help: "Seconds to measure.") var seconds = 3.0
+    // What filling costs: the first `transfers` writes each get a new
+    // buffer, so zeroing those leaves every buffer zeros for good.
+    @Flag(help: "Zero only the first --transfers pieces (each a new buffer), then write without filling, as the C program resubmits buffers it zeroed once (a diagnostic, not the row).") var fillOnce = false
 
     func run() async throws {
         let (manager, link) = try await openManager(device, kind: .usb)
         defer { manager.stop() }
         let handle = try manager.openUSB(link)
         defer { handle.close() }
+        let fillOnce = self.fillOnce, transfers = self.transfers
         let stream = try handle.outStream(endpoint: endpoint, transferSize: transferSize, transfers: transfers)
         let stop = Atomic<Bool>(false)
         let failure = Mutex<HandleError?>(nil)
@@ -189,8 +193,11 @@ struct BulkOutBench: AsyncParsableCommand {
         let piece = transferSize
         let writer = Thread {
             do throws(HandleError) {
+                var n = 0
                 while !stop.load(ordering: .relaxed) {
-                    try stream.write(count: piece) { region, _ in region.initializeMemory(as: UInt8.self, repeating: 0) }
+                    let fill = !fillOnce || n < transfers
+                    n += 1
+                    try stream.write(count: piece) { region, _ in if fill { region.initializeMemory(as: UInt8.self, repeating: 0) } }
                 }
             } catch { failure.withLock { $0 = error } }
             done.signal()
