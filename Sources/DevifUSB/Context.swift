@@ -92,6 +92,8 @@ package final class USBContext: @unchecked Sendable {  // `raw` is immutable; li
             s.thread = try JoinableThread(name: onDemand ? "devif-usb-io" : "devif-hotplug") {
                 [running, eventThread, demand, wake, beforeIdle] in
                 eventThread.recordCurrent()
+                // Every callback on the handles' thread is a completion's.
+                if onDemand { CompletionThread.markCurrentThread() }
                 var batch: [UnownedJob] = []
                 batch.reserveCapacity(16)
                 while running.value.load(ordering: .acquiring) {
@@ -183,11 +185,16 @@ package enum CompletionThread {
     package static var isInside: Bool { pthread_getspecific(key) != nil }
 
     static func run(_ body: () -> Void) {
-        let outer = pthread_getspecific(key)
+        // Marked for good (the handles' event thread): one lookup per
+        // completion there instead of three.
+        if pthread_getspecific(key) != nil { return body() }
         pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
-        defer { pthread_setspecific(key, outer) }
+        defer { pthread_setspecific(key, nil) }
         body()
     }
+
+    /// Marks the calling thread as running completions from now on.
+    static func markCurrentThread() { pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1)) }
 }
 
 /// A thread id a thread's closure can hold without holding its owner.

@@ -83,23 +83,19 @@ public struct MSOS10ProbeMemory: Sendable {
 
     // MARK: The process's registry
 
-    private final class WeakRegistry: Sendable {
-        weak let registry: InstanceRegistry?
-        init(_ registry: InstanceRegistry) { self.registry = registry }
-    }
-    private static let latest = Mutex<WeakRegistry?>(nil)
+    private static let latest = Mutex<WeakReference<InstanceRegistry>?>(nil)
 
     /// Called by every ``InstanceRegistry`` as it opens: sources that
     /// remember facts per model (the USB source's MS OS 1.0 probe) use the
     /// latest registry still open, so one `DeviceManager` needs no wiring
     /// for it. Held weakly: a closed registry is not kept open by this.
     static func registryOpened(_ registry: InstanceRegistry) {
-        latest.withLock { $0 = WeakRegistry(registry) }
+        latest.withLock { $0 = WeakReference(registry) }
     }
 
     /// The memory of the process's most recently opened registry still open
     /// (see `registryOpened(_:)`); nil when there is none.
     public static var current: MSOS10ProbeMemory? {
-        latest.withLock { $0?.registry }.map { MSOS10ProbeMemory(store: $0.store) }
+        latest.withLock { $0?.object }.map { MSOS10ProbeMemory(store: $0.store) }
     }
 }

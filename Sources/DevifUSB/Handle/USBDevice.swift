@@ -271,7 +271,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
     struct State {
         var phase = Phase.open
         /// Transfers libusb owns now.
-        var pending: [ObjectIdentifier: TransferBox] = [:]
+        var pending = PendingTransfers()
         /// Calls using the libusb handle outside transfers (claim, clear halt).
         var users = 0
         var claimed: Set<Int> = []
@@ -385,7 +385,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         let inFlight = state.withLock { s -> [TransferBox] in
             guard s.phase == .open else { return [] }
             s.phase = .removed
-            return Array(s.pending.values)
+            return s.pending.boxes
         }
         for box in inFlight { box.cancel() }
     }
@@ -406,7 +406,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
                 w = TransferWaiter()
                 s.closeWaiters.append(w!)
             }
-            return (Array(s.pending.values), teardown, w)
+            return (s.pending.boxes, teardown, w)
         }
         for box in inFlight { box.cancel() }
         if teardown {
@@ -445,18 +445,17 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
                 pumped: Bool = false,
                 completion: @escaping @Sendable (TransferBox, Result<Int, USBError>) -> Void) throws(USBError) {
         try submit(box, type: type, endpoint: endpoint, length: length, timeout: timeout, zlp: zlp, pumped: pumped,
-                   wrapped: wrap(box, pumped: pumped, completion))
+                   wrapped: wrap(pumped: pumped, completion))
     }
 
     /// The completion `submit` hands to the box: it unregisters the box and
     /// maps the status (see `finished`). A caller that resubmits one box
     /// again and again (``USBReader``) makes it once and passes it to
     /// `submit(_:...wrapped:)`, so a resubmission allocates nothing.
-    func wrap(_ box: TransferBox, pumped: Bool = false,
+    func wrap(pumped: Bool = false,
               _ completion: @escaping @Sendable (TransferBox, Result<Int, USBError>) -> Void) -> TransferBox.Completion {
-        let id = ObjectIdentifier(box)
         return { [self] box, result in
-            finished(id, box, result, completion)
+            finished(box, result, completion)
             if !pumped { transport.endAsync() }
         }
     }
@@ -475,14 +474,13 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
 
     private func submitRegistered(_ box: TransferBox, type: USBEndpoint.TransferType, endpoint: UInt8, length: Int, timeout: Duration?,
                                   zlp: Bool, wrapped: @escaping TransferBox.Completion) throws(USBError) {
-        let id = ObjectIdentifier(box)
         // Registered first and submitted outside the lock: the submission is
         // an ioctl that takes usbfs's device lock, and holding this one
         // across it made the completions of the device's other transfers (on
         // the event thread) wait for every submission from another thread.
         if let refused = state.withLock({ s -> USBError? in
             if let r = refusal(s.phase, name(of: box)) { return r }
-            s.pending[id] = box
+            s.pending.insert(box)
             return nil
         }) { throw refused }
         #if DEBUG
@@ -494,7 +492,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         } catch {
             // A close that came meanwhile waits for this box to leave `pending`.
             let teardown = state.withLock { s -> Bool in
-                s.pending[id] = nil
+                s.pending.remove(box)
                 return shouldTearDown(&s)
             }
             if teardown { DispatchQueue.global().async { self.tearDown() } }
@@ -509,7 +507,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         if state.withLock({ $0.phase != .open }) { box.cancel() }
     }
 
-    private func finished(_ id: ObjectIdentifier, _ box: TransferBox, _ result: TransferResult,
+    private func finished(_ box: TransferBox, _ result: TransferResult,
                           _ completion: @Sendable (TransferBox, Result<Int, USBError>) -> Void) {
         // During an unplug a transfer may fail with a protocol error a few
         // milliseconds before usbfs sees the disconnect (seen in the lab:
@@ -525,7 +523,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
             }
         }
         let (phase, teardown) = state.withLock { s -> (Phase, Bool) in
-            s.pending[id] = nil
+            s.pending.remove(box)
             let phase = s.phase
             return (phase, shouldTearDown(&s))
         }
@@ -597,7 +595,7 @@ final class USBDeviceCore: @unchecked Sendable {  // immutable after init except
         let box = try TransferBox(capacity: capacity, transport: transport)
         box.operation = operation()
         let waiter = TransferWaiter()
-        return SyncSlot(box: box, waiter: waiter, completion: wrap(box, pumped: true) { _, r in waiter.finish(r) })
+        return SyncSlot(box: box, waiter: waiter, completion: wrap(pumped: true) { _, r in waiter.finish(r) })
     }
 
     /// An endpoint address's place among the 32 (number 0-15, IN or OUT).

@@ -146,7 +146,8 @@ extension USBInStream {
                                              operation: "stream from " + core.describe(endpoint))
             queue = try TransferQueue(core: core, endpoint: endpoint, depth: 2 * transfers, transferSize: transferSize,
                                       timeout: timeout, operation: "stream from " + core.describe(endpoint))
-            queue.setCompletionHook { [weak self] result in self?.completed(result) }
+            let engine = WeakReference(self)
+            queue.setCompletionHook { result in engine.object?.completed(result) }
             refill()
             if let error = state.withLock({ $0.end }) {
                 stop()

@@ -18,6 +18,12 @@ import Synchronization
 /// and the completion still runs the device's bookkeeping (the transfer is
 /// no longer in flight, the event thread's demand is given back) while the
 /// owner's part, held weakly, finds nothing to deliver to.
+///
+/// Its mutable fields are `@exclusivity(unchecked)`: each is written only by
+/// the owner while the box is idle or under a lock (the box's, its queue's
+/// or its device's), and the runtime's check of every access cost a
+/// thread-local lookup per field per transfer on the event thread (`perf`
+/// in the lab VM).
 package final class TransferBox: @unchecked Sendable {  // fields are written only in `idle` by the owner, or under `lock`
     enum Phase { case idle, pending }
 
@@ -28,16 +34,19 @@ package final class TransferBox: @unchecked Sendable {  // fields are written on
     /// The transport's own per-transfer memory (libusb: its `libusb_transfer`).
     package let native: UnsafeMutableRawPointer?
     /// For control transfers the first 8 bytes are the setup packet.
-    package private(set) var buffer: UnsafeMutableRawBufferPointer
+    @exclusivity(unchecked) package private(set) var buffer: UnsafeMutableRawBufferPointer
     private let lock = Mutex<(phase: Phase, cancelRequested: Bool)>((.idle, false))
-    private var completion: Completion?
+    @exclusivity(unchecked) private var completion: Completion?
     /// Names the transfer in errors, e.g. `bulk IN 0x81 on /dev/bus/usb/001/002`.
     var operation = ""
     /// A ``TransferQueue``'s box: its completion as the device wraps it
     /// (made once, set before the box is first handed out) and, under the
     /// queue's lock, the result of its last submission until it is taken.
-    var queueCompletion: Completion?
-    var queueResult: Result<Int, USBError>?
+    @exclusivity(unchecked) var queueCompletion: Completion?
+    @exclusivity(unchecked) var queueResult: Result<Int, USBError>?
+    /// Its place in its device's pending transfers (under the device's
+    /// lock; -1: not pending). See `PendingTransfers`.
+    @exclusivity(unchecked) var pendingIndex = -1
     /// The control pipe's reused box: the request it carries now (type,
     /// request, value, index), named only if it fails.
     var controlSetup: (requestType: UInt8, request: UInt8, value: UInt16, index: UInt16)?
@@ -133,7 +142,7 @@ package final class TransferBox: @unchecked Sendable {  // fields are written on
 
     /// The last timeout converted, kept because a reused box is usually
     /// submitted with the same one (the conversion is 128-bit arithmetic).
-    private var lastTimeout: (Duration?, UInt32) = (nil, 0)
+    @exclusivity(unchecked) private var lastTimeout: (Duration?, UInt32) = (nil, 0)
 
     /// libusb's timeout: whole milliseconds, at least 1; 0 (none) for nil or
     /// not positive.

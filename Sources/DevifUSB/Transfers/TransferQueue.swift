@@ -190,7 +190,8 @@ package final class TransferQueue: Sendable {
         made.operation = operation
         // Weak: the queue holds its completions. A dropped queue cancels
         // its boxes, whose completions then deliver to nothing.
-        let completion = core.wrap(made) { [weak self] box, result in self?.completed(box, result) }
+        let queue = WeakReference(self)
+        let completion = core.wrap { box, result in queue.object?.completed(box, result) }
         // Made with the box, so a submission allocates nothing; set before
         // the box is handed out (the queue's lock publishes it).
         made.queueCompletion = completion
