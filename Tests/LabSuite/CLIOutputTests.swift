@@ -65,7 +65,7 @@ func registerCLIOutputTests(_ r: inout LabRunner) {
         try Devlab.run(["create", "tr1", "composite", "--vid", "1209", "--pid", "0c10", "--serial", "LAB-TREE-1",
                         "--manufacturer", "devif lab", "--product", "Tree composite"])
         let plugged = try Devlab.plug("tr1")
-        defer { try? Devlab.run(["remove", "tr1"]) }
+        defer { _ = try? Devlab.run(["remove", "tr1"]) }
         try settleUdev()
         let listed = try cliList([], registry: registry).filter { ($0["productId"] as? String) == "0c10" }
         try expectEqual(listed.count, 4, "instances of the composite 1209:0c10")
@@ -120,10 +120,10 @@ func registerCLIOutputTests(_ r: inout LabRunner) {
         // watcher prints it, the watcher is watching.
         try Devlab.run(["create", "hs0", "uhid", "--vid", "1209", "--pid", "0c0e", "--serial", "LAB-HS-0"])
         try Devlab.plug("hs0")
-        defer { try? Devlab.run(["remove", "hs0"]) }
+        defer { _ = try? Devlab.run(["remove", "hs0"]) }
         try Devlab.run(["create", "hs1", "loopback", "--vid", "1209", "--pid", "0c0f", "--serial", serial,
                         "--manufacturer", "devif lab", "--product", product])
-        defer { try? Devlab.run(["remove", "hs1"]) }
+        defer { _ = try? Devlab.run(["remove", "hs1"]) }
         try settleUdev()
         let common = ["--registry", registry, "--classes-dir", LabClasses.folder]
         let watcher = try LineReader(devifUSBPath, ["watch", "--enumerate", "--timeout", "120"] + common)
@@ -200,9 +200,9 @@ func registerCLIOutputTests(_ r: inout LabRunner) {
                    "\(consumer) is not built: Lab/test builds it with Scripts/consumer before the VM boots")
         try LabClasses.install()
         try Devlab.run(["create", "cn1", "loopback", "--vid", "1209", "--pid", "0c12", "--serial", "LAB-CONS-1"])
-        defer { try? Devlab.run(["remove", "cn1"]) }
+        defer { _ = try? Devlab.run(["remove", "cn1"]) }
         try Devlab.run(["create", "cn2", "hid", "--vid", "1209", "--pid", "0c13", "--serial", "LAB-CONS-2"])
-        defer { try? Devlab.run(["remove", "cn2"]) }
+        defer { _ = try? Devlab.run(["remove", "cn2"]) }
         let env = ["DEVIF_CLASSES_PATH=\(LabClasses.folder)", consumer]
 
         let watcher = try LineReader("/usr/bin/env", env + ["watch", "2", "60"])
