@@ -266,6 +266,7 @@ struct BulkLoopbackBench: AsyncParsableCommand {
     /// `rounds` warm write+read pairs into preallocated buffers.
     private func countedRounds(_ handle: USBHandle, _ rounds: Int, _ out: UnsafeMutableRawBufferPointer,
                                _ back: UnsafeMutableRawBufferPointer) throws {
+        let chunk = self.chunk, outEndpoint = self.outEndpoint, inEndpoint = self.inEndpoint
         for k in 0..<rounds {
             for i in 0..<chunk { out[i] = UInt8(truncatingIfNeeded: i &+ k) }
             try handle.write(endpoint: outEndpoint, from: UnsafeRawBufferPointer(out), timeout: .seconds(5))
@@ -279,6 +280,9 @@ struct BulkLoopbackBench: AsyncParsableCommand {
     /// The synchronous calls, as the C baseline makes them (in an async
     /// context Swift would pick the async overloads).
     private func pingPong(_ handle: USBHandle) throws -> (bytes: UInt64, nanoseconds: UInt64) {
+        // Locals, as the C program's: each read of an @Option property
+        // instantiates generic metadata at run time (seen in perf, per round).
+        let chunk = self.chunk, outEndpoint = self.outEndpoint, inEndpoint = self.inEndpoint, seconds = self.seconds
         var pattern = [UInt8](repeating: 0, count: chunk)
         var echo = [UInt8](repeating: 0, count: chunk)
         var round: UInt8 = 0
