@@ -291,10 +291,11 @@ fi
 # event) is timed on the first gadget's node with it alone plugged (besides
 # the root hubs), then with all 32: its time must not grow with the devices
 # present. Then lsusb and `devif-usb list` alternate with 32.
-# Three calls a run: each is one process start of 130-200 ms in this VM,
-# whose spread alone moved five-call medians by 20-30%.
+# rules-names and list-32 time three calls a run: each is one process
+# start of 130-400 ms in this VM, whose spread alone moved five-call
+# medians by 20-30%.
+calls=$((3 * RUNS))
 rules_names() { # IMPL NODE: 3 x RUNS timed `devif-usb rules names NODE`
-  local calls=$((3 * RUNS))
   for ((i = 1; i <= calls; i++)); do
     run "rules-names $1 $i/$calls" 60 "$BASELINES/walltime" --measure rules-names --impl "$1" --note "node $2" -- \
       "$DEVIF_USB" rules names --builtin-classes-only "$2"
@@ -327,8 +328,7 @@ if want list-32 || want rules-names; then
   log "32 loopback gadgets plugged"
   want rules-names && [[ -n $DEVIF_USB ]] && rules_names devif-usb-rules-names-32 "$first_node"
   if want list-32; then
-    # 3 x RUNS each, alternating: one process start each, as rules-names.
-    calls=$((3 * RUNS))
+    # 3 x RUNS each (calls, above), alternating.
     for ((i = 1; i <= calls; i++)); do
       run "list-32 lsusb $i/$calls" 60 "$BASELINES/walltime" --measure list-32 --impl lsusb --note "32 devices" -- lsusb
       [[ -n $DEVIF_USB ]] && run "list-32 devif $i/$calls" 60 "$BASELINES/walltime" --measure list-32 --impl devif-usb-list --note "32 devices" -- "$DEVIF_USB" list

@@ -414,8 +414,8 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
     private func closeBook() {
         let state = book.withLock { t -> LoopState? in
             guard !t.closed else { return nil }
-            for flag in t.usbAssemblies.abandons.values { flag.value.store(true, ordering: .releasing) }
-            for flag in t.kernelAssemblies.abandons.values { flag.value.store(true, ordering: .releasing) }
+            t.usbAssemblies.abandonAll()
+            t.kernelAssemblies.abandonAll()
             defer { t = LoopState(); t.closed = true }
             return t
         }
@@ -445,6 +445,11 @@ final class USBSourceRun: @unchecked Sendable {  // immutable after init except 
         var toAssemble: [Key: (raw: RawDevice, fromWalk: Bool)] = [:]
         /// The abandon flag of each assembly running.
         var abandons: [Key: Flag] = [:]
+
+        /// Tells every running assembly to give up (the source is stopping).
+        func abandonAll() {
+            for flag in abandons.values { flag.value.store(true, ordering: .releasing) }
+        }
     }
 
     private func handle(_ item: USBWork, _ t: inout LoopState) {
